@@ -1,0 +1,181 @@
+package tlog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+// LeafHash returns the RFC 6962 leaf hash of a log entry.
+func LeafHash(entry []byte) Hash {
+	return Hash(rfc6962.DefaultHasher.HashLeaf(entry))
+}
+
+// hashChildren is the RFC 6962 interior node hash.
+func hashChildren(l, r []byte) []byte { return rfc6962.DefaultHasher.HashChildren(l, r) }
+
+// RangeFactory builds RFC 6962 compact ranges.
+var RangeFactory = &compact.RangeFactory{Hash: hashChildren}
+
+// TileReader reads hash tiles. ReadTile returns the first width hashes of the
+// tile at level and index, concatenated (width 0 means all 256). The caller
+// only asks for tiles and widths that exist in a tree size the reader has
+// committed to; the reader may return an error wrapping a not-found error
+// otherwise.
+type TileReader interface {
+	ReadTile(ctx context.Context, level, index uint64, width uint8) ([]byte, error)
+}
+
+// HashReader returns the hashes of perfect subtrees (complete nodes) of one
+// tree, in the order asked.
+type HashReader interface {
+	ReadHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error)
+}
+
+// TileHashReader is a [HashReader] over the tiles of a tree of a fixed size.
+// It caches the tiles it has read; it is not safe for concurrent use.
+type TileHashReader struct {
+	size  uint64
+	r     TileReader
+	tiles map[[2]uint64][]byte
+}
+
+// NewTileHashReader returns a HashReader for the tree of the given size
+// whose tiles r reads.
+func NewTileHashReader(size uint64, r TileReader) *TileHashReader {
+	return &TileHashReader{size: size, r: r, tiles: make(map[[2]uint64][]byte)}
+}
+
+// ReadHashes implements [HashReader]. Every node must be complete in the
+// tree of the reader's size.
+func (h *TileHashReader) ReadHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		b, err := h.node(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, error) {
+	if id.Level >= 64 {
+		return nil, fmt.Errorf("node %+v: level out of range", id)
+	}
+	if first, end := id.Coverage(); end > h.size || end <= first {
+		return nil, fmt.Errorf("node %+v is not complete in a tree of size %d", id, h.size)
+	}
+	// The node is the root of 2^sub hashes of the bottom row of a tile.
+	tileLevel, tileIndex, sub, pos := layout.NodeCoordsToTileAddress(uint64(id.Level), id.Index)
+	key := [2]uint64{tileLevel, tileIndex}
+	tile, ok := h.tiles[key]
+	if !ok {
+		t, ok := TileForSize(tileLevel, tileIndex, h.size)
+		if !ok {
+			return nil, fmt.Errorf("tile %d/%d is not in a tree of size %d", tileLevel, tileIndex, h.size)
+		}
+		b, err := h.r.ReadTile(ctx, t.Level, t.Index, t.Width)
+		if err != nil {
+			return nil, fmt.Errorf("reading tile %s: %w", t.Path(), err)
+		}
+		if len(b) != t.Count()*HashSize {
+			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(b), t.Count()*HashSize)
+		}
+		tile = b
+		h.tiles[key] = tile
+	}
+	first, n := int(pos)<<sub, 1<<sub
+	if (first+n)*HashSize > len(tile) {
+		return nil, fmt.Errorf("tile %d/%d too short for node %+v", tileLevel, tileIndex, id)
+	}
+	row := make([][]byte, n)
+	for i := range row {
+		row[i] = tile[(first+i)*HashSize : (first+i+1)*HashSize]
+	}
+	for len(row) > 1 {
+		for i := 0; i < len(row)/2; i++ {
+			row[i] = hashChildren(row[2*i], row[2*i+1])
+		}
+		row = row[:len(row)/2]
+	}
+	return row[0], nil
+}
+
+// InclusionProof returns the RFC 6962 inclusion proof of the leaf at index
+// in the tree of the given size, reading node hashes from r.
+func InclusionProof(ctx context.Context, r HashReader, index, size uint64) ([][]byte, error) {
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	return readProof(ctx, r, nodes)
+}
+
+// ConsistencyProof returns the RFC 6962 consistency proof from the tree of
+// size old to the tree of size new, reading node hashes from r. It is empty
+// when old is 0 or old equals new.
+func ConsistencyProof(ctx context.Context, r HashReader, old, new uint64) ([][]byte, error) {
+	nodes, err := proof.Consistency(old, new)
+	if err != nil {
+		return nil, fmt.Errorf("consistency proof: %w", err)
+	}
+	return readProof(ctx, r, nodes)
+}
+
+func readProof(ctx context.Context, r HashReader, nodes proof.Nodes) ([][]byte, error) {
+	hashes, err := r.ReadHashes(ctx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, hashChildren)
+}
+
+// TreeHash returns the root of the tree of the given size, reading node
+// hashes from r.
+func TreeHash(ctx context.Context, r HashReader, size uint64) (Hash, error) {
+	if size == 0 {
+		return EmptyRoot, nil
+	}
+	ids := compact.RangeNodes(0, size, nil)
+	hashes, err := r.ReadHashes(ctx, ids)
+	if err != nil {
+		return Hash{}, err
+	}
+	cr, err := RangeFactory.NewRange(0, size, hashes)
+	if err != nil {
+		return Hash{}, err
+	}
+	root, err := cr.GetRootHash(nil)
+	if err != nil {
+		return Hash{}, err
+	}
+	return Hash(root), nil
+}
+
+// VerifyInclusion checks that leafHash is at index in the tree of the given
+// size and root. It returns nil or an error explaining the mismatch.
+func VerifyInclusion(index, size uint64, leafHash Hash, hashes [][]byte, root Hash) error {
+	return proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, leafHash[:], hashes, root[:])
+}
+
+// VerifyConsistency checks that the tree of size new and root newRoot
+// extends the tree of size old and root oldRoot.
+func VerifyConsistency(old, new uint64, hashes [][]byte, oldRoot, newRoot Hash) error {
+	return proof.VerifyConsistency(rfc6962.DefaultHasher, old, new, hashes, oldRoot[:], newRoot[:])
+}
+
+// TileSlot locates a tree node in the bottom row of a tile: nodes at heights
+// that are multiples of 8 are stored, at position pos of tile (level, index).
+// ok is false for the nodes inside tiles, which are recomputed on demand.
+func TileSlot(id compact.NodeID) (level, index uint64, pos int, ok bool) {
+	if id.Level%TileHeight != 0 {
+		return 0, 0, 0, false
+	}
+	return uint64(id.Level / TileHeight), id.Index / TileWidth, int(id.Index % TileWidth), true
+}
