@@ -1,0 +1,229 @@
+package measure
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Leaf is one configuration leaf with everything needed to recompute its
+// hash. Leaves hold salts: a Measurement is as sensitive as the VM secret
+// for the values it contains (with a salt, a guessable value can be
+// confirmed offline).
+type Leaf struct {
+	Index   uint64   `json:"index"`
+	Name    string   `json:"name"`
+	Type    Type     `json:"type"`
+	Value   HexBytes `json:"value"`
+	Display string   `json:"display"` // informative; not hashed, not checked
+	Salt    Digest   `json:"salt"`
+	Hash    Digest   `json:"leaf_hash"`
+}
+
+// PackageLeaf is one leaf of the package subtree.
+type PackageLeaf struct {
+	Index uint64 `json:"index"`
+	Package
+	Salt Digest `json:"salt"`
+	Hash Digest `json:"leaf_hash"`
+}
+
+// Measurement is a measured configuration: every leaf in tree order, the
+// package subtree, and the root. It is the agent's manifest; encode it with
+// encoding/json.
+type Measurement struct {
+	Schema   string        `json:"schema"` // Schema
+	Root     Digest        `json:"root"`
+	Leaves   []Leaf        `json:"leaves"`             // NumLeaves leaves, index order = name order
+	Packages []PackageLeaf `json:"packages,omitempty"` // sorted by name; the subtree of packages.root
+}
+
+// Root measures cfg with secret and returns only the root. It is what a
+// customer's client calls to recompute the expected root of the
+// configuration they ordered.
+func Root(cfg *Config, secret Secret) (Digest, error) {
+	m, err := Measure(cfg, secret)
+	if err != nil {
+		return Digest{}, err
+	}
+	return m.Root, nil
+}
+
+// Measure validates cfg and computes its leaves, package subtree and root.
+func Measure(cfg *Config, secret Secret) (*Measurement, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pkgs := slices.Clone(cfg.Packages)
+	slices.SortFunc(pkgs, func(a, b Package) int { return strings.Compare(a.Name, b.Name) })
+	m := &Measurement{Schema: Schema}
+	pkgHashes := make([]Digest, len(pkgs))
+	for i, p := range pkgs {
+		s := PackageSalt(secret, p.Name)
+		h := LeafHash(PackageLeafInput(p, s))
+		pkgHashes[i] = h
+		m.Packages = append(m.Packages, PackageLeaf{Index: uint64(i), Package: p, Salt: s, Hash: h})
+	}
+
+	values := map[string][]byte{
+		NameMemoryBytes: u64(cfg.MemoryBytes),
+		NameCPUCount:    u64(cfg.CPUCount),
+	}
+	if cfg.CPUAffinity != "" {
+		values[NameCPUAffinity] = []byte(cfg.CPUAffinity)
+	}
+	for i, n := range cfg.NICs {
+		values[NICMACName(i)] = bytes.Clone(n.MAC[:])
+		values[NICVLANName(i)] = u64(uint64(n.VLAN))
+	}
+	for i, d := range cfg.Disks {
+		values[DiskTargetName(i)] = []byte(d.Target)
+		if d.SHA256 != nil {
+			values[DiskSHA256Name(i)] = bytes.Clone(d.SHA256[:])
+		}
+	}
+	if cfg.BootLoader != nil {
+		values[NameBootLoader] = bytes.Clone(cfg.BootLoader[:])
+	}
+	if cfg.Kernel != nil {
+		values[NameKernel] = bytes.Clone(cfg.Kernel[:])
+	}
+	if cfg.KernelCmdline != nil {
+		values[NameKernelCmdline] = []byte(*cfg.KernelCmdline)
+	}
+	if len(pkgs) > 0 {
+		r := treeRoot(pkgHashes)
+		values[NamePackagesRoot] = r[:]
+	}
+
+	specs, names := registry()
+	hashes := make([]Digest, len(names))
+	for i, name := range names {
+		typ := TypeAbsent
+		v, present := values[name]
+		if present {
+			typ = specs[name].typ
+		} else {
+			v = []byte{}
+		}
+		s := ParamSalt(secret, name)
+		h := LeafHash(LeafInput(name, typ, v, s))
+		hashes[i] = h
+		m.Leaves = append(m.Leaves, Leaf{
+			Index: uint64(i), Name: name, Type: typ, Value: v,
+			Display: Display(name, typ, v), Salt: s, Hash: h,
+		})
+	}
+	m.Root = treeRoot(hashes)
+	return m, nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// ErrMismatch reports a measurement, disclosure or proof that does not
+// recompute to the root it claims.
+var ErrMismatch = errors.New("does not recompute to the root")
+
+// Check recomputes m from its leaf values and salts alone (no secret): the
+// registered names in order, well-formed values, every leaf hash, the
+// package subtree and its root in packages.root, and m.Root. A manifest that
+// passes Check is exactly the tree whose root is m.Root.
+func (m *Measurement) Check() error {
+	if m.Schema != Schema {
+		return fmt.Errorf("%w: schema %q, want %q", ErrInvalid, m.Schema, Schema)
+	}
+	_, names := registry()
+	if len(m.Leaves) != len(names) {
+		return fmt.Errorf("%w: %d leaves, want %d", ErrInvalid, len(m.Leaves), len(names))
+	}
+	hashes := make([]Digest, len(names))
+	for i, l := range m.Leaves {
+		if l.Name != names[i] || l.Index != uint64(i) {
+			return fmt.Errorf("%w: leaf %d is %q at index %d, want %q", ErrInvalid, i, l.Name, l.Index, names[i])
+		}
+		if err := CheckParam(l.Name, l.Type, l.Value); err != nil {
+			return err
+		}
+		h := LeafHash(LeafInput(l.Name, l.Type, l.Value, l.Salt))
+		if h != l.Hash {
+			return fmt.Errorf("leaf %s: hash %v, recomputed %v: %w", l.Name, l.Hash, h, ErrMismatch)
+		}
+		hashes[i] = h
+	}
+	if err := m.checkPackages(); err != nil {
+		return err
+	}
+	if r := treeRoot(hashes); r != m.Root {
+		return fmt.Errorf("leaves recompute to %v, manifest says %v: %w", r, m.Root, ErrMismatch)
+	}
+	return nil
+}
+
+func (m *Measurement) checkPackages() error {
+	pr, _ := m.Leaf(NamePackagesRoot)
+	if len(m.Packages) == 0 {
+		if pr.Type != TypeAbsent {
+			return fmt.Errorf("%w: packages.root present but no packages listed", ErrInvalid)
+		}
+		return nil
+	}
+	hashes := make([]Digest, len(m.Packages))
+	for i, p := range m.Packages {
+		if p.Index != uint64(i) || (i > 0 && m.Packages[i-1].Name >= p.Name) {
+			return fmt.Errorf("%w: package %q at position %d (index %d) is out of order", ErrInvalid, p.Name, i, p.Index)
+		}
+		if p.Name == "" || p.Version == "" || len(p.Name) > 0xffff || len(p.Version) > 0xffff {
+			return fmt.Errorf("%w: package %d: name and version must be 1..65535 bytes", ErrInvalid, i)
+		}
+		h := LeafHash(PackageLeafInput(p.Package, p.Salt))
+		if h != p.Hash {
+			return fmt.Errorf("package %s: hash %v, recomputed %v: %w", p.Name, p.Hash, h, ErrMismatch)
+		}
+		hashes[i] = h
+	}
+	if r := treeRoot(hashes); pr.Type != TypeSubtree || !bytes.Equal(pr.Value, r[:]) {
+		return fmt.Errorf("package subtree recomputes to %v, packages.root holds %x: %w", r, []byte(pr.Value), ErrMismatch)
+	}
+	return nil
+}
+
+// CheckSecret checks that every salt in m is the one secret derives, in
+// addition to Check.
+func (m *Measurement) CheckSecret(secret Secret) error {
+	if err := m.Check(); err != nil {
+		return err
+	}
+	for _, l := range m.Leaves {
+		if l.Salt != ParamSalt(secret, l.Name) {
+			return fmt.Errorf("leaf %s: salt was not derived from this VM secret", l.Name)
+		}
+	}
+	for _, p := range m.Packages {
+		if p.Salt != PackageSalt(secret, p.Name) {
+			return fmt.Errorf("package %s: salt was not derived from this VM secret", p.Name)
+		}
+	}
+	return nil
+}
+
+// Leaf returns the leaf named name.
+func (m *Measurement) Leaf(name string) (Leaf, bool) {
+	i, ok := LeafIndex(name)
+	if !ok || int(i) >= len(m.Leaves) || m.Leaves[i].Name != name {
+		return Leaf{}, false
+	}
+	return m.Leaves[i], true
+}
+
+// Names returns the parameter names, never the values: what the
+// attestation's predicate lists.
+func (m *Measurement) Names() []string {
+	out := make([]string, len(m.Leaves))
+	for i, l := range m.Leaves {
+		out[i] = l.Name
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package vmconfig
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmledger/vmledger/agent/measure"
+)
+
+// Config is a parsed VM configuration. It differs from measure.Config only
+// in that images may still be files to hash; Resolve turns it into a
+// measure.Config.
+type Config struct {
+	MemoryBytes   uint64
+	CPUCount      uint64
+	CPUAffinity   string // canonical cpuset, "" = not pinned
+	NICs          []measure.NIC
+	Disks         []Disk
+	BootLoader    *Image // nil = none
+	Kernel        *Image // nil = none (no direct kernel boot)
+	KernelCmdline *string
+	Packages      []measure.Package
+}
+
+// Disk is one disk or removable drive.
+type Disk struct {
+	Target string
+	Image  *Image // nil = empty removable drive
+}
+
+// Image is a disk, bootloader or kernel image: either a file to hash or a
+// digest computed elsewhere, never both. A precomputed digest is trusted as
+// given; the file it names is not read.
+type Image struct {
+	Path   string
+	SHA256 *measure.Digest
+}
+
+// Sentinel errors; FieldError wraps one of them. They are measure's, so
+// errors.Is works the same on errors from both packages.
+var (
+	ErrMissing     = measure.ErrMissing
+	ErrInvalid     = measure.ErrInvalid
+	ErrAmbiguous   = measure.ErrAmbiguous
+	ErrUnsupported = errors.New("not supported by config schema v1")
+)
+
+// FieldError names the field of the input that is wrong, in the input's
+// own terms: "memory" or "nics[1].mac" for JSON and YAML, an XPath such as
+// "/domain/devices/interface[2]/mac/@address" for libvirt XML.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "field " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field string, sentinel error, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
+}
+
+func wrapField(field string, sentinel, err error) error {
+	return &FieldError{Field: field, Err: fmt.Errorf("%w: %w", sentinel, err)}
+}
+
+// Format is an input format.
+type Format string
+
+// Formats.
+const (
+	FormatJSON    Format = "json"
+	FormatYAML    Format = "yaml"
+	FormatLibvirt Format = "libvirt"
+)
+
+// Options carries what a libvirt domain XML cannot: the package list, from
+// a side file (see ParsePackages). It is ignored for JSON and YAML.
+type Options struct {
+	Packages []measure.Package
+}
+
+// Parse parses data in format f.
+func Parse(data []byte, f Format, opts Options) (*Config, error) {
+	switch f {
+	case FormatJSON:
+		return ParseJSON(data)
+	case FormatYAML:
+		return ParseYAML(data)
+	case FormatLibvirt:
+		return ParseLibvirt(data, opts)
+	}
+	return nil, fmt.Errorf("unknown format %q (want json, yaml or libvirt)", f)
+}

@@ -1,0 +1,402 @@
+package vmconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vmledger/vmledger/agent/measure"
+)
+
+// File is the documented JSON and YAML configuration format (the same
+// field names in both). Unknown fields, duplicate keys and a second YAML
+// document are refused.
+//
+//	{
+//	  "schema": "vmledger/config/v1",           // required, exactly this
+//	  "memory": "8GiB",                         // required; number + unit, see UnitScale; a bare number is refused
+//	  "cpu": {"count": 4, "affinity": "0-3,8"}, // count required (> 0); affinity optional, libvirt cpuset syntax
+//	  "nics": [                                 // optional, at most 16, in slot order
+//	    {"mac": "52:54:00:12:34:56", "vlan": 42} // mac required; vlan optional, 0 or missing = untagged
+//	  ],
+//	  "disks": [                                // optional, at most 16, in slot order
+//	    {"target": "vda", "path": "disk.qcow2"},   // a file, hashed by streaming (relative to the config file)
+//	    {"target": "vdb", "sha256": "<64 hex>"},   // or its digest, computed elsewhere
+//	    {"target": "sda", "empty": true}           // or an empty removable drive
+//	  ],
+//	  "boot": {                                 // optional
+//	    "loader": {"path": "/usr/share/OVMF/OVMF_CODE.fd"}, // or {"sha256": "..."}
+//	    "kernel": {"sha256": "..."},                        // or {"path": "..."}
+//	    "cmdline": "console=ttyS0 root=/dev/vda1"           // exact bytes; "" is present-but-empty
+//	  },
+//	  "packages": [                             // optional; names unique
+//	    {"name": "openssl", "version": "3.0.15-1", "manifest_sha256": "<64 hex>"}
+//	  ]
+//	}
+type File struct {
+	Schema   string        `json:"schema" yaml:"schema"`
+	Memory   *Size         `json:"memory" yaml:"memory"`
+	CPU      *FileCPU      `json:"cpu" yaml:"cpu"`
+	NICs     []FileNIC     `json:"nics" yaml:"nics"`
+	Disks    []FileDisk    `json:"disks" yaml:"disks"`
+	Boot     *FileBoot     `json:"boot" yaml:"boot"`
+	Packages []FilePackage `json:"packages" yaml:"packages"`
+}
+
+// FileCPU is File.CPU.
+type FileCPU struct {
+	Count    *uint64 `json:"count" yaml:"count"`
+	Affinity *string `json:"affinity" yaml:"affinity"`
+}
+
+// FileNIC is one of File.NICs.
+type FileNIC struct {
+	MAC  string  `json:"mac" yaml:"mac"`
+	VLAN *uint64 `json:"vlan" yaml:"vlan"`
+}
+
+// FileImage names an image by path or by digest.
+type FileImage struct {
+	Path   string `json:"path" yaml:"path"`
+	SHA256 string `json:"sha256" yaml:"sha256"`
+}
+
+// FileDisk is one of File.Disks.
+type FileDisk struct {
+	Target string `json:"target" yaml:"target"`
+	Path   string `json:"path" yaml:"path"`
+	SHA256 string `json:"sha256" yaml:"sha256"`
+	Empty  bool   `json:"empty" yaml:"empty"`
+}
+
+// FileBoot is File.Boot.
+type FileBoot struct {
+	Loader  *FileImage `json:"loader" yaml:"loader"`
+	Kernel  *FileImage `json:"kernel" yaml:"kernel"`
+	Cmdline *string    `json:"cmdline" yaml:"cmdline"`
+}
+
+// FilePackage is one of File.Packages.
+type FilePackage struct {
+	Name           string `json:"name" yaml:"name"`
+	Version        string `json:"version" yaml:"version"`
+	ManifestSHA256 string `json:"manifest_sha256" yaml:"manifest_sha256"`
+}
+
+// Size is a size written with a unit. It refuses bare numbers in JSON and
+// YAML.
+type Size struct{ Text string }
+
+// UnmarshalJSON accepts only a JSON string.
+func (s *Size) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '"' {
+		return fmt.Errorf("size %s has no unit: write a string such as \"%sGiB\" or \"%sb\"", abbrev(string(b)), b, b)
+	}
+	return json.Unmarshal(b, &s.Text)
+}
+
+// UnmarshalYAML accepts only a YAML string scalar.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		return fmt.Errorf("line %d: size %q has no unit: write e.g. %sGiB or %sb", n.Line, abbrev(n.Value), n.Value, n.Value)
+	}
+	s.Text = n.Value
+	return nil
+}
+
+// ParseJSON parses the JSON configuration format (see File).
+func ParseJSON(data []byte) (*Config, error) {
+	var f File
+	if err := decodeJSON(data, &f); err != nil {
+		return nil, err
+	}
+	return f.Config()
+}
+
+// ParseYAML parses the YAML configuration format (see File).
+func ParseYAML(data []byte) (*Config, error) {
+	var f File
+	if err := decodeYAML(data, &f); err != nil {
+		return nil, err
+	}
+	return f.Config()
+}
+
+// PackageFile is the side file that gives the packages of a libvirt domain:
+// {"packages": [...]} in JSON or YAML, entries as in File.
+type PackageFile struct {
+	Packages []FilePackage `json:"packages" yaml:"packages"`
+}
+
+// ParsePackages parses a PackageFile in FormatJSON or FormatYAML.
+func ParsePackages(data []byte, f Format) ([]measure.Package, error) {
+	var pf PackageFile
+	var err error
+	switch f {
+	case FormatJSON:
+		err = decodeJSON(data, &pf)
+	case FormatYAML:
+		err = decodeYAML(data, &pf)
+	default:
+		err = fmt.Errorf("package file format %q: want json or yaml", f)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if pf.Packages == nil {
+		return nil, fieldErr("packages", ErrMissing, "the package file has no \"packages\" list")
+	}
+	return convertPackages(pf.Packages, "packages")
+}
+
+func decodeJSON(data []byte, v any) error {
+	if err := checkDuplicateKeys(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			return wrapField(te.Field, ErrInvalid, fmt.Errorf("want %v, got JSON %s", te.Type, te.Value))
+		}
+		return fmt.Errorf("JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("JSON: trailing data after the configuration object")
+	}
+	return nil
+}
+
+func decodeYAML(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if err == io.EOF {
+			return errors.New("YAML: empty document")
+		}
+		return fmt.Errorf("YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return fmt.Errorf("%w: YAML: more than one document", ErrAmbiguous)
+	}
+	return nil
+}
+
+// checkDuplicateKeys refuses a JSON text in which an object repeats a key:
+// encoding/json would silently keep the last one.
+func checkDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var walk func(path string, depth int) error
+	walk = func(path string, depth int) error {
+		if depth > 64 {
+			return errors.New("JSON: nested too deeply")
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("JSON: %w", err)
+		}
+		switch t {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return fmt.Errorf("JSON: %w", err)
+				}
+				k, _ := kt.(string)
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if seen[k] {
+					return fieldErr(p, ErrAmbiguous, "key appears twice")
+				}
+				seen[k] = true
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if err := walk(path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		}
+		if err != nil {
+			return fmt.Errorf("JSON: %w", err)
+		}
+		return nil
+	}
+	return walk("", 0)
+}
+
+// Config validates f and converts it.
+func (f *File) Config() (*Config, error) {
+	if f.Schema == "" {
+		return nil, fieldErr("schema", ErrMissing, "add \"schema\": %q", measure.Schema)
+	}
+	if f.Schema != measure.Schema {
+		return nil, fieldErr("schema", ErrUnsupported, "%q, want %q", f.Schema, measure.Schema)
+	}
+	c := &Config{}
+	if f.Memory == nil {
+		return nil, fieldErr("memory", ErrMissing, "memory size is required, e.g. \"memory\": \"8GiB\"")
+	}
+	mem, err := ParseSize(f.Memory.Text)
+	if err != nil {
+		return nil, wrapField("memory", ErrInvalid, err)
+	}
+	if mem == 0 {
+		return nil, fieldErr("memory", ErrInvalid, "memory size is 0")
+	}
+	c.MemoryBytes = mem
+	if f.CPU == nil || f.CPU.Count == nil {
+		return nil, fieldErr("cpu.count", ErrMissing, "vCPU count is required, e.g. \"cpu\": {\"count\": 4}")
+	}
+	if *f.CPU.Count == 0 {
+		return nil, fieldErr("cpu.count", ErrInvalid, "vCPU count is 0")
+	}
+	c.CPUCount = *f.CPU.Count
+	if f.CPU.Affinity != nil {
+		cs, err := measure.CanonicalCPUSet(*f.CPU.Affinity)
+		if err != nil {
+			return nil, wrapField("cpu.affinity", ErrInvalid, err)
+		}
+		c.CPUAffinity = cs
+	}
+	if len(f.NICs) > measure.MaxNICs {
+		return nil, fieldErr("nics", ErrUnsupported, "%d NICs, at most %d", len(f.NICs), measure.MaxNICs)
+	}
+	for i, n := range f.NICs {
+		field := "nics[" + strconv.Itoa(i) + "]"
+		if n.MAC == "" {
+			return nil, fieldErr(field+".mac", ErrMissing, "MAC address is required")
+		}
+		mac, err := measure.ParseMAC(n.MAC)
+		if err != nil {
+			return nil, wrapField(field+".mac", ErrInvalid, err)
+		}
+		var vlan uint64
+		if n.VLAN != nil {
+			vlan = *n.VLAN
+		}
+		if vlan > measure.MaxVLAN {
+			return nil, fieldErr(field+".vlan", ErrInvalid, "VLAN %d out of range 0..%d (0 = untagged)", vlan, measure.MaxVLAN)
+		}
+		c.NICs = append(c.NICs, measure.NIC{MAC: mac, VLAN: uint16(vlan)})
+	}
+	if len(f.Disks) > measure.MaxDisks {
+		return nil, fieldErr("disks", ErrUnsupported, "%d disks, at most %d", len(f.Disks), measure.MaxDisks)
+	}
+	for i, d := range f.Disks {
+		field := "disks[" + strconv.Itoa(i) + "]"
+		if d.Target == "" {
+			return nil, fieldErr(field+".target", ErrMissing, "disk target (guest device name, e.g. \"vda\") is required")
+		}
+		disk := Disk{Target: d.Target}
+		if d.Empty {
+			if d.Path != "" || d.SHA256 != "" {
+				return nil, fieldErr(field, ErrAmbiguous, "\"empty\": true together with an image")
+			}
+		} else {
+			img, err := convertImage(FileImage{Path: d.Path, SHA256: d.SHA256}, field)
+			if err != nil {
+				return nil, err
+			}
+			disk.Image = img
+		}
+		c.Disks = append(c.Disks, disk)
+	}
+	if f.Boot != nil {
+		if f.Boot.Loader != nil {
+			if c.BootLoader, err = convertImage(*f.Boot.Loader, "boot.loader"); err != nil {
+				return nil, err
+			}
+		}
+		if f.Boot.Kernel != nil {
+			if c.Kernel, err = convertImage(*f.Boot.Kernel, "boot.kernel"); err != nil {
+				return nil, err
+			}
+		}
+		c.KernelCmdline = f.Boot.Cmdline
+	}
+	if c.Packages, err = convertPackages(f.Packages, "packages"); err != nil {
+		return nil, err
+	}
+	return c, c.check()
+}
+
+func convertImage(fi FileImage, field string) (*Image, error) {
+	switch {
+	case fi.Path != "" && fi.SHA256 != "":
+		return nil, fieldErr(field, ErrAmbiguous, "give \"path\" or \"sha256\", not both")
+	case fi.Path != "":
+		return &Image{Path: fi.Path}, nil
+	case fi.SHA256 != "":
+		d, err := measure.ParseDigest(fi.SHA256)
+		if err != nil {
+			return nil, wrapField(field+".sha256", ErrInvalid, err)
+		}
+		return &Image{SHA256: &d}, nil
+	}
+	return nil, fieldErr(field, ErrMissing, "an image needs \"path\" (a file to hash) or \"sha256\" (its digest)")
+}
+
+func convertPackages(fps []FilePackage, field string) ([]measure.Package, error) {
+	var out []measure.Package
+	seen := map[string]bool{}
+	for i, p := range fps {
+		f := field + "[" + strconv.Itoa(i) + "]"
+		if p.Name == "" {
+			return nil, fieldErr(f+".name", ErrMissing, "package name is required")
+		}
+		if p.Version == "" {
+			return nil, fieldErr(f+".version", ErrMissing, "package %q has no version", p.Name)
+		}
+		if p.ManifestSHA256 == "" {
+			return nil, fieldErr(f+".manifest_sha256", ErrMissing, "package %q has no manifest_sha256", p.Name)
+		}
+		d, err := measure.ParseDigest(p.ManifestSHA256)
+		if err != nil {
+			return nil, wrapField(f+".manifest_sha256", ErrInvalid, err)
+		}
+		if seen[p.Name] {
+			return nil, fieldErr(f+".name", ErrAmbiguous, "package %q is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		out = append(out, measure.Package{Name: p.Name, Version: p.Version, ManifestSHA256: d})
+	}
+	return out, nil
+}
+
+// check runs measure's validation on everything that does not need the
+// images, so that a bad configuration fails before any file is hashed.
+func (c *Config) check() error {
+	mc := c.skeleton()
+	if err := mc.Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// skeleton is c as a measure.Config with placeholder digests.
+func (c *Config) skeleton() *measure.Config {
+	mc := &measure.Config{
+		MemoryBytes: c.MemoryBytes, CPUCount: c.CPUCount, CPUAffinity: c.CPUAffinity,
+		NICs: c.NICs, KernelCmdline: c.KernelCmdline, Packages: c.Packages,
+	}
+	for _, d := range c.Disks {
+		mc.Disks = append(mc.Disks, measure.Disk{Target: d.Target})
+	}
+	return mc
+}

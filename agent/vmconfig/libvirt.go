@@ -1,0 +1,488 @@
+package vmconfig
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/vmledger/vmledger/agent/measure"
+)
+
+// MetadataNS is the XML namespace of vmledger's element in a libvirt
+// domain's <metadata>.
+const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
+
+// ParseLibvirt parses a libvirt domain XML as `virsh dumpxml` prints it.
+//
+// What is measured, and from where (XPath, 1-based positions):
+//
+//	memory.bytes      /domain/memory, scaled by its unit attribute (default KiB, see UnitScale).
+//	                  /domain/currentMemory, if present, must equal it (a balloon target that
+//	                  differs is ambiguous); /domain/maxMemory (memory hotplug) is refused.
+//	cpu.count         /domain/vcpu (the maximum; the "current" attribute is not measured).
+//	cpu.affinity      the host CPUs any vCPU may run on: the union of
+//	                  /domain/cputune/vcpupin/@cpuset for pinned vCPUs and /domain/vcpu/@cpuset for
+//	                  the others; absent when some vCPU is unrestricted. placement='auto' is refused
+//	                  (numad decides at start time).
+//	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id, one tag
+//	                  only (trunks are refused), none = 0.
+//	disk.<i>.*        /domain/devices/disk[i+1]: target/@dev; the image is source/@file (type
+//	                  'file') or source/@dev (type 'block'), hashed by streaming. A cdrom or floppy
+//	                  without a source is an empty drive (disk.<i>.sha256 absent). Other disk types,
+//	                  and disks with a backing chain, need a digest in the metadata (below).
+//	boot.loader.sha256 /domain/os/loader (a path). firmware='efi' without a loader path is refused.
+//	kernel.sha256     /domain/os/kernel (a path).
+//	kernel.cmdline    /domain/os/cmdline, its exact text.
+//	packages.root     not in libvirt's schema: from Options.Packages (a side file, ParsePackages) or
+//	                  from the metadata element below, never both.
+//
+// The metadata element (libvirt keeps it verbatim, `virsh metadata` edits it):
+//
+//	<metadata>
+//	  <vmledger:config xmlns:vmledger="https://vmledger.dev/xmlns/libvirt/v1">
+//	    <vmledger:package name="openssl" version="3.0.15-1" manifest-sha256="<64 hex>"/>
+//	    <vmledger:image target="vda" sha256="<64 hex>"/>  <!-- digest of disk vda, not hashed again -->
+//	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel" -->
+//	  </vmledger:config>
+//	</metadata>
+//
+// Not measured: <initrd>, <nvram> (mutable variable store), <hostdev> passthrough devices,
+// filesystems, graphics, serial consoles, the emulator binary.
+func ParseLibvirt(data []byte, opts Options) (*Config, error) {
+	var d domainXML
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("libvirt XML: %w", err)
+	}
+	if d.XMLName.Local != "domain" {
+		return nil, fmt.Errorf("libvirt XML: root element is <%s>, want <domain>", d.XMLName.Local)
+	}
+	c := &Config{}
+	var err error
+	if c.MemoryBytes, err = d.memory(); err != nil {
+		return nil, err
+	}
+	if c.CPUCount, c.CPUAffinity, err = d.cpu(); err != nil {
+		return nil, err
+	}
+	meta, err := d.metadata()
+	if err != nil {
+		return nil, err
+	}
+	devs := d.Devices
+	if len(devs) > 1 {
+		return nil, fieldErr("/domain/devices", ErrAmbiguous, "%d <devices> elements", len(devs))
+	}
+	if len(devs) == 1 {
+		if c.NICs, err = devs[0].nics(); err != nil {
+			return nil, err
+		}
+		if c.Disks, err = devs[0].disks(meta.images); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.os(c, meta.images); err != nil {
+		return nil, err
+	}
+	for k := range meta.images {
+		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\" or \"kernel\" of this domain", k)
+	}
+	switch {
+	case len(meta.packages) > 0 && len(opts.Packages) > 0:
+		return nil, fieldErr("/domain/metadata/vmledger:config/package", ErrAmbiguous, "packages are given both in the domain metadata and in a side file; use one")
+	case len(meta.packages) > 0:
+		c.Packages = meta.packages
+	default:
+		c.Packages = opts.Packages
+	}
+	return c, c.check()
+}
+
+type domainXML struct {
+	XMLName       xml.Name      `xml:"domain"`
+	Memory        []scaledXML   `xml:"memory"`
+	CurrentMemory []scaledXML   `xml:"currentMemory"`
+	MaxMemory     []scaledXML   `xml:"maxMemory"`
+	VCPU          []vcpuXML     `xml:"vcpu"`
+	CPUTune       []cputuneXML  `xml:"cputune"`
+	OS            []osXML       `xml:"os"`
+	Devices       []devicesXML  `xml:"devices"`
+	Metadata      []metadataXML `xml:"metadata"`
+}
+
+type scaledXML struct {
+	Unit  string `xml:"unit,attr"`
+	Value string `xml:",chardata"`
+}
+
+type vcpuXML struct {
+	Placement string `xml:"placement,attr"`
+	CPUSet    string `xml:"cpuset,attr"`
+	Value     string `xml:",chardata"`
+}
+
+type cputuneXML struct {
+	VCPUPin []struct {
+		VCPU   string `xml:"vcpu,attr"`
+		CPUSet string `xml:"cpuset,attr"`
+	} `xml:"vcpupin"`
+}
+
+type osXML struct {
+	Firmware string    `xml:"firmware,attr"`
+	Loader   []textXML `xml:"loader"`
+	Kernel   []textXML `xml:"kernel"`
+	Cmdline  []textXML `xml:"cmdline"`
+}
+
+type textXML struct {
+	Value string `xml:",chardata"`
+}
+
+type devicesXML struct {
+	Interfaces []ifaceXML `xml:"interface"`
+	Disks      []diskXML  `xml:"disk"`
+}
+
+type ifaceXML struct {
+	Type string `xml:"type,attr"`
+	MAC  []struct {
+		Address *string `xml:"address,attr"`
+	} `xml:"mac"`
+	VLAN []struct {
+		Trunk string `xml:"trunk,attr"`
+		Tags  []struct {
+			ID *string `xml:"id,attr"`
+		} `xml:"tag"`
+	} `xml:"vlan"`
+}
+
+type diskXML struct {
+	Type   string `xml:"type,attr"`
+	Device string `xml:"device,attr"`
+	Source []struct {
+		File *string `xml:"file,attr"`
+		Dev  *string `xml:"dev,attr"`
+	} `xml:"source"`
+	Target []struct {
+		Dev string `xml:"dev,attr"`
+	} `xml:"target"`
+	BackingStore []struct {
+		Source []struct{} `xml:"source"`
+	} `xml:"backingStore"`
+}
+
+type metadataXML struct {
+	Config []struct {
+		Packages []struct {
+			Name           *string `xml:"name,attr"`
+			Version        *string `xml:"version,attr"`
+			ManifestSHA256 *string `xml:"manifest-sha256,attr"`
+		} `xml:"https://vmledger.dev/xmlns/libvirt/v1 package"`
+		Images []struct {
+			Target string `xml:"target,attr"`
+			SHA256 string `xml:"sha256,attr"`
+		} `xml:"https://vmledger.dev/xmlns/libvirt/v1 image"`
+	} `xml:"https://vmledger.dev/xmlns/libvirt/v1 config"`
+}
+
+func (d *domainXML) memory() (uint64, error) {
+	if len(d.Memory) != 1 {
+		if len(d.Memory) == 0 {
+			return 0, fieldErr("/domain/memory", ErrMissing, "no <memory> element")
+		}
+		return 0, fieldErr("/domain/memory", ErrAmbiguous, "%d <memory> elements", len(d.Memory))
+	}
+	mem, err := scaled(d.Memory[0], "/domain/memory")
+	if err != nil {
+		return 0, err
+	}
+	if mem == 0 {
+		return 0, fieldErr("/domain/memory", ErrInvalid, "memory size is 0")
+	}
+	if len(d.MaxMemory) > 0 {
+		return 0, fieldErr("/domain/maxMemory", ErrUnsupported, "memory hotplug makes the memory size unbounded by <memory>; remove <maxMemory>")
+	}
+	switch len(d.CurrentMemory) {
+	case 0:
+	case 1:
+		cur, err := scaled(d.CurrentMemory[0], "/domain/currentMemory")
+		if err != nil {
+			return 0, err
+		}
+		if cur != mem {
+			return 0, fieldErr("/domain/currentMemory", ErrAmbiguous, "%d bytes but <memory> is %d bytes: set them equal or remove <currentMemory>", cur, mem)
+		}
+	default:
+		return 0, fieldErr("/domain/currentMemory", ErrAmbiguous, "%d <currentMemory> elements", len(d.CurrentMemory))
+	}
+	return mem, nil
+}
+
+func scaled(s scaledXML, field string) (uint64, error) {
+	unit := s.Unit
+	if unit == "" {
+		unit = "KiB" // libvirt's default for memory
+	}
+	v, err := ScaleBytes(s.Value, unit)
+	if err != nil {
+		return 0, wrapField(field, ErrInvalid, err)
+	}
+	return v, nil
+}
+
+func (d *domainXML) cpu() (uint64, string, error) {
+	if len(d.VCPU) != 1 {
+		if len(d.VCPU) == 0 {
+			return 0, "", fieldErr("/domain/vcpu", ErrMissing, "no <vcpu> element")
+		}
+		return 0, "", fieldErr("/domain/vcpu", ErrAmbiguous, "%d <vcpu> elements", len(d.VCPU))
+	}
+	v := d.VCPU[0]
+	n, err := strconv.ParseUint(strings.TrimSpace(v.Value), 10, 64)
+	if err != nil || n == 0 {
+		return 0, "", fieldErr("/domain/vcpu", ErrInvalid, "%q is not a positive vCPU count", abbrev(v.Value))
+	}
+	if v.Placement == "auto" {
+		return 0, "", fieldErr("/domain/vcpu/@placement", ErrUnsupported, "placement='auto' lets numad choose the host CPUs at start time; pin them with cpuset=… instead")
+	}
+	if len(d.CPUTune) > 1 {
+		return 0, "", fieldErr("/domain/cputune", ErrAmbiguous, "%d <cputune> elements", len(d.CPUTune))
+	}
+	// pins[i] is vCPU i's cpuset, "" when unrestricted.
+	pins := map[uint64]string{}
+	if len(d.CPUTune) == 1 {
+		for k, p := range d.CPUTune[0].VCPUPin {
+			field := fmt.Sprintf("/domain/cputune/vcpupin[%d]", k+1)
+			id, err := strconv.ParseUint(strings.TrimSpace(p.VCPU), 10, 64)
+			if err != nil || id >= n {
+				return 0, "", fieldErr(field+"/@vcpu", ErrInvalid, "%q is not a vCPU of this domain (0..%d)", p.VCPU, n-1)
+			}
+			if _, dup := pins[id]; dup {
+				return 0, "", fieldErr(field, ErrAmbiguous, "vCPU %d is pinned twice", id)
+			}
+			if _, err := measure.CanonicalCPUSet(p.CPUSet); err != nil {
+				return 0, "", wrapField(field+"/@cpuset", ErrInvalid, err)
+			}
+			pins[id] = p.CPUSet
+		}
+	}
+	if v.CPUSet != "" {
+		if _, err := measure.CanonicalCPUSet(v.CPUSet); err != nil {
+			return 0, "", wrapField("/domain/vcpu/@cpuset", ErrInvalid, err)
+		}
+	}
+	if len(pins) == 0 {
+		if v.CPUSet == "" {
+			return n, "", nil
+		}
+		cs, _ := measure.CanonicalCPUSet(v.CPUSet)
+		return n, cs, nil
+	}
+	if uint64(len(pins)) < n && v.CPUSet == "" {
+		// Some vCPU may run anywhere: the VM is not confined.
+		return n, "", nil
+	}
+	var parts []string
+	for _, p := range pins {
+		parts = append(parts, p)
+	}
+	if uint64(len(pins)) < n {
+		parts = append(parts, v.CPUSet)
+	}
+	cs, err := measure.CanonicalCPUSet(strings.Join(parts, ","))
+	if err != nil {
+		return 0, "", wrapField("/domain/cputune", ErrInvalid, err)
+	}
+	return n, cs, nil
+}
+
+func (d *domainXML) os(c *Config, images map[string]measure.Digest) error {
+	if len(d.OS) > 1 {
+		return fieldErr("/domain/os", ErrAmbiguous, "%d <os> elements", len(d.OS))
+	}
+	if len(d.OS) == 0 {
+		return nil
+	}
+	o := d.OS[0]
+	var err error
+	if c.BootLoader, err = osImage(o.Loader, "/domain/os/loader", "loader", images); err != nil {
+		return err
+	}
+	if c.BootLoader == nil && o.Firmware == "efi" {
+		return fieldErr("/domain/os/loader", ErrMissing, "firmware='efi' lets libvirt pick the loader at start time; name the loader file in <loader> or give its digest in the metadata")
+	}
+	if c.Kernel, err = osImage(o.Kernel, "/domain/os/kernel", "kernel", images); err != nil {
+		return err
+	}
+	switch len(o.Cmdline) {
+	case 0:
+	case 1:
+		s := o.Cmdline[0].Value
+		c.KernelCmdline = &s
+	default:
+		return fieldErr("/domain/os/cmdline", ErrAmbiguous, "%d <cmdline> elements", len(o.Cmdline))
+	}
+	return nil
+}
+
+func osImage(els []textXML, field, key string, images map[string]measure.Digest) (*Image, error) {
+	if len(els) > 1 {
+		return nil, fieldErr(field, ErrAmbiguous, "%d elements", len(els))
+	}
+	if d, ok := images[key]; ok {
+		delete(images, key)
+		return &Image{SHA256: &d}, nil
+	}
+	if len(els) == 0 {
+		return nil, nil
+	}
+	p := strings.TrimSpace(els[0].Value)
+	if p == "" {
+		return nil, fieldErr(field, ErrMissing, "empty path")
+	}
+	return &Image{Path: p}, nil
+}
+
+func (d *devicesXML) nics() ([]measure.NIC, error) {
+	if len(d.Interfaces) > measure.MaxNICs {
+		return nil, fieldErr("/domain/devices/interface", ErrUnsupported, "%d interfaces, at most %d", len(d.Interfaces), measure.MaxNICs)
+	}
+	var out []measure.NIC
+	for i, in := range d.Interfaces {
+		field := fmt.Sprintf("/domain/devices/interface[%d]", i+1)
+		if len(in.MAC) != 1 || in.MAC[0].Address == nil {
+			if len(in.MAC) > 1 {
+				return nil, fieldErr(field+"/mac", ErrAmbiguous, "%d <mac> elements", len(in.MAC))
+			}
+			return nil, fieldErr(field+"/mac/@address", ErrMissing, "no MAC address (virsh dumpxml of a defined domain always has one)")
+		}
+		mac, err := measure.ParseMAC(*in.MAC[0].Address)
+		if err != nil {
+			return nil, wrapField(field+"/mac/@address", ErrInvalid, err)
+		}
+		var vlan uint64
+		switch len(in.VLAN) {
+		case 0:
+		case 1:
+			v := in.VLAN[0]
+			if v.Trunk == "yes" || len(v.Tags) != 1 {
+				return nil, fieldErr(field+"/vlan", ErrUnsupported, "a trunk or several tags; schema v1 measures one VLAN id per NIC")
+			}
+			if v.Tags[0].ID == nil {
+				return nil, fieldErr(field+"/vlan/tag/@id", ErrMissing, "no id")
+			}
+			id, err := strconv.ParseUint(strings.TrimSpace(*v.Tags[0].ID), 10, 64)
+			if err != nil || id == 0 || id > measure.MaxVLAN {
+				return nil, fieldErr(field+"/vlan/tag/@id", ErrInvalid, "%q is not a VLAN id 1..%d", *v.Tags[0].ID, measure.MaxVLAN)
+			}
+			vlan = id
+		default:
+			return nil, fieldErr(field+"/vlan", ErrAmbiguous, "%d <vlan> elements", len(in.VLAN))
+		}
+		out = append(out, measure.NIC{MAC: mac, VLAN: uint16(vlan)})
+	}
+	return out, nil
+}
+
+func (d *devicesXML) disks(images map[string]measure.Digest) ([]Disk, error) {
+	if len(d.Disks) > measure.MaxDisks {
+		return nil, fieldErr("/domain/devices/disk", ErrUnsupported, "%d disks, at most %d", len(d.Disks), measure.MaxDisks)
+	}
+	var out []Disk
+	for i, dk := range d.Disks {
+		field := fmt.Sprintf("/domain/devices/disk[%d]", i+1)
+		if len(dk.Target) != 1 || dk.Target[0].Dev == "" {
+			if len(dk.Target) > 1 {
+				return nil, fieldErr(field+"/target", ErrAmbiguous, "%d <target> elements", len(dk.Target))
+			}
+			return nil, fieldErr(field+"/target/@dev", ErrMissing, "no target device name")
+		}
+		disk := Disk{Target: dk.Target[0].Dev}
+		if dg, ok := images[disk.Target]; ok {
+			delete(images, disk.Target)
+			disk.Image = &Image{SHA256: &dg}
+			out = append(out, disk)
+			continue
+		}
+		if len(dk.Source) > 1 {
+			return nil, fieldErr(field+"/source", ErrAmbiguous, "%d <source> elements", len(dk.Source))
+		}
+		for _, b := range dk.BackingStore {
+			if len(b.Source) > 0 {
+				return nil, fieldErr(field+"/backingStore", ErrUnsupported, "disk %s has a backing chain; hashing the top image would not cover it: flatten the image or give its digest in the vmledger metadata", disk.Target)
+			}
+		}
+		var path *string
+		if len(dk.Source) == 1 {
+			switch dk.Type {
+			case "file":
+				path = dk.Source[0].File
+			case "block":
+				path = dk.Source[0].Dev
+			default:
+				return nil, fieldErr(field+"/@type", ErrUnsupported, "disk type %q cannot be hashed here; give disk %s's digest in the vmledger metadata", dk.Type, disk.Target)
+			}
+		}
+		if path == nil || *path == "" {
+			if dk.Device == "cdrom" || dk.Device == "floppy" {
+				out = append(out, disk) // empty removable drive
+				continue
+			}
+			return nil, fieldErr(field+"/source", ErrMissing, "disk %s has no source file", disk.Target)
+		}
+		disk.Image = &Image{Path: *path}
+		out = append(out, disk)
+	}
+	return out, nil
+}
+
+type libvirtMeta struct {
+	packages []measure.Package
+	images   map[string]measure.Digest
+}
+
+func (d *domainXML) metadata() (libvirtMeta, error) {
+	m := libvirtMeta{images: map[string]measure.Digest{}}
+	var cfgs int
+	for _, md := range d.Metadata {
+		cfgs += len(md.Config)
+	}
+	if cfgs > 1 || len(d.Metadata) > 1 {
+		return m, fieldErr("/domain/metadata/vmledger:config", ErrAmbiguous, "more than one vmledger:config element")
+	}
+	if cfgs == 0 {
+		return m, nil
+	}
+	cfg := d.Metadata[0].Config[0]
+	var fps []FilePackage
+	for i, p := range cfg.Packages {
+		field := fmt.Sprintf("/domain/metadata/vmledger:config/package[%d]", i+1)
+		if p.Name == nil || p.Version == nil || p.ManifestSHA256 == nil {
+			return m, fieldErr(field, ErrMissing, "a package needs name, version and manifest-sha256 attributes")
+		}
+		fps = append(fps, FilePackage{Name: *p.Name, Version: *p.Version, ManifestSHA256: *p.ManifestSHA256})
+	}
+	pk, err := convertPackages(fps, "/domain/metadata/vmledger:config/package")
+	if err != nil {
+		return m, err
+	}
+	m.packages = pk
+	for i, im := range cfg.Images {
+		field := fmt.Sprintf("/domain/metadata/vmledger:config/image[%d]", i+1)
+		if im.Target == "" {
+			return m, fieldErr(field+"/@target", ErrMissing, "no target (a disk target, \"loader\" or \"kernel\")")
+		}
+		dg, err := measure.ParseDigest(im.SHA256)
+		if err != nil {
+			return m, wrapField(field+"/@sha256", ErrInvalid, err)
+		}
+		if _, dup := m.images[im.Target]; dup {
+			return m, fieldErr(field, ErrAmbiguous, "two digests for %q", im.Target)
+		}
+		m.images[im.Target] = dg
+	}
+	return m, nil
+}
