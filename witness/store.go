@@ -1,0 +1,207 @@
+package witness
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Store is the witness's durable state in an embedded badger database:
+//
+//	cp/<origin>           the checkpoint last cosigned for origin (State, JSON)
+//	ev/<origin>/<id>      fork evidence (Evidence, JSON)
+//	rej/<origin>/<sha256> log-signed checkpoints refused as inconsistent
+//
+// Every write is synced to disk before it returns (SyncWrites). The update of
+// cp/<origin> is a compare-and-swap: a badger transaction reads the key and
+// writes it, and commits only if no other transaction wrote the key since the
+// read (badger's conflict detection); a conflicting transaction is re-run
+// from the read. So the stored size of an origin never decreases, whatever
+// the concurrency.
+type Store struct {
+	db *badger.DB
+}
+
+// State is what the witness remembers per origin.
+type State struct {
+	Size uint64   `json:"size"`
+	Root [32]byte `json:"root"`
+	// Note is the checkpoint text, the log's signature lines and this
+	// witness's cosignature line: what the monitoring endpoint serves.
+	Note []byte `json:"note"`
+}
+
+// OpenStore opens (or creates) the store in dir.
+func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{logger}).
+		WithMemTableSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithNumVersionsToKeep(1)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func stateKey(origin string) []byte { return []byte("cp/" + origin) }
+
+// Latest returns the state of origin, or nil if nothing was ever cosigned.
+func (s *Store) Latest(origin string) (*State, error) {
+	var st *State
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		st, err = getState(txn, origin)
+		return err
+	})
+	return st, err
+}
+
+func getState(txn *badger.Txn, origin string) (*State, error) {
+	item, err := txn.Get(stateKey(origin))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := new(State)
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, st) })
+	return st, err
+}
+
+// Update runs fn on the current state of origin (nil if none) and stores
+// what it returns, atomically: if another update of origin commits between
+// the read and the write, fn runs again on the new state. An error from fn
+// aborts without writing. Update returns once the new state is on disk.
+func (s *Store) Update(origin string, fn func(cur *State) (*State, error)) error {
+	for {
+		err := s.db.Update(func(txn *badger.Txn) error {
+			cur, err := getState(txn, origin)
+			if err != nil {
+				return err
+			}
+			next, err := fn(cur)
+			if err != nil {
+				return err
+			}
+			v, err := json.Marshal(next)
+			if err != nil {
+				return err
+			}
+			return txn.Set(stateKey(origin), v)
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		return err
+	}
+}
+
+// AddEvidence stores e unless the same evidence is already stored, and
+// reports whether it was new.
+func (s *Store) AddEvidence(e *Evidence) (bool, error) {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	id := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", e.Kind, e.First, e.Second))
+	key := []byte("ev/" + e.Origin + "/" + hex.EncodeToString(id[:]))
+	added := false
+	for {
+		err = s.db.Update(func(txn *badger.Txn) error {
+			if _, err := txn.Get(key); err == nil {
+				return nil
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			added = true
+			return txn.Set(key, v)
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			added = false
+			continue
+		}
+		return added && err == nil, err
+	}
+}
+
+// Evidence returns all stored fork evidence.
+func (s *Store) Evidence() ([]*Evidence, error) {
+	var out []*Evidence
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("ev/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			e := new(Evidence)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, e) }); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AddRejected keeps a log-signed checkpoint that this witness refused because
+// it is not consistent with its state (a bad proof, or a contradiction). A
+// failed proof alone does not prove a fork; gossip may later turn it into
+// Evidence.
+func (s *Store) AddRejected(origin string, signed []byte) error {
+	id := sha256.Sum256(signed)
+	key := []byte("rej/" + origin + "/" + hex.EncodeToString(id[:]))
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
+}
+
+// Rejected returns the rejected checkpoints of origin.
+func (s *Store) Rejected(origin string) ([][]byte, error) {
+	var out [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("rej/" + origin + "/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// badgerLogger sends badger's messages to slog; its info chatter goes to
+// debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) logger() *slog.Logger {
+	if b.l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return b.l
+}
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.logger().Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.logger().Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.logger().Debug(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.logger().Debug(fmt.Sprintf(f, a...), "component", "badger")
+}

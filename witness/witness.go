@@ -1,0 +1,312 @@
+// Package witness is a C2SP tlog-witness: it cosigns a transparency log's
+// checkpoints only if the log never rewrote its history, remembers the last
+// checkpoint it cosigned per log, compares notes with other witnesses, and
+// keeps evidence when a log is caught signing two incompatible trees.
+//
+// # The protocol (https://c2sp.org/tlog-witness)
+//
+// A log sends each new checkpoint with POST /add-checkpoint:
+//
+//	old 5
+//	rFr1LssMpdR9f17LJ5cpp7OGhjgNPtqS8bsZok0qOf8=
+//	H+n58mEFCHxpMBZA+XEBqTfOXrbvO5ai2OcliAzALlA=
+//	fGwZmzcPx665V5Us8Agwd7biI/lEUgKu60AVBoaWYMU=
+//	I6vsWkJlEMrRhn/X7DlllWJI/Q5WMTB/VtneLkJlbcY=
+//
+//	example.com/ledger
+//	8
+//	vBEUy8+QSrsTcpKhjZqjCS/DQtDNdhjOjXfmr3btlkk=
+//
+//	— example.com/ledger 7bPh6nL75+eDWpg1ghEblRgVYRCAJl0vfAhSBsO82p2JITzWz8cjlS0K9BCRfQR1fhuQs9nrOph85AgZekJyKoHcCw4=
+//
+// "old" is the size of the checkpoint the log believes this witness cosigned
+// last, the hashes are the RFC 6962 consistency proof from that size to the
+// new one, then comes the signed checkpoint (C2SP tlog-checkpoint,
+// signed-note). The witness answers:
+//
+//	200  cosignature/v1 line(s): it checked everything and persisted the new state
+//	400  unparsable body (old 05, trailing bytes, > 63 proof lines, a CR, ...) or old > size
+//	403  no signature by a key trusted for the origin, or a trusted key's signature fails
+//	404  unknown origin
+//	409  old differs from its stored size, even on first contact (stored size 0);
+//	     body "<size>\n", Content-Type text/x.tlog.size, so the log can retry
+//	422  the proof fails; a non-empty proof with old 0; a size-0 checkpoint
+//	     whose root is not SHA-256(""); same size as stored, different root
+//	429  the origin's request budget is spent (Retry-After says when to return)
+//
+// The check "old equals the stored size" and the update of the stored state
+// are one atomic compare-and-swap in [Store], synced to disk before the reply,
+// so racing requests can never roll the state back and a crash loses nothing
+// that was cosigned. A checkpoint with a valid log signature that fails the
+// consistency checks is never cosigned; it is kept (see [Store.AddRejected]),
+// and a same-size contradiction becomes fork [Evidence].
+//
+// # Cosignatures (https://c2sp.org/tlog-cosignature)
+//
+// A cosignature/v1 (Ed25519, key type 0x04) line signs "cosignature/v1\n",
+// "time <unix seconds>\n" and the checkpoint text; see [Cosigner].
+//
+// # Other endpoints
+//
+//	GET /<lowercase hex SHA-256(origin)>/checkpoint  latest cosigned checkpoint (404 if none)
+//	GET /v1/evidence                                 fork evidence, JSON array
+//	GET /metrics, GET /healthz
+//
+// # Gossip
+//
+// A [Gossiper] periodically fetches the log's checkpoint and the peers'
+// monitoring endpoints, feeds this witness newer checkpoints with a
+// consistency proof built from the log's tiles, and records fork evidence
+// when two log-signed checkpoints cannot both be true.
+//
+// # The log's side
+//
+// [Client] speaks the protocol to one witness; [Collector] sends a checkpoint
+// to all the witnesses of a policy (package policy) in parallel, follows 409
+// answers, and returns the checkpoint with cosignatures once the policy's
+// quorum holds.
+package witness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	flog "github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vmledger/vmledger/witness/policy"
+)
+
+// Config configures a Witness.
+type Config struct {
+	// Logs are the logs this witness witnesses; each log's origin is its key
+	// name.
+	Logs []*policy.Log
+	// Cosigner signs cosignatures.
+	Cosigner *Cosigner
+	// Store holds the state; the Witness does not close it.
+	Store *Store
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Budget is the per-origin request budget; the zero value is unlimited.
+	Budget Budget
+	// Now is the clock of the request budget; nil means time.Now.
+	Now func() time.Time
+}
+
+// Witness is the witness's logic; [Witness.Handler] is its HTTP face.
+type Witness struct {
+	logs     map[string]*policy.Log
+	cosigner *Cosigner
+	store    *Store
+	logger   *slog.Logger
+	limiter  *limiter
+
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	evidence  prometheus.Counter
+	rejected  prometheus.Counter
+	gossipErr prometheus.Counter
+}
+
+// New returns a witness.
+func New(cfg Config) (*Witness, error) {
+	if cfg.Cosigner == nil || cfg.Store == nil {
+		return nil, errors.New("witness: Cosigner and Store are required")
+	}
+	w := &Witness{
+		logs:     map[string]*policy.Log{},
+		cosigner: cfg.Cosigner,
+		store:    cfg.Store,
+		logger:   cfg.Logger,
+		limiter:  newLimiter(cfg.Budget, cfg.Now),
+		registry: prometheus.NewRegistry(),
+	}
+	if w.logger == nil {
+		w.logger = slog.New(slog.DiscardHandler)
+	}
+	for _, l := range cfg.Logs {
+		if _, dup := w.logs[l.Origin]; dup {
+			return nil, fmt.Errorf("witness: log %q listed twice", l.Origin)
+		}
+		w.logs[l.Origin] = l
+	}
+	w.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "witness_add_checkpoint_requests_total",
+		Help: "add-checkpoint requests by HTTP status code.",
+	}, []string{"code"})
+	w.evidence = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "witness_fork_evidence_total",
+		Help: "Fork evidence bundles recorded (each distinct bundle once).",
+	})
+	w.rejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "witness_rejected_checkpoints_total",
+		Help: "Log-signed checkpoints refused as inconsistent with the witness's state.",
+	})
+	w.gossipErr = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "witness_gossip_errors_total",
+		Help: "Failed gossip fetches (log or peer unreachable, bad answers).",
+	})
+	w.registry.MustRegister(w.requests, w.evidence, w.rejected, w.gossipErr)
+	return w, nil
+}
+
+// Registry returns the witness's Prometheus registry.
+func (w *Witness) Registry() *prometheus.Registry { return w.registry }
+
+// VKey returns the witness's cosignature/v1 verifier key.
+func (w *Witness) VKey() string { return w.cosigner.VKey() }
+
+// AddCheckpoint processes an add-checkpoint request body and returns the
+// cosignature line(s) to send back. Its errors are the protocol's decisions:
+// *ParseError, ErrUnknownOrigin, *RateLimitError, ErrNoTrustedSignature,
+// ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable; any
+// other error is an internal failure.
+func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error) {
+	req, err := ParseAddCheckpoint(body)
+	if err != nil {
+		return nil, err
+	}
+	l := w.logs[req.Parsed.Origin]
+	if l == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownOrigin, req.Parsed.Origin)
+	}
+	if err := w.limiter.allow(req.Parsed.Origin); err != nil {
+		return nil, err
+	}
+	return w.addVerified(ctx, l, req)
+}
+
+// addVerified continues AddCheckpoint after parsing and the budget. Gossip
+// enters here too.
+func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckpointRequest) ([]byte, error) {
+	logSigned, err := logSignedNote(l, req.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	cp := req.Parsed
+	if req.Old > cp.Size {
+		return nil, fmt.Errorf("%w: old %d, size %d", ErrOldTooLarge, req.Old, cp.Size)
+	}
+	var line []byte
+	var contradicted *State
+	err = w.store.Update(cp.Origin, func(cur *State) (*State, error) {
+		var curSize uint64
+		if cur != nil {
+			curSize = cur.Size
+		}
+		if req.Old != curSize {
+			return nil, &ConflictError{Size: curSize}
+		}
+		if req.Old == 0 && len(req.Proof) > 0 {
+			return nil, ErrProofWithOldZero
+		}
+		if cp.Size == 0 && cp.Root != emptyRoot {
+			return nil, ErrBadEmptyRoot
+		}
+		if cur != nil && cp.Size == cur.Size && cp.Root != cur.Root {
+			contradicted = cur
+			return nil, ErrRootMismatch
+		}
+		if cur != nil {
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, cur.Size, cp.Size, req.Proof, cur.Root[:], cp.Root[:]); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBadProof, err)
+			}
+		}
+		var err error
+		if line, err = w.cosigner.cosignatureLine(cp.Text); err != nil {
+			return nil, err
+		}
+		return &State{Size: cp.Size, Root: cp.Root, Note: append(bytes.Clone(logSigned), line...)}, nil
+	})
+	if errors.Is(err, ErrUnprocessable) {
+		w.refused(ctx, l, logSigned, contradicted, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	w.logger.DebugContext(ctx, "cosigned", "origin", cp.Origin, "size", cp.Size)
+	return line, nil
+}
+
+// refused keeps a log-signed checkpoint that failed the consistency checks,
+// and records fork evidence when it contradicts the stored one outright.
+func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, contradicted *State, why error) {
+	w.rejected.Inc()
+	if err := w.store.AddRejected(l.Origin, logSigned); err != nil {
+		w.logger.ErrorContext(ctx, "storing rejected checkpoint", "origin", l.Origin, "err", err)
+	}
+	w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
+	if contradicted != nil {
+		w.recordEvidence(ctx, &Evidence{
+			Kind:   KindSameSize,
+			Origin: l.Origin,
+			First:  string(contradicted.Note),
+			Second: string(logSigned),
+			Source: "add-checkpoint",
+		})
+	}
+}
+
+// recordEvidence stores, counts and loudly logs new fork evidence.
+func (w *Witness) recordEvidence(ctx context.Context, e *Evidence) {
+	if e.ObservedAt.IsZero() {
+		e.ObservedAt = time.Now().UTC()
+	}
+	if err := VerifyEvidence(e, w.logs[e.Origin].Verifier); err != nil {
+		w.logger.ErrorContext(ctx, "BUG: built fork evidence that does not verify", "origin", e.Origin, "err", err)
+		return
+	}
+	added, err := w.store.AddEvidence(e)
+	if err != nil {
+		w.logger.ErrorContext(ctx, "storing fork evidence", "origin", e.Origin, "err", err)
+		return
+	}
+	if !added {
+		return
+	}
+	w.evidence.Inc()
+	w.logger.ErrorContext(ctx, "LOG FORK DETECTED: the log signed two incompatible checkpoints",
+		"origin", e.Origin, "kind", e.Kind, "source", e.Source)
+}
+
+// logSignedNote verifies the log's signature on signed and returns the note
+// reduced to its text and the log's valid signature lines. Any failure is
+// ErrNoTrustedSignature: unknown signatures are ignored, but a note whose
+// trusted signature fails, or that has none, is refused.
+func logSignedNote(l *policy.Log, signed []byte) ([]byte, error) {
+	_, _, n, err := flog.ParseCheckpoint(signed, l.Origin, l.Verifier)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoTrustedSignature, err)
+	}
+	out := []byte(n.Text + "\n")
+	for _, s := range n.Sigs {
+		if s.Name == l.Verifier.Name() && s.Hash == l.Verifier.KeyHash() {
+			out = fmt.Appendf(out, "— %s %s\n", s.Name, s.Base64)
+		}
+	}
+	return out, nil
+}
+
+// Latest returns the latest checkpoint this witness cosigned for origin
+// (with its cosignature), or nil if none.
+func (w *Witness) Latest(origin string) ([]byte, error) {
+	st, err := w.store.Latest(origin)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	return st.Note, nil
+}
+
+// Evidence returns the fork evidence recorded so far.
+func (w *Witness) Evidence() ([]*Evidence, error) { return w.store.Evidence() }
+
+var _ note.Signer = (*Cosigner)(nil)
