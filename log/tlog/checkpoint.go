@@ -136,8 +136,12 @@ func NewSigner(skey string) (note.Signer, string, error) {
 		return nil, "", fmt.Errorf("parsing private key: %w", err)
 	}
 	// PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>; NewSigner has checked the form.
-	k := skey[strings.LastIndex(skey, "+")+1:]
-	b, err := base64.StdEncoding.DecodeString(k)
+	// Names cannot contain '+' but base64 can.
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 {
+		return nil, "", errors.New("parsing private key: not in the PRIVATE+KEY+name+id+key form")
+	}
+	b, err := base64.StdEncoding.DecodeString(parts[4])
 	if err != nil || len(b) != 1+ed25519.SeedSize || b[0] != 1 {
 		return nil, "", errors.New("parsing private key: not an Ed25519 note key")
 	}

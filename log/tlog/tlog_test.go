@@ -3,6 +3,7 @@ package tlog
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -407,4 +408,28 @@ func FuzzParseCheckpoint(f *testing.F) {
 			t.Errorf("ParseCheckpoint(%q).Marshal() = %q, want the input", b, c.Marshal())
 		}
 	})
+}
+
+func TestGeneratedKeys(t *testing.T) {
+	for i := range 20 { // base64 keys often contain '+'
+		skey, vkey, err := GenerateKey(rand.Reader, "k.example/log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, gotV, err := NewSigner(skey)
+		if err != nil {
+			t.Fatalf("NewSigner(generated key %d) = %v", i, err)
+		}
+		if gotV != vkey {
+			t.Errorf("NewSigner(%q) vkey = %q, want %q", skey, gotV, vkey)
+		}
+		if s.Name() != "k.example/log" {
+			t.Errorf("NewSigner(%q).Name() = %q", skey, s.Name())
+		}
+	}
+	for _, bad := range []string{"", "PRIVATE+KEY+x", "k.example/log+01020304+AYE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU"} {
+		if _, _, err := NewSigner(bad); err == nil {
+			t.Errorf("NewSigner(%q) = nil error", bad)
+		}
+	}
 }

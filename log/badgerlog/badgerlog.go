@@ -1,0 +1,633 @@
+// Package badgerlog is the embedded log engine: an [engine.Engine] on
+// github.com/dgraph-io/badger/v4, a single-process log with no database
+// server to run.
+//
+// # Sequencing and durability
+//
+// Add queues its entry for one sequencer goroutine, which takes the queued
+// entries as a batch (up to Config.BatchMaxSize entries or
+// Config.BatchMaxBytes bytes, waiting up to Config.BatchMaxAge for more
+// after the first), assigns them the next indexes, extends the tree, signs
+// the new checkpoint and commits, in ONE badger transaction: the entries,
+// the changed tiles, the checkpoint (kept forever, by size) and the tree
+// state. The database runs with SyncWrites, so the commit returns only after
+// badger has fsynced its write-ahead log (and its value log, which stays
+// empty: every value is below ValueThreshold and lives in the LSM tree).
+// Badger makes a transaction visible to readers only after its commit
+// callback completes, that is after the fsync, so nothing is served that a
+// crash could take back. Add returns after that commit. Entries that
+// arrive while a batch is being committed form the next batch (group
+// commit), so throughput grows with the number of concurrent writers.
+//
+// If a commit fails the engine stops sequencing (every later Add fails)
+// until it is reopened: the in-memory tree may be ahead of the disk, and a
+// checkpoint may have been signed but not stored. Reopening reads the last
+// committed state; that unstored checkpoint was never served, so no two
+// served checkpoints can conflict.
+//
+// # Storage layout
+//
+// Keys are a one-byte table tag and big-endian integers:
+//
+//	'e' ‖ u64 index          entry bytes (bundles are assembled on read)
+//	't' ‖ u8 level ‖ u64 N   hash tile: the hashes the tree has so far,
+//	                         up to 256 × 32 bytes; partial tiles of any
+//	                         checkpointed size are prefixes of it
+//	'c' ‖ u64 size           the signed checkpoint of that size
+//	's'                      tree state: u64 size ‖ compact range hashes
+//
+// Each entry is stored once (no bundle copies), each tree hash once in its
+// tile, so the store holds the entry bytes (Snappy-compressed by badger)
+// plus 32 bytes per leaf and a small per-key and per-checkpoint overhead.
+// Partial tiles are rewritten per batch; compaction drops the old versions.
+package badgerlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/tlog"
+)
+
+// Config configures a badger log.
+type Config struct {
+	// Dir is the database directory; it is created if missing.
+	Dir string
+	// Signer signs checkpoints; its name is the log's origin. A log opened
+	// with a key of another name is refused.
+	Signer note.Signer
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+
+	// BatchMaxSize is the most entries per batch (default 4096).
+	BatchMaxSize int
+	// BatchMaxBytes is the most entry bytes per batch (default 2 MiB,
+	// which keeps a transaction well under badger's limit).
+	BatchMaxBytes int
+	// BatchMaxAge is how long the sequencer waits for more entries after
+	// the first of a batch arrives. The default, 0, waits for nothing
+	// more than the batch in flight: the lowest latency (one fsync), and
+	// under load the batches grow by themselves.
+	BatchMaxAge time.Duration
+	// MaxPending is how many entries may wait for sequencing before Add
+	// answers ErrPushback (default 65,536).
+	MaxPending int
+
+	// MemoryBudget selects badger's cache and memtable sizes (see
+	// badgerOptions); 0 means the default, about 200 MiB.
+	MemoryBudget int64
+
+	// testHookCommit, if set, runs before each commit; an error makes the
+	// commit fail as a crash would (tests only).
+	testHookCommit func() error
+}
+
+// Engine is the badger log engine. Its methods are safe for concurrent use.
+type Engine struct {
+	db     *badger.DB
+	signer note.Signer
+	log    *slog.Logger
+	cfg    Config
+
+	// latest is the newest committed signed checkpoint (*[]byte).
+	latest atomic.Pointer[[]byte]
+
+	mu     sync.RWMutex // guards closed and sends on queue
+	closed bool
+	queue  chan *request
+	done   chan struct{} // closed when the sequencer has exited
+
+	// Owned by the sequencer goroutine.
+	size   uint64
+	cr     *compact.Range
+	edge   map[uint64]*edgeTile // right-edge tile per tile level
+	failed error
+}
+
+type edgeTile struct {
+	index uint64
+	data  []byte
+	dirty bool
+}
+
+type request struct {
+	entry []byte
+	done  chan result
+}
+
+type result struct {
+	index uint64
+	err   error
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+const (
+	tagEntry      = 'e'
+	tagTile       = 't'
+	tagCheckpoint = 'c'
+	tagState      = 's'
+)
+
+func entryKey(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tagEntry}, i) }
+func checkpointKey(size uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagCheckpoint}, size)
+}
+func tileKey(level, index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagTile, byte(level)}, index)
+}
+
+var stateKey = []byte{tagState}
+
+// valueThreshold keeps entries (≤ 64 KiB) and tiles (8 KiB) in the LSM tree.
+const valueThreshold = 128 << 10
+
+// txnLimits returns badger's per-transaction limits for these options: 15%
+// of a memtable, in bytes and in skiplist nodes.
+func txnLimits(o badger.Options) (bytes, count int) {
+	b := o.MemTableSize * 15 / 100
+	return int(b), int(b / int64(skl.MaxNodeSize))
+}
+
+// badgerOptions returns the database options. Memory: badger's defaults
+// (five 64 MiB memtables, a 256 MiB block cache) would take most of the
+// 512 MiB RSS target alone; we keep two 32 MiB memtables (which also bounds a
+// transaction to 15% of 32 MiB, 4.8 MiB: above BatchMaxBytes plus the
+// tiles and checkpoint), a 64 MiB block cache for tiles and recent entries,
+// and a 32 MiB index cache. Values up to 1 MiB stay in the LSM tree
+// (ValueThreshold), so the value log is unused and needs no GC.
+// SyncWrites makes every commit fsync before it returns. Conflict
+// detection is off: the sequencer is the only writer.
+func badgerOptions(c Config) badger.Options {
+	budget := c.MemoryBudget
+	if budget <= 0 {
+		budget = 192 << 20
+	}
+	return badger.DefaultOptions(c.Dir).
+		WithLogger(badgerLogger{c.Logger}).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMemTableSize(budget / 6).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(10).
+		WithBlockCacheSize(budget / 3).
+		WithIndexCacheSize(budget / 6).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false)
+}
+
+// Open opens (or creates) the log in c.Dir and starts its sequencer. A new
+// log signs and stores a checkpoint of size 0.
+func Open(ctx context.Context, c Config) (*Engine, error) {
+	if c.Signer == nil {
+		return nil, errors.New("badgerlog: no signer")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts := badgerOptions(c)
+	// A batch must fit in one transaction with room for its tiles (about
+	// 32 bytes of tile per entry, in at most 8 rewritten edge tiles of
+	// 8 KiB), its checkpoint and state: keep it under half of the limits.
+	maxBytes, maxCount := txnLimits(opts)
+	if c.BatchMaxSize <= 0 {
+		c.BatchMaxSize = 4096
+	}
+	c.BatchMaxSize = min(c.BatchMaxSize, maxCount/2)
+	if c.BatchMaxBytes <= 0 {
+		c.BatchMaxBytes = 2 << 20
+	}
+	c.BatchMaxBytes = min(c.BatchMaxBytes, maxBytes/2-tlog.MaxEntrySize)
+	if c.BatchMaxBytes < tlog.MaxEntrySize || c.BatchMaxSize < 1 {
+		return nil, fmt.Errorf("badgerlog: MemoryBudget %d is too small for a batch", c.MemoryBudget)
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 1 << 16
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("badgerlog: opening %s: %w", c.Dir, err)
+	}
+	e := &Engine{
+		db:     db,
+		signer: c.Signer,
+		log:    c.Logger,
+		cfg:    c,
+		queue:  make(chan *request, c.MaxPending),
+		done:   make(chan struct{}),
+		edge:   make(map[uint64]*edgeTile),
+	}
+	if err := e.load(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerlog: %s: %w", c.Dir, err)
+	}
+	go e.sequence()
+	return e, nil
+}
+
+// load reads the tree state and the latest checkpoint, or initialises a new
+// log with a checkpoint of size 0.
+func (e *Engine) load(ctx context.Context) error {
+	var state []byte
+	err := e.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(stateKey)
+		if err != nil {
+			return err
+		}
+		state, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		e.cr = tlog.RangeFactory.NewEmptyRange(0)
+		return e.commit(nil)
+	}
+	if err != nil {
+		return fmt.Errorf("reading tree state: %w", err)
+	}
+	if len(state) < 8 || (len(state)-8)%tlog.HashSize != 0 {
+		return fmt.Errorf("corrupt tree state (%d bytes)", len(state))
+	}
+	e.size = binary.BigEndian.Uint64(state)
+	var hashes [][]byte
+	for b := state[8:]; len(b) > 0; b = b[tlog.HashSize:] {
+		hashes = append(hashes, b[:tlog.HashSize])
+	}
+	e.cr, err = tlog.RangeFactory.NewRange(0, e.size, hashes)
+	if err != nil {
+		return fmt.Errorf("corrupt tree state: %w", err)
+	}
+	signed, err := e.CheckpointAt(ctx, e.size)
+	if err != nil {
+		return fmt.Errorf("reading the checkpoint of size %d: %w", e.size, err)
+	}
+	n, err := note.Open(signed, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if errors.As(err, &unverified) {
+		n, err = unverified.Note, nil
+	}
+	if err != nil {
+		return fmt.Errorf("stored checkpoint: %w", err)
+	}
+	cp, err := tlog.ParseCheckpoint([]byte(n.Text))
+	if err != nil {
+		return fmt.Errorf("stored checkpoint: %w", err)
+	}
+	root, err := e.root()
+	if err != nil {
+		return err
+	}
+	if cp.Origin != e.signer.Name() {
+		return fmt.Errorf("the log's origin is %q but the key is for %q", cp.Origin, e.signer.Name())
+	}
+	if cp.Size != e.size || cp.Root != root {
+		return fmt.Errorf("stored checkpoint (size %d) does not match the tree state (size %d)", cp.Size, e.size)
+	}
+	e.latest.Store(&signed)
+	return nil
+}
+
+func (e *Engine) root() (tlog.Hash, error) {
+	if e.size == 0 {
+		return tlog.EmptyRoot, nil
+	}
+	r, err := e.cr.GetRootHash(nil)
+	if err != nil {
+		return tlog.Hash{}, err
+	}
+	return tlog.Hash(r), nil
+}
+
+// sequence is the sequencer goroutine: it owns size, cr, edge and failed.
+func (e *Engine) sequence() {
+	defer close(e.done)
+	for {
+		first, ok := <-e.queue
+		if !ok {
+			return
+		}
+		batch := []*request{first}
+		bytes := len(first.entry)
+		var timeout <-chan time.Time
+		var timer *time.Timer
+		if e.cfg.BatchMaxAge > 0 {
+			timer = time.NewTimer(e.cfg.BatchMaxAge)
+			timeout = timer.C
+		}
+	collect:
+		for len(batch) < e.cfg.BatchMaxSize && bytes < e.cfg.BatchMaxBytes {
+			var r *request
+			if timeout == nil {
+				select {
+				case r, ok = <-e.queue:
+				default:
+					break collect
+				}
+			} else {
+				select {
+				case r, ok = <-e.queue:
+				case <-timeout:
+					break collect
+				}
+			}
+			if !ok {
+				break
+			}
+			batch = append(batch, r)
+			bytes += len(r.entry)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		e.process(batch)
+	}
+}
+
+func (e *Engine) process(batch []*request) {
+	if e.failed != nil {
+		for _, r := range batch {
+			r.done <- result{err: fmt.Errorf("badgerlog: sequencing stopped after a failed commit: %w", e.failed)}
+		}
+		return
+	}
+	start := e.size
+	entries := make([][]byte, len(batch))
+	for i, r := range batch {
+		entries[i] = r.entry
+	}
+	err := e.commit(entries)
+	if err != nil {
+		e.failed = err
+		e.log.Error("commit failed; sequencing stopped until the log is reopened", "err", err, "size", start)
+		err = fmt.Errorf("badgerlog: commit: %w", err)
+	}
+	for i, r := range batch {
+		r.done <- result{index: start + uint64(i), err: err}
+	}
+}
+
+// commit appends entries to the tree and commits them with the new tiles,
+// the new signed checkpoint and the state in one transaction.
+func (e *Engine) commit(entries [][]byte) error {
+	txn := e.db.NewTransaction(true)
+	defer txn.Discard()
+	var err error
+	for i, entry := range entries {
+		idx := e.size + uint64(i)
+		if err = txn.Set(entryKey(idx), entry); err != nil {
+			return err
+		}
+		lh := tlog.LeafHash(entry)
+		if aerr := e.cr.Append(lh[:], func(id compact.NodeID, h []byte) {
+			if err == nil {
+				err = e.putNode(txn, id, h)
+			}
+		}); aerr != nil {
+			return aerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for level, t := range e.edge {
+		if t.dirty {
+			if err := txn.Set(tileKey(level, t.index), bytes.Clone(t.data)); err != nil {
+				return err
+			}
+			t.dirty = false
+		}
+	}
+	// From here on the in-memory tree is ahead of the disk until the
+	// commit succeeds; a failure stops the sequencer (see process).
+	newSize := e.size + uint64(len(entries))
+	e.size = newSize
+	root, err := e.root()
+	if err != nil {
+		return err
+	}
+	signed, err := tlog.Checkpoint{Origin: e.signer.Name(), Size: newSize, Root: root}.Sign(e.signer)
+	if err != nil {
+		return err
+	}
+	if err := txn.Set(checkpointKey(newSize), signed); err != nil {
+		return err
+	}
+	state := binary.BigEndian.AppendUint64(nil, newSize)
+	for _, h := range e.cr.Hashes() {
+		state = append(state, h...)
+	}
+	if err := txn.Set(stateKey, state); err != nil {
+		return err
+	}
+	if e.cfg.testHookCommit != nil {
+		if err := e.cfg.testHookCommit(); err != nil {
+			return err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	e.latest.Store(&signed)
+	return nil
+}
+
+// putNode records a new tree node in its tile if it is a tile's bottom-row
+// node. A tile that fills up is written at once; the right-edge tile of
+// each level is written at the end of the batch.
+func (e *Engine) putNode(txn *badger.Txn, id compact.NodeID, h []byte) error {
+	level, index, pos, ok := tlog.TileSlot(id)
+	if !ok {
+		return nil
+	}
+	t := e.edge[level]
+	if t == nil || t.index != index {
+		t = &edgeTile{index: index}
+		if pos != 0 {
+			// The log was reopened mid-tile: load the stored prefix.
+			item, err := txn.Get(tileKey(level, index))
+			if err != nil {
+				return fmt.Errorf("loading tile %d/%d: %w", level, index, err)
+			}
+			if t.data, err = item.ValueCopy(make([]byte, 0, tlog.TileWidth*tlog.HashSize)); err != nil {
+				return err
+			}
+		}
+		e.edge[level] = t
+	}
+	if len(t.data) != pos*tlog.HashSize {
+		return fmt.Errorf("tile %d/%d has %d hashes, node %+v goes at %d", level, index, len(t.data)/tlog.HashSize, id, pos)
+	}
+	t.data = append(t.data, h...)
+	t.dirty = true
+	if pos == tlog.TileWidth-1 {
+		if err := txn.Set(tileKey(level, index), bytes.Clone(t.data)); err != nil {
+			return err
+		}
+		delete(e.edge, level)
+	}
+	return nil
+}
+
+// Add implements [engine.Engine].
+func (e *Engine) Add(ctx context.Context, entry []byte) (uint64, error) {
+	if len(entry) > tlog.MaxEntrySize {
+		return 0, fmt.Errorf("badgerlog: %d bytes: %w", len(entry), engine.ErrEntryTooLarge)
+	}
+	r := &request{entry: bytes.Clone(entry), done: make(chan result, 1)}
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return 0, engine.ErrClosed
+	}
+	select {
+	case e.queue <- r:
+		e.mu.RUnlock()
+	default:
+		e.mu.RUnlock()
+		return 0, fmt.Errorf("badgerlog: %d entries waiting: %w", cap(e.queue), engine.ErrPushback)
+	}
+	select {
+	case res := <-r.done:
+		return res.index, res.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("badgerlog: waiting for the entry to be sequenced: %w", ctx.Err())
+	}
+}
+
+// Checkpoint implements [engine.Engine].
+func (e *Engine) Checkpoint(ctx context.Context) ([]byte, error) {
+	return *e.latest.Load(), nil
+}
+
+// CheckpointAt implements [engine.Engine].
+func (e *Engine) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
+	b, err := e.get(checkpointKey(size))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint of size %d: %w", size, err)
+	}
+	return b, nil
+}
+
+func (e *Engine) get(key []byte) ([]byte, error) {
+	var v []byte
+	err := e.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return nil, engine.ErrNotFound
+	case errors.Is(err, badger.ErrDBClosed):
+		return nil, engine.ErrClosed
+	}
+	return v, err
+}
+
+// ReadTile implements [engine.Engine].
+func (e *Engine) ReadTile(ctx context.Context, level, index uint64, width uint8) ([]byte, error) {
+	if level > tlog.MaxTileLevel {
+		return nil, fmt.Errorf("tile level %d: %w", level, engine.ErrNotFound)
+	}
+	n := tlog.Tile{Width: width}.Count() * tlog.HashSize
+	b, err := e.get(tileKey(level, index))
+	if err != nil {
+		return nil, fmt.Errorf("tile %d/%d: %w", level, index, err)
+	}
+	if len(b) < n {
+		return nil, fmt.Errorf("tile %d/%d has %d hashes, not %d: %w", level, index, len(b)/tlog.HashSize, n/tlog.HashSize, engine.ErrNotFound)
+	}
+	return b[:n], nil
+}
+
+// ReadEntryBundle implements [engine.Engine].
+func (e *Engine) ReadEntryBundle(ctx context.Context, index uint64, width uint8) ([]byte, error) {
+	n := uint64(tlog.Tile{Width: width}.Count())
+	if index > (1<<64-1)/tlog.TileWidth-1 {
+		return nil, fmt.Errorf("entry bundle %d: %w", index, engine.ErrNotFound)
+	}
+	first := index * tlog.TileWidth
+	var bundle []byte
+	err := e.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchSize = int(n)
+		opts.Prefix = []byte{tagEntry}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		want := first
+		for it.Seek(entryKey(first)); it.Valid() && want < first+n; it.Next() {
+			item := it.Item()
+			if binary.BigEndian.Uint64(item.Key()[1:]) != want {
+				break
+			}
+			err := item.Value(func(v []byte) error {
+				var err error
+				bundle, err = tlog.AppendBundleEntry(bundle, v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			want++
+		}
+		if want != first+n {
+			return fmt.Errorf("entry bundle %d has %d entries, not %d: %w", index, want-first, n, engine.ErrNotFound)
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = engine.ErrClosed
+	}
+	return bundle, err
+}
+
+// Close implements [engine.Engine]: it stops accepting entries, sequences
+// and commits those already queued, then closes the database.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return nil
+	}
+	e.closed = true
+	close(e.queue)
+	e.mu.Unlock()
+	<-e.done
+	if err := e.db.Close(); err != nil {
+		return fmt.Errorf("badgerlog: closing: %w", err)
+	}
+	return nil
+}
+
+// badgerLogger sends badger's logs to slog at debug level (warnings and
+// errors at their own level).
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) logf(level slog.Level, format string, args ...any) {
+	if b.l != nil {
+		b.l.Log(context.Background(), level, "badger: "+fmt.Sprintf(format, args...))
+	}
+}
+func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug, f, a...) }

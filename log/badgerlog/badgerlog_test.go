@@ -1,0 +1,314 @@
+package badgerlog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/engine/enginetest"
+	"github.com/vmledger/vmledger/log/tlog"
+)
+
+func newKey(t testing.TB) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := tlog.GenerateKey(rand.Reader, "test.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := tlog.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+func open(t testing.TB, c Config) *Engine {
+	t.Helper()
+	e, err := Open(t.Context(), c)
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", c.Dir, err)
+	}
+	return e
+}
+
+func TestConformance(t *testing.T) {
+	s, v := newKey(t)
+	enginetest.Run(t, enginetest.Config{
+		Verifier: v,
+		NewLog: func(t *testing.T) func(t *testing.T) engine.Engine {
+			dir := t.TempDir()
+			return func(t *testing.T) engine.Engine {
+				return open(t, Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20})
+			}
+		},
+	})
+}
+
+func TestFailedCommit(t *testing.T) {
+	ctx := t.Context()
+	s, v := newKey(t)
+	dir := t.TempDir()
+	var crash atomic.Bool
+	c := Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20, testHookCommit: func() error {
+		if crash.Load() {
+			return errors.New("simulated crash before commit")
+		}
+		return nil
+	}}
+	e := open(t, c)
+	var acked [][]byte
+	for i := range 300 {
+		entry := fmt.Appendf(nil, "entry %d", i)
+		if _, err := e.Add(ctx, entry); err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, entry)
+	}
+	want, _ := e.Checkpoint(ctx)
+	crash.Store(true)
+	if _, err := e.Add(ctx, []byte("lost")); err == nil {
+		t.Fatal("Add during a failing commit = nil error")
+	}
+	crash.Store(false)
+	if _, err := e.Add(ctx, []byte("after failure")); err == nil {
+		t.Error("Add after a failed commit = nil error, want the sequencer stopped")
+	}
+	if got, _ := e.Checkpoint(ctx); !bytes.Equal(got, want) {
+		t.Errorf("Checkpoint() after a failed commit = %q, want the last committed %q", got, want)
+	}
+	e.Close()
+
+	e = open(t, c)
+	defer e.Close()
+	if got, _ := e.Checkpoint(ctx); !bytes.Equal(got, want) {
+		t.Errorf("Checkpoint() after reopen = %q, want the last committed %q", got, want)
+	}
+	enginetest.Check(t, e, v, acked)
+	if idx, err := e.Add(ctx, []byte("next")); err != nil || idx != 300 {
+		t.Errorf("Add after reopen = %d, %v, want 300", idx, err)
+	}
+}
+
+// TestCheckerCatchesCorruption shows that the whole-log checker fails on a
+// corrupted tile and on a checkpoint inconsistent with the log.
+func TestCheckerCatchesCorruption(t *testing.T) {
+	ctx := t.Context()
+	s, v := newKey(t)
+	for _, tc := range []struct {
+		name    string
+		corrupt func(e *Engine) error
+	}{
+		{"tile", func(e *Engine) error {
+			b, _ := e.ReadTile(ctx, 0, 0, 0)
+			b = bytes.Clone(b)
+			b[100] ^= 1
+			return e.db.Update(func(txn *badger.Txn) error { return txn.Set(tileKey(0, 0), b) })
+		}},
+		{"entry", func(e *Engine) error {
+			return e.db.Update(func(txn *badger.Txn) error { return txn.Set(entryKey(7), []byte("forged")) })
+		}},
+		{"checkpoint", func(e *Engine) error {
+			signed, err := tlog.Checkpoint{Origin: s.Name(), Size: 3, Root: tlog.LeafHash(nil)}.Sign(s)
+			if err != nil {
+				return err
+			}
+			return e.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(3), signed) })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20})
+			defer e.Close()
+			for i := range 300 {
+				if _, err := e.Add(ctx, fmt.Appendf(nil, "entry %d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := enginetest.CheckLog(ctx, e, v, nil); err != nil {
+				t.Fatalf("CheckLog before corruption = %v", err)
+			}
+			if err := tc.corrupt(e); err != nil {
+				t.Fatal(err)
+			}
+			if err := enginetest.CheckLog(ctx, e, v, nil); err == nil {
+				t.Errorf("CheckLog after corrupting the %s = nil, want an error", tc.name)
+			}
+		})
+	}
+}
+
+func TestOtherKeyRefused(t *testing.T) {
+	s, _ := newKey(t)
+	dir := t.TempDir()
+	open(t, Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20}).Close()
+	skey, _, _ := tlog.GenerateKey(rand.Reader, "other.example/log")
+	other, _, _ := tlog.NewSigner(skey)
+	if e, err := Open(t.Context(), Config{Dir: dir, Signer: other, MemoryBudget: 32 << 20}); err == nil {
+		e.Close()
+		t.Error("Open with a key for another origin = nil error")
+	}
+}
+
+// TestKill kills a process that is appending (SIGKILL, no Close) and checks
+// that the reopened log holds every entry that process acknowledged and
+// verifies as a whole.
+func TestKill(t *testing.T) {
+	if dir := os.Getenv("BADGERLOG_KILL_CHILD"); dir != "" {
+		killChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKill$")
+	cmd.Env = append(os.Environ(), "BADGERLOG_KILL_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[uint64]string{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && len(acked) < 2000 {
+		var idx uint64
+		var entry string
+		if _, err := fmt.Sscanf(sc.Text(), "ack %d %s", &idx, &entry); err != nil {
+			t.Fatalf("child said %q", sc.Text())
+		}
+		acked[idx] = entry
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if len(acked) < 2000 {
+		t.Fatalf("child acknowledged only %d entries", len(acked))
+	}
+
+	e := open(t, Config{Dir: dir, Signer: killKey(t), MemoryBudget: 32 << 20})
+	defer e.Close()
+	v, _ := note.NewVerifier(killVKey)
+	enginetest.Check(t, e, v, nil)
+	for idx, entry := range acked {
+		b, err := e.ReadEntryBundle(t.Context(), idx/256, 0)
+		if err != nil {
+			cp, _ := e.Checkpoint(t.Context())
+			c, _ := tlog.ParseCheckpoint(cp[:bytes.Index(cp, []byte("\n\n"))+1])
+			b, err = e.ReadEntryBundle(t.Context(), idx/256, uint8(c.Size%256))
+			if err != nil {
+				t.Fatalf("acknowledged entry %d lost: %v (size %d)", idx, err, c.Size)
+			}
+		}
+		entries, _ := tlog.ParseBundle(b)
+		if got := string(entries[idx%256]); got != entry {
+			t.Errorf("entry %d = %q, want the acknowledged %q", idx, got, entry)
+		}
+	}
+}
+
+const (
+	killSKey = "PRIVATE+KEY+kill.example/log+902dd87c+AYA9dlAbZQFIyKeDMR6k9C48okeHTL9tfS5A1+duMRED" // test key
+	killVKey = "kill.example/log+902dd87c+AbEGVcCmaN3HDKb+tDA0sV67ZbaMRapWFNP/Vk/+oWGF"
+)
+
+func killKey(t testing.TB) note.Signer {
+	s, vkey, err := tlog.NewSigner(killSKey)
+	if err != nil || vkey != killVKey {
+		t.Fatalf("kill key: %v, vkey %q", err, vkey)
+	}
+	return s
+}
+
+// killChild appends until killed, printing "ack <index> <entry>" after each
+// Add returns.
+func killChild(dir string) {
+	s, _, _ := tlog.NewSigner(killSKey)
+	e, err := Open(context.Background(), Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				entry := fmt.Sprintf("w%d-%d", w, i)
+				idx, err := e.Add(context.Background(), []byte(entry))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Printf("ack %d %s\n", idx, entry)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkAppend measures durable appends of 1 KiB entries with 64
+// concurrent writers: every Add returns after its batch is fsynced and
+// checkpointed.
+func BenchmarkAppend(b *testing.B) {
+	for _, writers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			s, _ := newKey(b)
+			e := open(b, Config{Dir: b.TempDir(), Signer: s})
+			defer e.Close()
+			entry := make([]byte, 1024)
+			rand.Read(entry)
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.SetBytes(1024)
+			b.ResetTimer()
+			start := time.Now()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Go(func() {
+					var mine []time.Duration
+					for next.Add(1) <= int64(b.N) {
+						t0 := time.Now()
+						if _, err := e.Add(context.Background(), entry); err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
