@@ -1,0 +1,191 @@
+package coproc
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Format errors. Parse functions return a *FormatError that wraps one of
+// these, so callers decide with errors.Is and report the field.
+var (
+	ErrTooLarge     = errors.New("too large")
+	ErrMalformed    = errors.New("malformed JSON")
+	ErrDuplicateKey = errors.New("duplicate key")
+	ErrUnknownField = errors.New("unknown field")
+	ErrWrongType    = errors.New("wrong type")
+	ErrBadBase64    = errors.New("bad base64")
+	ErrNotCanonical = errors.New("not canonical")
+	ErrInvalidField = errors.New("invalid field")
+)
+
+// FormatError reports why an envelope or statement was rejected.
+type FormatError struct {
+	Object string // "envelope" or "statement"
+	Field  string // JSON path of the offending field, "" for the whole object
+	Err    error  // one of the sentinels above
+	Detail string
+}
+
+func (e *FormatError) Error() string {
+	var b strings.Builder
+	b.WriteString("coproc: ")
+	b.WriteString(e.Object)
+	if e.Field != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	return b.String()
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// maxDepth bounds JSON nesting; our objects nest 4 deep.
+const maxDepth = 16
+
+// decodeStrict decodes b into v: valid UTF-8, one JSON value, no duplicate
+// keys at any level, no unknown fields, matching types.
+func decodeStrict(object string, b []byte, v any) error {
+	ferr := func(field string, sentinel error, format string, args ...any) error {
+		return &FormatError{Object: object, Field: field, Err: sentinel, Detail: fmt.Sprintf(format, args...)}
+	}
+	if !utf8.Valid(b) {
+		return ferr("", ErrMalformed, "invalid UTF-8")
+	}
+	if err := checkKeys(b); err != nil {
+		var de *duplicateKeyError
+		if errors.As(err, &de) {
+			return ferr(de.path, ErrDuplicateKey, "%q", de.key)
+		}
+		return ferr("", ErrMalformed, "%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return ferr(te.Field, ErrWrongType, "JSON %s where %s belongs", te.Value, te.Type)
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return ferr("", ErrMalformed, "%v", err)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return ferr(strings.TrimPrefix(err.Error(), "json: unknown field "), ErrUnknownField, "")
+		default:
+			return ferr("", ErrMalformed, "%v", err)
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ferr("", ErrMalformed, "data after the JSON value")
+	}
+	return nil
+}
+
+type duplicateKeyError struct{ path, key string }
+
+func (e *duplicateKeyError) Error() string { return "duplicate key " + e.key + " in " + e.path }
+
+// checkKeys walks the JSON tokens of b and reports a repeated key in any
+// object (encoding/json would silently keep the last one) and nesting deeper
+// than maxDepth.
+func checkKeys(b []byte) error {
+	type frame struct {
+		object    bool
+		expectKey bool
+		path      string
+		seen      map[string]bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var stack []*frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].expectKey = true
+		}
+	}
+	lastKey := ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
+			top := stack[n-1]
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			k, ok := tok.(string)
+			if !ok {
+				return fmt.Errorf("object key is not a string")
+			}
+			if top.seen[k] {
+				return &duplicateKeyError{path: top.path, key: k}
+			}
+			top.seen[k] = true
+			top.expectKey = false
+			lastKey = k
+			continue
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= maxDepth {
+				return fmt.Errorf("nested deeper than %d", maxDepth)
+			}
+			path := "."
+			if n := len(stack); n > 0 {
+				if stack[n-1].object {
+					path = strings.TrimSuffix(stack[n-1].path, ".") + "." + lastKey
+				} else {
+					path = stack[n-1].path + "[]"
+				}
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), expectKey: true, path: path, seen: map[string]bool{}})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+// marshalCanonical encodes v as compact JSON in struct field order without
+// HTML escaping and without a trailing newline.
+func marshalCanonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// decodeBase64 decodes standard padded base64 and accepts only the canonical
+// form: no line breaks, no non-zero padding bits.
+func decodeBase64(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if base64.StdEncoding.EncodeToString(b) != s {
+		return nil, errors.New("not canonical base64")
+	}
+	return b, nil
+}
