@@ -1,0 +1,615 @@
+// Package tpm is the TPM 2.0 co-processor: a non-exportable ECC P-256
+// signing key, an NV index holding the latest configuration root, and an NV
+// counter, driven through github.com/google/go-tpm/tpm2 over any
+// transport.TPM: /dev/tpmrm0 (OpenDevice), swtpm over TCP (DialSwtpm) or the
+// in-process simulator (package coproc/tpmsim, kept apart so that this package
+// never compiles it).
+//
+// # Objects (TCG TPM 2.0 Library, Part 1 §27 NV, Part 3 §31 NV commands)
+//
+// Provision creates, idempotently, in the owner hierarchy:
+//
+//	0x81000A00  storage primary: the TCG ECC P-256 SRK template, persistent;
+//	            the salt key of every HMAC session
+//	0x81000A01  signing key: ECC P-256, ECDSA/SHA-256, unrestricted, sign only;
+//	            fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA;
+//	            child of the SRK, made persistent with TPM2_EvictControl
+//	0x01000A00  root index: ordinary, 32 bytes, owner write, owner and auth read, noDA
+//	0x01000A01  counter index: TPM_NT_COUNTER, owner write, owner and auth read, noDA
+//
+// (Config overrides the handles.) Nothing is ever overwritten: a handle that
+// holds something else makes Provision and Open fail with coproc.ErrMismatch.
+//
+// # One attestation
+//
+//  1. TPM2_NV_Write of the root to the root index;
+//  2. TPM2_NV_Increment of the counter index;
+//  3. TPM2_NV_Read of the counter: the value goes into the statement;
+//  4. TPM2_Sign of SHA-256(PAE) with the signing key (hashed on the host: the
+//     key is unrestricted, so the TPM needs no hash ticket);
+//  5. the (r, s) signature becomes ASN.1 DER with low s, and the envelope is
+//     verified with the public key before it is returned.
+//
+// Before each NV command the index's public area is re-read
+// (TPM2_NV_ReadPublic): its Name changes when TPMA_NV_WRITTEN becomes set and
+// the Name goes into the command's HMAC; the attributes are also checked
+// again. NV_Write, NV_Increment, NV_Read and Sign run in one-shot HMAC sessions
+// salted with the SRK, so the session key is unknown to anyone on the bus;
+// NV_Write and Sign encrypt their first parameter (root, digest) with AES-128
+// CFB, NV_Read encrypts its response, and every response is authenticated by
+// the session HMAC, which go-tpm checks. TPM2_Sign's response (a TPMT_SIGNATURE,
+// not a TPM2B) cannot be encrypted; it is authenticated, and public anyway.
+// One-shot sessions are flushed by the TPM after their command; transient
+// objects made by Provision are flushed before it returns.
+//
+// The TPM persists NV_Write and NV_Increment before it answers them (the
+// indexes are not TPMA_NV_ORDERLY), so steps 1–2 are durable before step 4:
+// see coproc.CoProcessor for why a counter value burnt by a failure after step
+// 2 is safe. A counter can never go backwards, not even by deleting and
+// redefining the index: a new counter index starts at least at the largest
+// value any counter of this TPM ever had (Part 1 §37.7.? "NV counters").
+//
+// # Known gaps
+//
+// The SRK's public area, used to salt sessions, is read from the TPM when the
+// co-processor is opened; an attacker who controls the bus at that moment could
+// substitute a key of their own. Pinning the SRK Name in configuration would
+// close this. The owner authorisation (empty by default) is sent as a
+// password by Provision.
+package tpm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/vmledger/vmledger/coproc"
+)
+
+// Default handles.
+const (
+	DefaultSRKHandle    tpm2.TPMHandle = 0x81000A00
+	DefaultKeyHandle    tpm2.TPMHandle = 0x81000A01
+	DefaultRootIndex    tpm2.TPMHandle = 0x01000A00
+	DefaultCounterIndex tpm2.TPMHandle = 0x01000A01
+)
+
+// Config describes where the co-processor's objects live. The zero value
+// uses the defaults.
+type Config struct {
+	SRKHandle    tpm2.TPMHandle
+	KeyHandle    tpm2.TPMHandle
+	RootIndex    tpm2.TPMHandle
+	CounterIndex tpm2.TPMHandle
+	// OwnerAuth is the owner hierarchy's authorisation value (usually empty).
+	OwnerAuth []byte
+	// Device names the TPM in Info ("/dev/tpmrm0", "swtpm 127.0.0.1:2321").
+	Device string
+	// Now returns the statement time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.SRKHandle == 0 {
+		c.SRKHandle = DefaultSRKHandle
+	}
+	if c.KeyHandle == 0 {
+		c.KeyHandle = DefaultKeyHandle
+	}
+	if c.RootIndex == 0 {
+		c.RootIndex = DefaultRootIndex
+	}
+	if c.CounterIndex == 0 {
+		c.CounterIndex = DefaultCounterIndex
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// srkTemplate is the TCG ECC P-256 SRK template.
+var srkTemplate = tpm2.ECCSRKTemplate
+
+// keyTemplate is the signing key's template.
+var keyTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		NoDA:                true,
+		SignEncrypt:         true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+		Scheme: tpm2.TPMTECCScheme{
+			Scheme:  tpm2.TPMAlgECDSA,
+			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+		CurveID: tpm2.TPMECCNistP256,
+		KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+}
+
+func rootNVPublic(h tpm2.TPMHandle) tpm2.TPMSNVPublic {
+	return tpm2.TPMSNVPublic{
+		NVIndex: h,
+		NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{
+			OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true,
+			NT: tpm2.TPMNTOrdinary,
+		},
+		DataSize: 32,
+	}
+}
+
+func counterNVPublic(h tpm2.TPMHandle) tpm2.TPMSNVPublic {
+	return tpm2.TPMSNVPublic{
+		NVIndex: h,
+		NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{
+			OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true,
+			NT: tpm2.TPMNTCounter,
+		},
+		DataSize: 8,
+	}
+}
+
+// Provision creates the SRK, the signing key and both NV indexes where they
+// do not exist yet, and checks the ones that do. It is idempotent. It reports
+// what it created, by name ("srk", "key", "root index", "counter index").
+func Provision(ctx context.Context, t transport.TPM, cfg Config) (created []string, err error) {
+	cfg = cfg.withDefaults()
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(cfg.OwnerAuth)}
+
+	// Storage primary.
+	_, _, err = readObject(t, cfg.SRKHandle, srkTemplate)
+	if errors.Is(err, coproc.ErrNotInitialized) {
+		if err := createSRK(ctx, t, owner, cfg.SRKHandle); err != nil {
+			return created, err
+		}
+		created = append(created, "srk")
+		_, _, err = readObject(t, cfg.SRKHandle, srkTemplate)
+	}
+	if err != nil {
+		return created, err
+	}
+	srkPub, srkName, err := readObject(t, cfg.SRKHandle, srkTemplate)
+	if err != nil {
+		return created, err
+	}
+
+	// Signing key.
+	_, _, err = readObject(t, cfg.KeyHandle, keyTemplate)
+	if errors.Is(err, coproc.ErrNotInitialized) {
+		srk := tpm2.AuthHandle{Handle: cfg.SRKHandle, Name: srkName, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Salted(cfg.SRKHandle, *srkPub))}
+		if err := createKey(ctx, t, owner, srk, cfg.KeyHandle); err != nil {
+			return created, err
+		}
+		created = append(created, "key")
+		_, _, err = readObject(t, cfg.KeyHandle, keyTemplate)
+	}
+	if err != nil {
+		return created, err
+	}
+
+	// NV indexes.
+	for _, nv := range []struct {
+		what string
+		pub  tpm2.TPMSNVPublic
+	}{
+		{"root index", rootNVPublic(cfg.RootIndex)},
+		{"counter index", counterNVPublic(cfg.CounterIndex)},
+	} {
+		_, err := readNV(t, nv.pub)
+		if errors.Is(err, coproc.ErrNotInitialized) {
+			if err := ctx.Err(); err != nil {
+				return created, err
+			}
+			if _, err := (tpm2.NVDefineSpace{AuthHandle: owner, PublicInfo: tpm2.New2B(nv.pub)}).Execute(t); err != nil {
+				return created, fmt.Errorf("tpm: defining the %s 0x%08x: %w", nv.what, uint32(nv.pub.NVIndex), err)
+			}
+			created = append(created, nv.what)
+			_, err = readNV(t, nv.pub)
+		}
+		if err != nil {
+			return created, err
+		}
+	}
+	return created, nil
+}
+
+func createSRK(ctx context.Context, t transport.TPM, owner tpm2.AuthHandle, h tpm2.TPMHandle) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cp, err := tpm2.CreatePrimary{PrimaryHandle: owner, InPublic: tpm2.New2B(srkTemplate)}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: creating the storage primary: %w", err)
+	}
+	if err := evict(t, owner, cp.ObjectHandle, cp.Name, h); err != nil {
+		return fmt.Errorf("tpm: persisting the storage primary at 0x%08x: %w", uint32(h), err)
+	}
+	return nil
+}
+
+func createKey(ctx context.Context, t transport.TPM, owner, srk tpm2.AuthHandle, h tpm2.TPMHandle) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cr, err := tpm2.Create{ParentHandle: srk, InPublic: tpm2.New2B(keyTemplate)}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: creating the signing key: %w", err)
+	}
+	srk.Auth = tpm2.PasswordAuth(nil)
+	ld, err := tpm2.Load{ParentHandle: srk, InPrivate: cr.OutPrivate, InPublic: cr.OutPublic}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: loading the signing key: %w", err)
+	}
+	if err := evict(t, owner, ld.ObjectHandle, ld.Name, h); err != nil {
+		return fmt.Errorf("tpm: persisting the signing key at 0x%08x: %w", uint32(h), err)
+	}
+	return nil
+}
+
+// evict makes the transient object h persistent at p and flushes h, also on
+// failure.
+func evict(t transport.TPM, owner tpm2.AuthHandle, h tpm2.TPMHandle, name tpm2.TPM2BName, p tpm2.TPMHandle) error {
+	_, err := tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: h, Name: name}, PersistentHandle: p}.Execute(t)
+	_, ferr := tpm2.FlushContext{FlushHandle: h}.Execute(t)
+	if ferr != nil {
+		ferr = fmt.Errorf("flushing 0x%08x: %w", uint32(h), ferr)
+	}
+	return errors.Join(err, ferr)
+}
+
+// readObject reads the public area at a persistent handle and checks it
+// against template (ignoring the unique field). A missing object is
+// coproc.ErrNotInitialized; another object is coproc.ErrMismatch.
+func readObject(t transport.TPM, h tpm2.TPMHandle, template tpm2.TPMTPublic) (*tpm2.TPMTPublic, tpm2.TPM2BName, error) {
+	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t)
+	if errors.Is(err, tpm2.TPMRCHandle) {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: no object at 0x%08x: %w (run vmledger coproc init)", uint32(h), coproc.ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: reading the public area of 0x%08x: %w", uint32(h), err)
+	}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: 0x%08x: %w", uint32(h), err)
+	}
+	got := *pub
+	got.Unique = template.Unique
+	if !bytes.Equal(tpm2.Marshal(got), tpm2.Marshal(template)) {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: the object at 0x%08x is not the one vmledger creates: %w", uint32(h), coproc.ErrMismatch)
+	}
+	name, err := tpm2.ObjectName(pub)
+	if err != nil || !bytes.Equal(name.Buffer, rsp.Name.Buffer) {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: the Name of 0x%08x does not match its public area", uint32(h))
+	}
+	return pub, rsp.Name, nil
+}
+
+// readNV reads an NV index's public area, checks it against want (ignoring
+// TPMA_NV_WRITTEN) and returns it with its current Name.
+func readNV(t transport.TPM, want tpm2.TPMSNVPublic) (*nvState, error) {
+	rsp, err := tpm2.NVReadPublic{NVIndex: want.NVIndex}.Execute(t)
+	if errors.Is(err, tpm2.TPMRCHandle) {
+		return nil, fmt.Errorf("tpm: no NV index 0x%08x: %w (run vmledger coproc init)", uint32(want.NVIndex), coproc.ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tpm: reading the public area of NV index 0x%08x: %w", uint32(want.NVIndex), err)
+	}
+	pub, err := rsp.NVPublic.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: NV index 0x%08x: %w", uint32(want.NVIndex), err)
+	}
+	got := *pub
+	got.Attributes.Written = false
+	if !bytes.Equal(tpm2.Marshal(got), tpm2.Marshal(want)) {
+		return nil, fmt.Errorf("tpm: NV index 0x%08x is not the one vmledger defines: %w", uint32(want.NVIndex), coproc.ErrMismatch)
+	}
+	name, err := tpm2.NVName(pub)
+	if err != nil || !bytes.Equal(name.Buffer, rsp.NVName.Buffer) {
+		return nil, fmt.Errorf("tpm: the Name of NV index 0x%08x does not match its public area", uint32(want.NVIndex))
+	}
+	return &nvState{handle: tpm2.NamedHandle{Handle: want.NVIndex, Name: rsp.NVName}, written: pub.Attributes.Written}, nil
+}
+
+type nvState struct {
+	handle  tpm2.NamedHandle
+	written bool
+}
+
+// CoProcessor is the TPM co-processor. It implements coproc.CoProcessor.
+type CoProcessor struct {
+	cfg     Config
+	srkPub  tpm2.TPMTPublic
+	keyName tpm2.TPM2BName
+	pub     *ecdsa.PublicKey
+	keyID   string
+
+	mu sync.Mutex // guards t: one TPM command sequence at a time
+	t  transport.TPMCloser
+}
+
+var _ coproc.CoProcessor = (*CoProcessor)(nil)
+
+// Open opens a provisioned TPM. It takes ownership of t: Close closes it, and
+// so does a failing Open. A TPM that was not provisioned gives an error
+// wrapping coproc.ErrNotInitialized.
+func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcessor, err error) {
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	srkPub, _, err := readObject(t, cfg.SRKHandle, srkTemplate)
+	if err != nil {
+		return nil, err
+	}
+	keyPub, keyName, err := readObject(t, cfg.KeyHandle, keyTemplate)
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range []tpm2.TPMSNVPublic{rootNVPublic(cfg.RootIndex), counterNVPublic(cfg.CounterIndex)} {
+		if _, err := readNV(t, want); err != nil {
+			return nil, err
+		}
+	}
+	pk, err := tpm2.Pub(*keyPub)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: signing key: %w", err)
+	}
+	pub, ok := pk.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() || !pub.Curve.IsOnCurve(pub.X, pub.Y) {
+		return nil, fmt.Errorf("tpm: signing key is not a valid P-256 point: %w", coproc.ErrMismatch)
+	}
+	id, err := coproc.KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &CoProcessor{cfg: cfg, srkPub: *srkPub, keyName: keyName, pub: pub, keyID: id, t: t}, nil
+}
+
+// PublicKey implements coproc.CoProcessor; it is an *ecdsa.PublicKey.
+func (c *CoProcessor) PublicKey() crypto.PublicKey { return c.pub }
+
+// KeyID implements coproc.CoProcessor.
+func (c *CoProcessor) KeyID() string { return c.keyID }
+
+// Close closes the transport.
+func (c *CoProcessor) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t.Close()
+}
+
+// session returns a one-shot HMAC session salted with the SRK, with extra
+// options (parameter encryption).
+func (c *CoProcessor) session(auth []byte, extra ...tpm2.AuthOption) tpm2.Session {
+	opts := append([]tpm2.AuthOption{tpm2.Salted(c.cfg.SRKHandle, c.srkPub), tpm2.Auth(auth)}, extra...)
+	return tpm2.HMAC(tpm2.TPMAlgSHA256, 16, opts...)
+}
+
+var (
+	encryptIn  = tpm2.AESEncryption(128, tpm2.EncryptIn)
+	encryptOut = tpm2.AESEncryption(128, tpm2.EncryptOut)
+)
+
+// Attest implements coproc.CoProcessor.
+func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Envelope, error) {
+	if err := coproc.ValidateClaim(cl); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	// 1. The root, into its NV index.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rootNV, err := readNV(c.t, rootNVPublic(c.cfg.RootIndex))
+	if err != nil {
+		return nil, err
+	}
+	_, err = tpm2.NVWrite{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: c.session(c.cfg.OwnerAuth, encryptIn)},
+		NVIndex:    rootNV.handle,
+		Data:       tpm2.TPM2BMaxNVBuffer{Buffer: cl.Root[:]},
+	}.Execute(c.t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: writing the root to NV index 0x%08x: %w", uint32(c.cfg.RootIndex), err)
+	}
+
+	// 2. The counter.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctrNV, err := readNV(c.t, counterNVPublic(c.cfg.CounterIndex))
+	if err != nil {
+		return nil, err
+	}
+	_, err = tpm2.NVIncrement{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: c.session(c.cfg.OwnerAuth)},
+		NVIndex:    ctrNV.handle,
+	}.Execute(c.t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: incrementing NV counter 0x%08x: %w", uint32(c.cfg.CounterIndex), err)
+	}
+	// From here on, a failure burns the counter value.
+	n, _, err := c.readCounter()
+	if err != nil {
+		return nil, err
+	}
+	if n > coproc.MaxSafeInteger {
+		return nil, fmt.Errorf("tpm: counter %d exceeds 2^53-1", n)
+	}
+
+	// 3. The signature.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := coproc.NewStatement(cl, coproc.Coprocessor{
+		KeyID: c.keyID, Counter: n,
+		RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
+	}, c.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return coproc.Seal(st, c.pub, c.sign)
+}
+
+// sign signs SHA-256(pae) with the TPM key. Called with mu held.
+func (c *CoProcessor) sign(pae []byte) ([]byte, error) {
+	digest := sha256.Sum256(pae)
+	rsp, err := tpm2.Sign{
+		KeyHandle: tpm2.AuthHandle{Handle: c.cfg.KeyHandle, Name: c.keyName, Auth: c.session(nil, encryptIn)},
+		Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
+		InScheme:  tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+		Validation: tpm2.TPMTTKHashCheck{
+			Tag:       tpm2.TPMSTHashCheck,
+			Hierarchy: tpm2.TPMRHNull,
+		},
+	}.Execute(c.t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: TPM2_Sign: %w", err)
+	}
+	sig, err := rsp.Signature.Signature.ECDSA()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: TPM2_Sign returned a non-ECDSA signature: %w", err)
+	}
+	if sig.Hash != tpm2.TPMAlgSHA256 {
+		return nil, fmt.Errorf("tpm: TPM2_Sign used hash %v, not SHA-256", sig.Hash)
+	}
+	r := new(big.Int).SetBytes(sig.SignatureR.Buffer)
+	s := new(big.Int).SetBytes(sig.SignatureS.Buffer)
+	return coproc.ECDSASignature(elliptic.P256(), r, s), nil
+}
+
+// readCounter reads the counter in an authenticated, salted session. set is
+// false before the first increment. Called with mu held.
+func (c *CoProcessor) readCounter() (n uint64, set bool, err error) {
+	nv, err := readNV(c.t, counterNVPublic(c.cfg.CounterIndex))
+	if err != nil {
+		return 0, false, err
+	}
+	if !nv.written {
+		return 0, false, nil
+	}
+	b, err := c.nvRead(nv, 8)
+	if err != nil {
+		return 0, false, fmt.Errorf("tpm: reading NV counter 0x%08x: %w", uint32(c.cfg.CounterIndex), err)
+	}
+	return binary.BigEndian.Uint64(b), true, nil
+}
+
+func (c *CoProcessor) nvRead(nv *nvState, size uint16) ([]byte, error) {
+	rsp, err := tpm2.NVRead{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: c.session(c.cfg.OwnerAuth, encryptOut)},
+		NVIndex:    nv.handle,
+		Size:       size,
+	}.Execute(c.t)
+	if err != nil {
+		return nil, err
+	}
+	if len(rsp.Data.Buffer) != int(size) {
+		return nil, fmt.Errorf("read %d bytes, want %d", len(rsp.Data.Buffer), size)
+	}
+	return rsp.Data.Buffer, nil
+}
+
+// Counter returns the NV counter's value; set is false before the first
+// attestation.
+func (c *CoProcessor) Counter(ctx context.Context) (n uint64, set bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readCounter()
+}
+
+// Root returns the root held in the root NV index; set is false before the
+// first attestation.
+func (c *CoProcessor) Root(ctx context.Context) (root [32]byte, set bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return root, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readRoot()
+}
+
+func (c *CoProcessor) readRoot() (root [32]byte, set bool, err error) {
+	nv, err := readNV(c.t, rootNVPublic(c.cfg.RootIndex))
+	if err != nil || !nv.written {
+		return root, false, err
+	}
+	b, err := c.nvRead(nv, 32)
+	if err != nil {
+		return root, false, fmt.Errorf("tpm: reading NV index 0x%08x: %w", uint32(c.cfg.RootIndex), err)
+	}
+	copy(root[:], b)
+	return root, true, nil
+}
+
+// Info implements coproc.CoProcessor.
+func (c *CoProcessor) Info(ctx context.Context) (*coproc.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pemBytes, err := cryptoutils.MarshalPublicKeyToPEM(c.pub)
+	if err != nil {
+		return nil, err
+	}
+	info := &coproc.Info{
+		Backend: "tpm", Device: c.cfg.Device, KeyID: c.keyID, PublicKeyPEM: string(pemBytes),
+		Algorithm: "ecdsa-p256", KeyHandle: uint32(c.cfg.KeyHandle), KeyName: hex.EncodeToString(c.keyName.Buffer),
+		SRKHandle: uint32(c.cfg.SRKHandle), RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
+	}
+	rootNV, err := readNV(c.t, rootNVPublic(c.cfg.RootIndex))
+	if err != nil {
+		return nil, err
+	}
+	info.RootNVName = hex.EncodeToString(rootNV.handle.Name.Buffer)
+	ctrNV, err := readNV(c.t, counterNVPublic(c.cfg.CounterIndex))
+	if err != nil {
+		return nil, err
+	}
+	info.CounterNVName = hex.EncodeToString(ctrNV.handle.Name.Buffer)
+	if info.Counter, info.CounterSet, err = c.readCounter(); err != nil {
+		return nil, err
+	}
+	root, set, err := c.readRoot()
+	if err != nil {
+		return nil, err
+	}
+	if set {
+		info.Root = hex.EncodeToString(root[:])
+	}
+	return info, nil
+}
