@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/google/go-tpm/tpm2/transport"
+	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
