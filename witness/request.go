@@ -150,10 +150,12 @@ func decodeHash(b []byte) ([32]byte, error) {
 	if len(b) != 44 {
 		return h, fmt.Errorf("not a base64 SHA-256 hash")
 	}
-	n, err := base64.StdEncoding.Strict().Decode(h[:], b)
+	var buf [33]byte // 44 base64 characters without padding decode to 33 bytes
+	n, err := base64.StdEncoding.Strict().Decode(buf[:], b)
 	if err != nil || n != 32 {
 		return h, fmt.Errorf("not a base64 SHA-256 hash")
 	}
+	copy(h[:], buf[:32])
 	return h, nil
 }
 

@@ -119,7 +119,7 @@ type Component interface {
 }
 
 func (w *Witness) satisfied(cosigned map[*Witness]bool) bool { return cosigned[w] }
-func (w *Witness) componentName() string                      { return w.Name }
+func (w *Witness) componentName() string                     { return w.Name }
 
 func (g *Group) satisfied(cosigned map[*Witness]bool) bool {
 	n := 0
