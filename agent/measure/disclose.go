@@ -49,7 +49,7 @@ func (m *Measurement) Disclose(name string) (*Disclosure, error) {
 	return &Disclosure{
 		Name: l.Name, Type: l.Type, Value: slices.Clone(l.Value), Salt: l.Salt,
 		Index: l.Index, TreeSize: uint64(len(hashes)),
-		Proof: inclusionPath(int(l.Index), hashes),
+		Proof: append([]Digest{}, inclusionPath(int(l.Index), hashes)...),
 	}, nil
 }
 
@@ -70,7 +70,7 @@ func (m *Measurement) DisclosePackage(name string) (*PackageDisclosure, error) {
 	p := m.Packages[i]
 	return &PackageDisclosure{
 		Package: p.Package, Salt: p.Salt, Index: uint64(i), SubtreeSize: uint64(len(hashes)),
-		Proof: inclusionPath(i, hashes), Subtree: *outer,
+		Proof: append([]Digest{}, inclusionPath(i, hashes)...), Subtree: *outer,
 	}, nil
 }
 

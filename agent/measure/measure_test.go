@@ -490,3 +490,34 @@ func BenchmarkHashFile(b *testing.B) {
 		f.Close()
 	}
 }
+
+func TestParseSecret(t *testing.T) {
+	raw := vectorSecret(9)
+	hexed := HexBytesString(raw[:])
+	tests := []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"raw", raw[:], true},
+		{"hex", []byte(hexed), true},
+		{"hex newline", []byte(hexed + "\n"), true},
+		{"HEX", []byte(strings.ToUpper(hexed)), true},
+		{"short", raw[:31], false},
+		{"long", append(raw[:], 0), false},
+		{"bad hex", []byte("zz" + hexed[2:]), false},
+		{"zero raw", make([]byte, 32), false},
+		{"zero hex", []byte(strings.Repeat("0", 64)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseSecret(tt.in)
+			if (err == nil) != tt.ok || (tt.ok && s != raw) {
+				t.Errorf("ParseSecret(%q) = %x, %v; want ok %v", tt.in, s[:], err, tt.ok)
+			}
+		})
+	}
+	if got := fmt.Sprintf("%v %+v %#v %s", raw, raw, raw, raw); strings.Contains(got, "0a0b") || strings.Contains(got, "10 11") {
+		t.Errorf("a Secret prints its bytes: %s", got)
+	}
+}

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -110,4 +111,25 @@ func abbrev(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// ParseSecret reads a VM secret file's contents: exactly 32 raw bytes, or 64
+// hex characters optionally surrounded by blanks and newlines. An all-zero
+// secret is refused (see the demo flag of `vmledger agent measure`).
+func ParseSecret(data []byte) (Secret, error) {
+	var s Secret
+	switch t := strings.TrimSpace(string(data)); {
+	case len(data) == 32:
+		copy(s[:], data)
+	case len(t) == 64:
+		if _, err := hex.Decode(s[:], []byte(t)); err != nil {
+			return s, fmt.Errorf("VM secret: 64 characters but not hex: %w", err)
+		}
+	default:
+		return s, fmt.Errorf("VM secret: %d bytes; want 32 raw bytes or 64 hex characters (make one with: head -c 32 /dev/urandom > vm.secret)", len(data))
+	}
+	if s.IsZero() {
+		return s, errors.New("VM secret is all zeros: every salt would be public")
+	}
+	return s, nil
 }

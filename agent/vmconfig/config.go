@@ -75,13 +75,17 @@ const (
 )
 
 // Options carries what a libvirt domain XML cannot: the package list, from
-// a side file (see ParsePackages). It is ignored for JSON and YAML.
+// a side file (see ParsePackages). JSON and YAML list their packages
+// themselves; Parse refuses Options.Packages with them.
 type Options struct {
 	Packages []measure.Package
 }
 
 // Parse parses data in format f.
 func Parse(data []byte, f Format, opts Options) (*Config, error) {
+	if f != FormatLibvirt && len(opts.Packages) > 0 {
+		return nil, fmt.Errorf("%w: a package side file applies to libvirt XML only; list the packages in the %s file", ErrAmbiguous, f)
+	}
 	switch f {
 	case FormatJSON:
 		return ParseJSON(data)

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmledger/vmledger/agent/measure"
+)
+
+// runAgent runs the vmledger command tree in-process and returns stdout,
+// stderr and the exit code run would return.
+func runAgent(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.ExecuteContext(t.Context())
+	code := exitOK
+	if err != nil {
+		errb.WriteString(err.Error())
+		code = exitFailure
+		var ue usageError
+		if asUsage(err, &ue) || isCobraUsageError(err) {
+			code = exitUsage
+		}
+	}
+	return out.String(), errb.String(), code
+}
+
+func asUsage(err error, ue *usageError) bool {
+	for e := err; e != nil; {
+		if u, ok := e.(usageError); ok {
+			*ue = u
+			return true
+		}
+		w, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		e = w.Unwrap()
+	}
+	return false
+}
+
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAgentMeasure(t *testing.T) {
+	dir := t.TempDir()
+	secretHex := strings.Repeat("42", 32)
+	secretFile := writeFile(t, dir, "vm.secret", secretHex+"\n", 0o600)
+	writeFile(t, dir, "root.img", strings.Repeat("disk", 100000), 0o600)
+	cfg := writeFile(t, dir, "vm.yaml", `schema: vmledger/config/v1
+memory: 1GiB
+cpu: {count: 2}
+disks: [{target: vda, path: root.img}]
+`, 0o600)
+
+	out, stderr, code := runAgent(t, "agent", "measure", "--config", cfg, "--vm-secret", secretFile, "--json")
+	if code != exitOK {
+		t.Fatalf("measure --json: exit %d, stderr %s", code, stderr)
+	}
+	var m measure.Measurement
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("measure --json output: %v\n%s", err, out)
+	}
+	if err := m.Check(); err != nil {
+		t.Errorf("measure --json manifest does not check: %v", err)
+	}
+	secret, _ := measure.ParseSecret([]byte(secretHex))
+	want, err := measure.Root(&measure.Config{MemoryBytes: 1 << 30, CPUCount: 2, Disks: []measure.Disk{{Target: "vda", SHA256: sha256Ptr(strings.Repeat("disk", 100000))}}}, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Root != want {
+		t.Errorf("measure root = %v, want %v (recomputed from the expected config)", m.Root, want)
+	}
+
+	text, _, code := runAgent(t, "agent", "measure", "--config", cfg, "--vm-secret", secretFile)
+	if code != exitOK || !strings.Contains(text, "root    "+want.String()) || !strings.Contains(text, "memory.bytes") {
+		t.Errorf("measure text output (exit %d) lacks the root %v:\n%s", code, want, text)
+	}
+
+	disc, _, code := runAgent(t, "agent", "measure", "--config", cfg, "--vm-secret", secretFile, "--disclose", "memory.bytes")
+	var dj struct {
+		Root        measure.Digest       `json:"root"`
+		Disclosures []measure.Disclosure `json:"disclosures"`
+	}
+	if err := json.Unmarshal([]byte(disc), &dj); code != exitOK || err != nil || len(dj.Disclosures) != 1 {
+		t.Fatalf("--disclose: exit %d, %v\n%s", code, err, disc)
+	}
+	if err := dj.Disclosures[0].Verify(want); err != nil {
+		t.Errorf("--disclose memory.bytes does not verify: %v", err)
+	}
+}
+
+func sha256Ptr(s string) *measure.Digest {
+	d, _, _ := measure.HashImage(strings.NewReader(s), nil)
+	return &d
+}
+
+// TestAgentMeasureErrors: each mistake exits non-zero with a message that
+// says what to fix.
+func TestAgentMeasureErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "vm.json", `{"schema":"vmledger/config/v1","memory":"1GiB","cpu":{"count":1}}`, 0o600)
+	secret := writeFile(t, dir, "vm.secret", strings.Repeat("ab", 32), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no config", []string{"--vm-secret", secret}, exitUsage, "--config FILE is required"},
+		{"no secret", []string{"--config", good}, exitUsage, "head -c 32 /dev/urandom"},
+		{"both secrets", []string{"--config", good, "--vm-secret", secret, "--insecure-zero-secret"}, exitUsage, "exclude each other"},
+		{"short secret", []string{"--config", good, "--vm-secret", writeFile(t, dir, "short", "abc", 0o600)}, exitFailure, "want 32 raw bytes or 64 hex"},
+		{"zero secret", []string{"--config", good, "--vm-secret", writeFile(t, dir, "zero", strings.Repeat("00", 32), 0o600)}, exitFailure, "all zeros"},
+		{"bad format", []string{"--config", good, "--vm-secret", secret, "--format", "toml"}, exitUsage, "want json, yaml or libvirt"},
+		{"missing memory", []string{"--config", writeFile(t, dir, "nomem.json", `{"schema":"vmledger/config/v1","cpu":{"count":1}}`, 0o600), "--vm-secret", secret}, exitFailure, "field memory"},
+		{"missing image", []string{"--config", writeFile(t, dir, "img.json", `{"schema":"vmledger/config/v1","memory":"1GiB","cpu":{"count":1},"disks":[{"target":"vda","path":"nope.img"}]}`, 0o600), "--vm-secret", secret}, exitFailure, "disk.0.sha256"},
+		{"packages with json", []string{"--config", good, "--vm-secret", secret, "--packages", writeFile(t, dir, "p.json", `{"packages":[{"name":"a","version":"1","manifest_sha256":"`+strings.Repeat("cd", 32)+`"}]}`, 0o600)}, exitFailure, "libvirt XML only"},
+		{"unknown disclosure", []string{"--config", good, "--vm-secret", secret, "--disclose", "memory"}, exitUsage, "names: boot.loader.sha256"},
+		{"demo secret", []string{"--config", good, "--insecure-zero-secret"}, exitOK, "WARNING"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := runAgent(t, append([]string{"agent", "measure"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Errorf("agent measure %q = exit %d, stderr %q; want exit %d, stderr containing %q", tt.args, code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestAgentNotYet(t *testing.T) {
+	for _, sub := range []string{"attest", "launch", "hook"} {
+		_, stderr, code := runAgent(t, "agent", sub)
+		if code != exitFailure || !strings.Contains(stderr, "not implemented yet") {
+			t.Errorf("agent %s = exit %d, %q; want exit 1, not implemented yet", sub, code, stderr)
+		}
+	}
+}
