@@ -123,9 +123,12 @@ type edgeTile struct {
 	dirty bool
 }
 
+// request is one Add (one entry) or one chunk of an AddBatch; its entries
+// get consecutive indexes.
 type request struct {
-	entry []byte
-	done  chan result
+	entries [][]byte
+	size    int // bytes
+	done    chan result
 }
 
 type result struct {
@@ -316,13 +319,18 @@ func (e *Engine) root() (tlog.Hash, error) {
 // sequence is the sequencer goroutine: it owns size, cr, edge and failed.
 func (e *Engine) sequence() {
 	defer close(e.done)
+	var carry *request // a request that did not fit in the previous batch
 	for {
-		first, ok := <-e.queue
-		if !ok {
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-e.queue; !ok {
+				return
+			}
 		}
 		batch := []*request{first}
-		bytes := len(first.entry)
+		count, bytes := len(first.entries), first.size
 		var timeout <-chan time.Time
 		var timer *time.Timer
 		if e.cfg.BatchMaxAge > 0 {
@@ -330,8 +338,9 @@ func (e *Engine) sequence() {
 			timeout = timer.C
 		}
 	collect:
-		for len(batch) < e.cfg.BatchMaxSize && bytes < e.cfg.BatchMaxBytes {
+		for count < e.cfg.BatchMaxSize && bytes < e.cfg.BatchMaxBytes {
 			var r *request
+			var ok bool
 			if timeout == nil {
 				select {
 				case r, ok = <-e.queue:
@@ -348,8 +357,13 @@ func (e *Engine) sequence() {
 			if !ok {
 				break
 			}
+			if count+len(r.entries) > e.cfg.BatchMaxSize || bytes+r.size > e.cfg.BatchMaxBytes {
+				carry = r
+				break
+			}
 			batch = append(batch, r)
-			bytes += len(r.entry)
+			count += len(r.entries)
+			bytes += r.size
 		}
 		if timer != nil {
 			timer.Stop()
@@ -366,9 +380,9 @@ func (e *Engine) process(batch []*request) {
 		return
 	}
 	start := e.size
-	entries := make([][]byte, len(batch))
-	for i, r := range batch {
-		entries[i] = r.entry
+	var entries [][]byte
+	for _, r := range batch {
+		entries = append(entries, r.entries...)
 	}
 	err := e.commit(entries)
 	if err != nil {
@@ -376,8 +390,10 @@ func (e *Engine) process(batch []*request) {
 		e.log.Error("commit failed; sequencing stopped until the log is reopened", "err", err, "size", start)
 		err = fmt.Errorf("badgerlog: commit: %w", err)
 	}
-	for i, r := range batch {
-		r.done <- result{index: start + uint64(i), err: err}
+	next := start
+	for _, r := range batch {
+		r.done <- result{index: next, err: err}
+		next += uint64(len(r.entries))
 	}
 }
 
@@ -488,7 +504,42 @@ func (e *Engine) Add(ctx context.Context, entry []byte) (uint64, error) {
 	if len(entry) > tlog.MaxEntrySize {
 		return 0, fmt.Errorf("badgerlog: %d bytes: %w", len(entry), engine.ErrEntryTooLarge)
 	}
-	r := &request{entry: bytes.Clone(entry), done: make(chan result, 1)}
+	return e.submit(ctx, &request{entries: [][]byte{bytes.Clone(entry)}, size: len(entry)})
+}
+
+// AddBatch adds entries and returns the index of the first. The entries
+// get consecutive indexes if they fit in one batch (BatchMaxSize entries
+// and BatchMaxBytes bytes); larger slices are cut into such chunks, each
+// with consecutive indexes, and other writers' entries may fall between
+// chunks. It returns once every entry is durable and checkpointed. It is
+// not part of [engine.Engine]: tests and benchmarks use it to build large
+// logs quickly.
+func (e *Engine) AddBatch(ctx context.Context, entries [][]byte) (indexes []uint64, err error) {
+	for _, x := range entries {
+		if len(x) > tlog.MaxEntrySize {
+			return nil, fmt.Errorf("badgerlog: %d bytes: %w", len(x), engine.ErrEntryTooLarge)
+		}
+	}
+	for len(entries) > 0 {
+		r := &request{}
+		for len(entries) > 0 && len(r.entries) < e.cfg.BatchMaxSize && r.size+len(entries[0]) <= e.cfg.BatchMaxBytes {
+			r.entries = append(r.entries, bytes.Clone(entries[0]))
+			r.size += len(entries[0])
+			entries = entries[1:]
+		}
+		first, err := e.submit(ctx, r)
+		if err != nil {
+			return indexes, err
+		}
+		for i := range r.entries {
+			indexes = append(indexes, first+uint64(i))
+		}
+	}
+	return indexes, nil
+}
+
+func (e *Engine) submit(ctx context.Context, r *request) (uint64, error) {
+	r.done = make(chan result, 1)
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()

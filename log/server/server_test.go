@@ -1,0 +1,507 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/engine/enginetest"
+	"github.com/vmledger/vmledger/log/tlog"
+)
+
+const origin = "test.example/log"
+
+type testLog struct {
+	e   *badgerlog.Engine
+	v   note.Verifier
+	srv *httptest.Server
+	url string
+	// entries added so far, by index; roots[n] is the root at size n for
+	// every checkpointed size n the test saw.
+	entries [][]byte
+	roots   map[uint64]tlog.Hash
+}
+
+func newTestLog(t *testing.T, allowRaw bool) *testLog {
+	t.Helper()
+	skey, vkey, err := tlog.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := tlog.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := badgerlog.Open(t.Context(), badgerlog.Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	srv, err := New(Config{Engine: e, AllowRawEntries: allowRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &testLog{e: e, v: v, srv: hs, url: hs.URL + "/", roots: map[uint64]tlog.Hash{0: tlog.EmptyRoot}}
+}
+
+// grow appends entries (of varied sizes, some empty) until the log has n.
+func (l *testLog) grow(t *testing.T, n int) {
+	t.Helper()
+	var batch [][]byte
+	for i := len(l.entries); i < n; i++ {
+		batch = append(batch, fmt.Appendf(nil, "entry %d %s", i, strings.Repeat("x", i%97)))
+	}
+	if len(batch) == 0 {
+		return
+	}
+	idx, err := l.e.AddBatch(t.Context(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if x != uint64(len(l.entries)) {
+			t.Fatalf("AddBatch gave index %d to entry %d", x, len(l.entries))
+		}
+		l.entries = append(l.entries, batch[i])
+	}
+}
+
+func (l *testLog) get(t *testing.T, path string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(l.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+func (l *testLog) proof(t *testing.T, path string) [][]byte {
+	t.Helper()
+	code, b := l.get(t, path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s = %d %q", path, code, b)
+	}
+	var p struct{ Hashes [][]byte }
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return p.Hashes
+}
+
+// xmodTiles is x/mod's TileReader over our HTTP tiles: x/mod names tiles
+// with their height (tile/8/L/N), the C2SP paths do not.
+type xmodTiles struct {
+	t *testing.T
+	l *testLog
+}
+
+func (x xmodTiles) Height() int { return 8 }
+
+func (x xmodTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, tile := range tiles {
+		if tile.H != 8 || tile.L < 0 {
+			return nil, fmt.Errorf("unexpected tile %+v", tile)
+		}
+		w := uint8(0)
+		if tile.W < 256 {
+			w = uint8(tile.W)
+		}
+		p := tlog.Tile{Level: uint64(tile.L), Index: uint64(tile.N), Width: w}.Path()
+		code, b := x.l.get(x.t, p)
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("GET %s = %d", p, code)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (x xmodTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
+
+// TestIndependentVerifiers grows one log through sizes that cross tile and
+// level boundaries and, at each, has x/mod's sumdb/tlog and Tessera's
+// client verify what the server serves.
+func TestIndependentVerifiers(t *testing.T) {
+	sizes := []int{0, 1, 255, 256, 257, 65537, 90000 + mrand.IntN(20000)}
+	if testing.Short() {
+		sizes = sizes[:5]
+	}
+	l := newTestLog(t, false)
+	ctx := t.Context()
+	u, _ := url.Parse(l.url)
+	fetcher, err := client.NewHTTPFetcher(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := 0
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			l.grow(t, n)
+			size := uint64(n)
+
+			// Tessera's client: the checkpoint verifies under our key.
+			cp, _, _, err := client.FetchCheckpoint(ctx, fetcher.ReadCheckpoint, l.v, origin)
+			if err != nil {
+				t.Fatalf("client.FetchCheckpoint = %v", err)
+			}
+			if cp.Size != size {
+				t.Fatalf("checkpoint size = %d, want %d", cp.Size, size)
+			}
+			root := tlog.Hash(cp.Hash)
+			l.roots[size] = root
+
+			// x/mod: recompute the root from our tiles.
+			thr := xtlog.TileHashReader(xtlog.Tree{N: int64(n), Hash: xtlog.Hash(root)}, xmodTiles{t, l})
+			xroot, err := xtlog.TreeHash(int64(n), thr)
+			if err != nil {
+				t.Fatalf("x/mod TreeHash(%d) = %v", n, err)
+			}
+			if tlog.Hash(xroot) != root {
+				t.Fatalf("x/mod TreeHash(%d) = %x, checkpoint root %x", n, xroot, root)
+			}
+
+			pb, err := client.NewProofBuilder(ctx, size, fetcher.ReadTile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range sampleIndexes(n) {
+				lh := rfc6962.DefaultHasher.HashLeaf(l.entries[i])
+				// Our online proof, checked by x/mod and by merkle.
+				ours := l.proof(t, fmt.Sprintf("v1/proof/inclusion?index=%d&size=%d", i, n))
+				var rp xtlog.RecordProof
+				for _, h := range ours {
+					rp = append(rp, xtlog.Hash(h))
+				}
+				if err := xtlog.CheckRecord(rp, int64(n), xtlog.Hash(root), int64(i), xtlog.Hash(lh)); err != nil {
+					t.Errorf("x/mod CheckRecord(our proof of %d in %d) = %v", i, n, err)
+				}
+				// Tessera builds its own proof from our tiles.
+				tp, err := pb.InclusionProof(ctx, uint64(i))
+				if err != nil {
+					t.Fatalf("ProofBuilder.InclusionProof(%d) = %v", i, err)
+				}
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(i), size, lh, tp, root[:]); err != nil {
+					t.Errorf("VerifyInclusion(Tessera's proof of %d in %d) = %v", i, n, err)
+				}
+				if !slices.EqualFunc(tp, ours, bytes.Equal) {
+					t.Errorf("inclusion proof of %d in %d: ours differs from Tessera's", i, n)
+				}
+			}
+			for _, old := range []int{prev, n / 2, n - 1, 1} {
+				if old < 0 || old > n {
+					continue
+				}
+				if _, ok := l.roots[uint64(old)]; !ok {
+					// A size we never saw checkpointed: the history has it
+					// only if a batch ended there.
+					code, b := l.get(t, fmt.Sprintf("v1/checkpoints/%d", old))
+					if code != http.StatusOK {
+						continue
+					}
+					c, _, err := tlog.OpenCheckpoint(b, l.v)
+					if err != nil {
+						t.Fatalf("GET v1/checkpoints/%d: %v", old, err)
+					}
+					l.roots[uint64(old)] = c.Root
+				}
+				oldRoot := l.roots[uint64(old)]
+				ours := l.proof(t, fmt.Sprintf("v1/proof/consistency?old=%d&new=%d", old, n))
+				if old > 0 { // x/mod's CheckTree refuses old size 0: trivially consistent
+					var tp xtlog.TreeProof
+					for _, h := range ours {
+						tp = append(tp, xtlog.Hash(h))
+					}
+					if err := xtlog.CheckTree(tp, int64(n), xtlog.Hash(root), int64(old), xtlog.Hash(oldRoot)); err != nil {
+						t.Errorf("x/mod CheckTree(our proof %d → %d) = %v", old, n, err)
+					}
+				}
+				cp, err := pb.ConsistencyProof(ctx, uint64(old), size)
+				if err != nil {
+					t.Fatalf("ProofBuilder.ConsistencyProof(%d, %d) = %v", old, n, err)
+				}
+				if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old), size, cp, oldRoot[:], root[:]); err != nil {
+					t.Errorf("VerifyConsistency(Tessera's proof %d → %d) = %v", old, n, err)
+				}
+			}
+
+			// Every entry bundle hashes to its level-0 tile.
+			for b := uint64(0); b*256 < size; b++ {
+				bundle, err := client.GetEntryBundle(ctx, fetcher.ReadEntryBundle, b, size)
+				if err != nil {
+					t.Fatalf("client.GetEntryBundle(%d) = %v", b, err)
+				}
+				leaves, err := client.FetchLeafHashes(ctx, fetcher.ReadTile, b*256, uint64(len(bundle.Entries)), size)
+				if err != nil {
+					t.Fatalf("client.FetchLeafHashes(%d) = %v", b*256, err)
+				}
+				for i, e := range bundle.Entries {
+					if idx := b*256 + uint64(i); !bytes.Equal(e, l.entries[idx]) {
+						t.Fatalf("bundle %d entry %d = %q, want %q", b, i, e, l.entries[idx])
+					}
+					if !bytes.Equal(rfc6962.DefaultHasher.HashLeaf(e), leaves[i]) {
+						t.Fatalf("bundle %d entry %d does not hash to its level-0 tile", b, i)
+					}
+				}
+			}
+			prev = n
+		})
+	}
+	if !testing.Short() {
+		enginetest.Check(t, l.e, l.v, l.entries)
+	}
+}
+
+// sampleIndexes picks indexes at the edges of tiles and levels, and a few
+// at random.
+func sampleIndexes(n int) []int {
+	var out []int
+	for _, i := range []int{0, 1, 254, 255, 256, 257, 65535, 65536, n / 2, n - 2, n - 1, mrand.IntN(max(n, 1))} {
+		if i >= 0 && i < n && !slices.Contains(out, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func TestHeaders(t *testing.T) {
+	l := newTestLog(t, false)
+	l.grow(t, 300)
+	for _, tc := range []struct {
+		path, contentType, cache string
+	}{
+		{"checkpoint", "text/plain; charset=utf-8", cacheCheckpoint},
+		{"tile/0/000", "application/octet-stream", cacheImmutable},
+		{"tile/0/001.p/44", "application/octet-stream", cacheImmutable},
+		{"tile/1/000.p/1", "application/octet-stream", cacheImmutable},
+		{"tile/entries/000", "application/octet-stream", cacheImmutable},
+		{"tile/entries/001.p/44", "application/octet-stream", cacheImmutable},
+		{"v1/checkpoints/300", "text/plain; charset=utf-8", cacheImmutable},
+		{"v1/proof/inclusion?index=3&size=300", "application/json", cacheCheckpoint},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := http.Get(l.url + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s = %d, want 200", tc.path, resp.StatusCode)
+			}
+			if got := resp.Header.Get("Content-Type"); got != tc.contentType {
+				t.Errorf("GET %s Content-Type = %q, want %q", tc.path, got, tc.contentType)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != tc.cache {
+				t.Errorf("GET %s Cache-Control = %q, want %q", tc.path, got, tc.cache)
+			}
+		})
+	}
+
+	// gzip on entry bundles, only when asked for.
+	for _, ae := range []string{"gzip", "br, gzip;q=0.5", "identity", "gzip;q=0", ""} {
+		req, _ := http.NewRequest("GET", l.url+"tile/entries/000", nil)
+		req.Header.Set("Accept-Encoding", ae)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantGzip := ae == "gzip" || ae == "br, gzip;q=0.5"
+		if got := resp.Header.Get("Content-Encoding") == "gzip"; got != wantGzip {
+			t.Errorf("Accept-Encoding %q: gzip = %v, want %v", ae, got, wantGzip)
+		}
+		if wantGzip {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, _ := tlog.EncodeBundle(l.entries[:256])
+		if !bytes.Equal(body, want) {
+			t.Errorf("Accept-Encoding %q: bundle differs from the entries", ae)
+		}
+	}
+}
+
+// TestBadInput: malformed and out-of-range requests get a 4xx with a
+// reason, never a 5xx.
+func TestBadInput(t *testing.T) {
+	l := newTestLog(t, true)
+	l.grow(t, 300)
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		want         int
+	}{
+		{"GET", "tile/0/001", nil, 404}, // does not exist yet
+		{"GET", "tile/0/001.p/45", nil, 404},
+		{"GET", "tile/1/000", nil, 404},
+		{"GET", "tile/2/000.p/1", nil, 404},
+		{"GET", "tile/entries/001", nil, 404},
+		{"GET", "tile/entries/001.p/45", nil, 404},
+		{"GET", "tile/entries/x999/x999/x999/x999/x999/999", nil, 404},
+		{"GET", "tile/63/x018/x446/x744/x073/x709/x551/615", nil, 404},
+		{"GET", "tile/64/000", nil, 400},
+		{"GET", "tile/01/000", nil, 400},
+		{"GET", "tile/0/00", nil, 400},
+		{"GET", "tile/0/x000/001", nil, 400},
+		{"GET", "tile/0/001/000", nil, 400},
+		{"GET", "tile/0/000.p/0", nil, 400},
+		{"GET", "tile/0/000.p/256", nil, 400},
+		{"GET", "tile/0/000.p/07", nil, 400},
+		{"GET", "tile/0/x018/x446/x744/x073/x709/x551/616", nil, 400},
+		{"GET", "tile/entries/abc", nil, 400},
+		{"GET", "tile/", nil, 400},
+		{"GET", "tile/0", nil, 400},
+		{"GET", "v1/proof/inclusion?index=300&size=300", nil, 400},
+		{"GET", "v1/proof/inclusion?index=0&size=301", nil, 400},
+		{"GET", "v1/proof/inclusion?index=0&size=0", nil, 400},
+		{"GET", "v1/proof/inclusion?index=-1&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=01&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&index=2&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&size=18446744073709551616", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&size=18446744073709551615", nil, 400},
+		{"GET", "v1/proof/consistency?old=10&new=5", nil, 400},
+		{"GET", "v1/proof/consistency?old=10&new=301", nil, 400},
+		{"GET", "v1/proof/consistency?old=x&new=5", nil, 400},
+		{"GET", "v1/proof/consistency?new=5", nil, 400},
+		{"GET", "v1/checkpoints/301", nil, 404},
+		{"GET", "v1/checkpoints/18446744073709551615", nil, 404},
+		{"GET", "v1/checkpoints/007", nil, 400},
+		{"GET", "v1/checkpoints/", nil, 404},
+		{"GET", "v1/checkpoints/-3", nil, 400},
+		{"GET", "nothing", nil, 404},
+		{"POST", "checkpoint", nil, 405},
+		{"POST", "v1/entries", make([]byte, tlog.MaxEntrySize+1), 413},
+		{"POST", "v1/entries", make([]byte, 1<<20), 413},
+		{"GET", "v1/entries", nil, 405},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, l.url+tc.path, bytes.NewReader(tc.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s %s = %d %q, want %d", tc.method, tc.path, resp.StatusCode, b, tc.want)
+			}
+			if resp.StatusCode >= 400 && resp.StatusCode < 500 && len(bytes.TrimSpace(b)) == 0 {
+				t.Errorf("%s %s = %d with no reason", tc.method, tc.path, resp.StatusCode)
+			}
+		})
+	}
+	// The size after the refused entries is unchanged.
+	if code, b := l.get(t, "v1/checkpoints/301"); code != 404 {
+		t.Errorf("after refused entries, GET v1/checkpoints/301 = %d %q, want 404", code, b)
+	}
+}
+
+func TestRawEntries(t *testing.T) {
+	l := newTestLog(t, true)
+	for i, want := range []uint64{0, 1} {
+		resp, err := http.Post(l.url+"v1/entries", "application/octet-stream", strings.NewReader(fmt.Sprint("raw ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Index *uint64 }
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || got.Index == nil || *got.Index != want {
+			t.Fatalf("POST v1/entries #%d = %d, %v, want index %d", i, resp.StatusCode, err, want)
+		}
+	}
+	resp, err := http.Post(l.url+"v1/entries", "application/octet-stream", bytes.NewReader(make([]byte, tlog.MaxEntrySize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("POST v1/entries (65,535 bytes) = %d, want 200", resp.StatusCode)
+	}
+
+	off := newTestLog(t, false)
+	resp, err = http.Post(off.url+"v1/entries", "application/octet-stream", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Errorf("POST v1/entries without AllowRawEntries = 200, want refused")
+	}
+	code, b := l.get(t, "metrics")
+	if code != 200 || !bytes.Contains(b, []byte("vmledger_log_entries_added_total 3")) || !bytes.Contains(b, []byte("vmledger_log_tree_size 3")) {
+		t.Errorf("GET metrics = %d, want the added counter and tree size at 3:\n%s", code, b)
+	}
+	if code, b := l.get(t, "healthz"); code != 200 {
+		t.Errorf("GET healthz = %d %q, want 200", code, b)
+	}
+}
+
+// TestPublished: /checkpoint comes from the configured source, not the
+// engine's latest.
+func TestPublished(t *testing.T) {
+	l := newTestLog(t, false)
+	l.grow(t, 5)
+	old, err := l.e.CheckpointAt(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Engine: l.e, Published: func(context.Context) ([]byte, error) { return old, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/checkpoint", nil))
+	if !bytes.Equal(rec.Body.Bytes(), old) {
+		t.Errorf("GET /checkpoint = %q, want the published %q", rec.Body.Bytes(), old)
+	}
+	unavailable, err := New(Config{Engine: l.e, Published: func(context.Context) ([]byte, error) {
+		return nil, fmt.Errorf("no cosigned checkpoint yet: %w", engine.ErrNotFound)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	unavailable.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/checkpoint", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET /checkpoint with nothing published = %d, want 404", rec.Code)
+	}
+}
+
