@@ -504,4 +504,3 @@ func TestPublished(t *testing.T) {
 		t.Errorf("GET /checkpoint with nothing published = %d, want 404", rec.Code)
 	}
 }
-
