@@ -25,6 +25,10 @@ import (
 // the concurrency.
 type Store struct {
 	db *badger.DB
+
+	// testHookUpdated, if set, runs inside Update between fn and the commit
+	// (tests use it to hold racing transactions open together).
+	testHookUpdated func()
 }
 
 // State is what the witness remembers per origin.
@@ -99,6 +103,9 @@ func (s *Store) Update(origin string, fn func(cur *State) (*State, error)) error
 			v, err := json.Marshal(next)
 			if err != nil {
 				return err
+			}
+			if s.testHookUpdated != nil {
+				s.testHookUpdated()
 			}
 			return txn.Set(stateKey(origin), v)
 		})
