@@ -1,0 +1,429 @@
+// Package client is what customers run, and what the agent runs before every
+// launch: the offline verification of an attestation bundle (package
+// log/bundle) against a trust configuration (ParseTrust) and an expected
+// configuration.
+//
+// # What Verify checks, in order
+//
+//  1. envelope: the log entry decodes as a canonical DSSE envelope.
+//  2. coprocessor signature: the envelope is signed by a co-processor key of
+//     the trust file (DSSE PAE; ECDSA P-256 or Ed25519).
+//  3. statement: the payload is a well-formed vm-config/v1 in-toto
+//     statement whose key id is the signer's (and whose VM is the expected
+//     one, when one is expected).
+//  4. inclusion: the entry's RFC 6962 leaf hash is included at the proof's
+//     index under the checkpoint's root.
+//  5. log signature: the checkpoint is signed by a trusted log.
+//  6. witness quorum: the checkpoint's cosignatures satisfy the trust file's
+//     witness policy (unknown signatures ignored; a bad signature by a known
+//     witness rejects), and, with max-age, the newest cosignature is recent.
+//  7. consistency: with a state file, the checkpoint is consistent with the
+//     last one this client trusted (proven with a consistency proof from the
+//     log when the sizes differ); a contradiction is kept as evidence.
+//  8. configuration: the attested root equals the root recomputed from the
+//     expected configuration and VM secret, or a manifest / disclosures
+//     recompute to it; then any Rules hold over the proven values.
+//
+// Each failure wraps its own sentinel (ErrEnvelope … ErrConfiguration), so
+// callers can tell with errors.Is which link of the chain broke. Every check
+// that can run does, so a report names every broken link at once; a check
+// whose input is missing because an earlier one failed is reported as not run.
+// Verify needs no network: only moving the consistency state forward asks the
+// log for a proof, through the optional ConsistencyProver.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/log/tlog"
+	"github.com/vmledger/vmledger/witness/policy"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Sentinels, one per check.
+var (
+	ErrEnvelope             = errors.New("envelope does not decode")
+	ErrCoprocessorSignature = errors.New("not signed by a trusted co-processor")
+	ErrStatement            = errors.New("statement is not a valid vm-config attestation")
+	ErrInclusion            = errors.New("entry is not included under the checkpoint")
+	ErrLogSignature         = errors.New("checkpoint is not signed by a trusted log")
+	ErrWitnessPolicy        = errors.New("checkpoint does not satisfy the witness policy")
+	ErrConsistency          = errors.New("checkpoint is not consistent with the one trusted before")
+	ErrConfiguration        = errors.New("attested configuration is not the expected one")
+
+	// ErrOfflineConsistency: the sizes differ and no log was given to prove
+	// consistency. Wrapped together with ErrConsistency.
+	ErrOfflineConsistency = errors.New("consistency cannot be proven offline")
+)
+
+// Check names, in order.
+const (
+	CheckEnvelope      = "envelope"
+	CheckSignature     = "coprocessor signature"
+	CheckStatement     = "statement"
+	CheckInclusion     = "inclusion"
+	CheckLogSignature  = "log signature"
+	CheckWitnesses     = "witness quorum"
+	CheckConsistency   = "consistency"
+	CheckConfiguration = "configuration"
+)
+
+// Status of one check.
+type Status string
+
+const (
+	Pass   Status = "pass"
+	Fail   Status = "fail"
+	NotRun Status = "not run"
+)
+
+// Result is the outcome of one check.
+type Result struct {
+	Check  string `json:"check"`
+	Status Status `json:"status"`
+	Detail string `json:"detail"`
+	err    error
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	OK      bool     `json:"ok"`
+	Results []Result `json:"checks"`
+
+	// What was verified, where known.
+	VMID          string   `json:"vm_id,omitempty"`
+	ConfigRoot    string   `json:"config_root,omitempty"`
+	Coprocessor   string   `json:"coprocessor,omitempty"`
+	CoprocKeyID   string   `json:"coprocessor_keyid,omitempty"`
+	Counter       uint64   `json:"counter,omitempty"`
+	AttestedAt    string   `json:"attested_at,omitempty"`
+	Origin        string   `json:"log,omitempty"`
+	Index         uint64   `json:"index"`
+	TreeSize      uint64   `json:"tree_size,omitempty"`
+	Cosigners     []string `json:"cosigners,omitempty"`
+	NewestCosigAt string   `json:"newest_cosignature,omitempty"`
+
+	// Statement is the verified statement (nil if it did not verify).
+	Statement *coproc.Statement `json:"-"`
+}
+
+// Err returns the error of the first failed check, or nil.
+func (r *Report) Err() error {
+	for _, c := range r.Results {
+		if c.Status == Fail {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// Expected is what the verifier expects the attestation to say. At least one
+// of Config (with Secret), Manifest or Disclosures must be given: a
+// verification that compares the attested root with nothing is refused.
+type Expected struct {
+	// VMID, if set, must be the attested VM.
+	VMID string
+	// Config and Secret: the configuration ordered and the VM secret shared
+	// with the provider; the attested root must equal their root.
+	Config *measure.Config
+	Secret *measure.Secret
+	// Manifest: a full manifest (values and salts, as the agent stores it)
+	// that must recompute to the attested root.
+	Manifest *measure.Measurement
+	// Disclosures and PackageDisclosures: single parameters that must be
+	// included under the attested root (for a third party without the secret).
+	Disclosures        []measure.Disclosure
+	PackageDisclosures []measure.PackageDisclosure
+	// Rules, if set, must hold over the proven values.
+	Rules *Rules
+}
+
+// Options are the optional parts of Verify.
+type Options struct {
+	// Now is the time for max-age checks; zero means time.Now().
+	Now time.Time
+	// State, if set, is the consistency state to check against and advance.
+	State *State
+	// Prover, if set, fetches consistency proofs to move State forward.
+	Prover ConsistencyProver
+}
+
+// Verify verifies b against trust and expected. It returns the report and
+// the first failure's error (nil when every check passed).
+func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expected, opts Options) (*Report, error) {
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	r := &Report{Index: b.Proof.Index}
+	pass := func(check, detail string) {
+		r.Results = append(r.Results, Result{Check: check, Status: Pass, Detail: detail})
+	}
+	fail := func(check string, sentinel, err error) {
+		if err == nil {
+			err = sentinel
+		} else if !errors.Is(err, sentinel) {
+			err = fmt.Errorf("%w: %w", sentinel, err)
+		}
+		r.Results = append(r.Results, Result{Check: check, Status: Fail, Detail: err.Error(), err: err})
+	}
+	notRun := func(check, why string) {
+		r.Results = append(r.Results, Result{Check: check, Status: NotRun, Detail: why, err: nil})
+	}
+
+	// 1. Envelope.
+	env, err := coproc.ParseEnvelope(b.Entry)
+	if err != nil {
+		fail(CheckEnvelope, ErrEnvelope, err)
+	} else {
+		pass(CheckEnvelope, fmt.Sprintf("canonical DSSE envelope, %d bytes", len(b.Entry)))
+	}
+
+	// 2. Co-processor signature.
+	var signer TrustedKey
+	signed := false
+	switch {
+	case env == nil:
+		notRun(CheckSignature, "the envelope did not decode")
+	case len(env.Signatures) != 1:
+		fail(CheckSignature, ErrCoprocessorSignature, fmt.Errorf("%d signatures, want exactly 1", len(env.Signatures)))
+	default:
+		k, ok := trust.Coprocessors[env.Signatures[0].KeyID]
+		if !ok {
+			fail(CheckSignature, ErrCoprocessorSignature, fmt.Errorf("key %s is not in the trust file", env.Signatures[0].KeyID))
+		} else if err := coproc.Verify(env, k.Public); err != nil {
+			fail(CheckSignature, ErrCoprocessorSignature, err)
+		} else {
+			signer, signed = k, true
+			r.Coprocessor, r.CoprocKeyID = k.Name, k.KeyID
+			pass(CheckSignature, fmt.Sprintf("signed by co-processor %s (key %s)", k.Name, abbrev(k.KeyID)))
+		}
+	}
+
+	// 3. Statement.
+	var st *coproc.Statement
+	if !signed {
+		notRun(CheckStatement, "the signature did not verify: an unsigned statement proves nothing")
+	} else if st, err = env.Statement(); err != nil {
+		fail(CheckStatement, ErrStatement, err)
+		st = nil
+	} else if st.Predicate.Coprocessor.KeyID != signer.KeyID {
+		fail(CheckStatement, ErrStatement, fmt.Errorf("predicate names key %s, signed by %s", st.Predicate.Coprocessor.KeyID, signer.KeyID))
+		st = nil
+	} else if expected != nil && expected.VMID != "" && st.VMID() != expected.VMID {
+		fail(CheckStatement, ErrStatement, fmt.Errorf("attests VM %q, expected VM %q", st.VMID(), expected.VMID))
+		st = nil
+	} else {
+		root := st.ConfigRoot()
+		r.Statement, r.VMID, r.ConfigRoot = st, st.VMID(), fmt.Sprintf("%x", root[:])
+		r.Counter, r.AttestedAt = st.Predicate.Coprocessor.Counter, st.Predicate.Time
+		pass(CheckStatement, fmt.Sprintf("VM %s, config root %x, counter %d, at %s", st.VMID(), root[:8], r.Counter, r.AttestedAt))
+	}
+
+	// 4. Inclusion.
+	var cp tlog.Checkpoint
+	cpText, _, ok := cutNote(b.Proof.Checkpoint)
+	if ok {
+		cp, err = tlog.ParseCheckpoint(cpText)
+	} else {
+		err = fmt.Errorf("checkpoint is not a signed note")
+	}
+	if err != nil {
+		fail(CheckInclusion, ErrInclusion, fmt.Errorf("checkpoint: %w", err))
+	} else {
+		r.Origin, r.TreeSize = cp.Origin, cp.Size
+		leaf := tlog.LeafHash(b.Entry)
+		if err := tlog.VerifyInclusion(b.Proof.Index, cp.Size, leaf, b.Proof.HashSlices(), cp.Root); err != nil {
+			fail(CheckInclusion, ErrInclusion, fmt.Errorf("index %d in tree of size %d: %w", b.Proof.Index, cp.Size, err))
+		} else {
+			pass(CheckInclusion, fmt.Sprintf("entry %d is in %s at tree size %d", b.Proof.Index, cp.Origin, cp.Size))
+		}
+	}
+
+	// 5 and 6. Log signature and witness policy.
+	logOK, quorumOK := false, false
+	v, err := trust.Policy.Verify(b.Proof.Checkpoint)
+	var bad *policy.BadSignatureError
+	switch {
+	case errors.As(err, &bad) && bad.Witness:
+		pass(CheckLogSignature, "signed by "+cp.Origin)
+		logOK = true
+		fail(CheckWitnesses, ErrWitnessPolicy, err)
+	case err != nil && !errors.Is(err, policy.ErrQuorumNotMet):
+		fail(CheckLogSignature, ErrLogSignature, err)
+		notRun(CheckWitnesses, "the log signature did not verify")
+	default:
+		logOK = true
+		pass(CheckLogSignature, "signed by "+v.Log.Origin+" ("+v.Log.VKey[:strings.LastIndexByte(v.Log.VKey, '+')]+")")
+		for _, w := range v.Cosigners {
+			r.Cosigners = append(r.Cosigners, w.Name)
+		}
+		if err != nil {
+			fail(CheckWitnesses, ErrWitnessPolicy, fmt.Errorf("%w; cosigned by %s", err, namesOrNone(r.Cosigners)))
+			break
+		}
+		newest, err := newestCosignature(b.Proof.Checkpoint, v)
+		if err != nil {
+			fail(CheckWitnesses, ErrWitnessPolicy, err)
+			break
+		}
+		if !newest.IsZero() {
+			r.NewestCosigAt = newest.UTC().Format(time.RFC3339)
+		}
+		if trust.MaxAge > 0 && (newest.IsZero() || opts.Now.Sub(newest) > trust.MaxAge) {
+			fail(CheckWitnesses, ErrWitnessPolicy, fmt.Errorf("newest cosignature %s is older than max-age %s", r.NewestCosigAt, trust.MaxAge))
+			break
+		}
+		quorumOK = true
+		pass(CheckWitnesses, "cosigned by "+namesOrNone(r.Cosigners)+"; quorum met")
+	}
+
+	// 7. Consistency.
+	switch {
+	case opts.State == nil:
+		pass(CheckConsistency, "no state file: nothing earlier to compare with (give --state to track the log across runs)")
+	case !logOK || !quorumOK:
+		notRun(CheckConsistency, "the checkpoint is not trusted, so it is not compared or recorded")
+	default:
+		detail, err := opts.State.advance(ctx, cp, b.Proof.Checkpoint, opts.Prover, opts.Now)
+		if err != nil {
+			fail(CheckConsistency, ErrConsistency, err)
+		} else {
+			pass(CheckConsistency, detail)
+		}
+	}
+
+	// 8. Configuration.
+	if st == nil {
+		notRun(CheckConfiguration, "no verified statement to compare with")
+	} else if detail, err := checkConfig(st, expected); err != nil {
+		fail(CheckConfiguration, ErrConfiguration, err)
+	} else {
+		pass(CheckConfiguration, detail)
+	}
+
+	r.OK = true
+	for _, c := range r.Results {
+		if c.Status != Pass {
+			r.OK = false
+		}
+	}
+	if err := r.Err(); err != nil {
+		return r, err
+	}
+	if !r.OK {
+		return r, errors.New("not every check ran")
+	}
+	return r, nil
+}
+
+// checkConfig compares the attested root with what is expected.
+func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
+	root := measure.Digest(st.ConfigRoot())
+	if e == nil || (e.Config == nil && e.Manifest == nil && len(e.Disclosures) == 0 && len(e.PackageDisclosures) == 0) {
+		return "", errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
+	}
+	var details []string
+	var f *facts
+	if e.Config != nil {
+		if e.Secret == nil {
+			return "", errors.New("an expected configuration needs the VM secret to recompute the salted root")
+		}
+		m, err := measure.Measure(e.Config, *e.Secret)
+		if err != nil {
+			return "", fmt.Errorf("expected configuration: %w", err)
+		}
+		if m.Root != root {
+			return "", fmt.Errorf("attested root %v, expected configuration gives %v", root, m.Root)
+		}
+		f = factsFromMeasurement(m)
+		details = append(details, "attested root equals the expected configuration's root")
+	}
+	if e.Manifest != nil {
+		if err := e.Manifest.Check(); err != nil {
+			return "", fmt.Errorf("manifest: %w", err)
+		}
+		if e.Manifest.Root != root {
+			return "", fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
+		}
+		if f == nil {
+			f = factsFromMeasurement(e.Manifest)
+		}
+		details = append(details, "manifest recomputes to the attested root")
+	}
+	if f == nil {
+		f = &facts{leaves: map[string]measure.Leaf{}}
+	}
+	for _, d := range e.Disclosures {
+		if err := d.Verify(root); err != nil {
+			return "", fmt.Errorf("disclosed %s: %w", d.Name, err)
+		}
+		f.leaves[d.Name] = measure.Leaf{Index: d.Index, Name: d.Name, Type: d.Type, Value: d.Value, Salt: d.Salt}
+	}
+	for _, d := range e.PackageDisclosures {
+		if err := d.Verify(root); err != nil {
+			return "", fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
+		}
+		if !f.complete {
+			f.packages = append(f.packages, d.Package)
+		}
+	}
+	if n := len(e.Disclosures) + len(e.PackageDisclosures); n > 0 {
+		details = append(details, fmt.Sprintf("%d disclosed parameter(s) included under the attested root", n))
+	}
+	if e.Rules != nil {
+		if bad := e.Rules.check(f); len(bad) > 0 {
+			return "", fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
+		}
+		details = append(details, "rules hold")
+	}
+	return strings.Join(details, "; "), nil
+}
+
+// newestCosignature returns the newest timestamp among the valid
+// cosignatures by witnesses of the policy (the zero time if none).
+func newestCosignature(signed []byte, v *policy.Verified) (time.Time, error) {
+	vs := []note.Verifier{v.Log.Verifier}
+	for _, w := range v.Cosigners {
+		vs = append(vs, w.Verifier)
+	}
+	n, err := note.Open(signed, note.VerifierList(vs...))
+	if err != nil {
+		return time.Time{}, err
+	}
+	var newest time.Time
+	for _, s := range n.Sigs {
+		if s.Name == v.Log.Verifier.Name() && s.Hash == v.Log.Verifier.KeyHash() {
+			continue
+		}
+		t, err := fnote.CoSigV1Timestamp(s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("cosignature by %s: %w", s.Name, err)
+		}
+		if t.After(newest) {
+			newest = t
+		}
+	}
+	return newest, nil
+}
+
+func namesOrNone(s []string) string {
+	if len(s) == 0 {
+		return "no witness"
+	}
+	return strings.Join(s, ", ")
+}
+
+func abbrev(s string) string {
+	if len(s) > 16 {
+		return s[:16] + "…"
+	}
+	return s
+}

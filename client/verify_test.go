@@ -1,0 +1,418 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
+	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/soft"
+	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/log/tlog"
+	"golang.org/x/mod/sumdb/note"
+)
+
+const origin = "test.vmledger.dev/log"
+
+// fixture is a small deployment made of real parts: a software co-processor,
+// an RFC 6962 tree, a log key and three witness keys.
+type fixture struct {
+	t         *testing.T
+	cp        *soft.CoProcessor
+	tree      *testonly.Tree
+	entries   [][]byte
+	logSigner note.Signer
+	logVKey   string
+	witnesses []*fnote.Signer
+	wVKeys    []string
+	cfg       *measure.Config
+	secret    measure.Secret
+	trustText string
+	now       time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	f := &fixture{t: t, tree: testonly.New(rfc6962.DefaultHasher), now: time.Now()}
+	dir := filepath.Join(t.TempDir(), "coproc")
+	if _, err := soft.Init(ctx, dir, soft.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := soft.Open(ctx, dir, soft.Options{Now: func() time.Time { return f.now.Add(-time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cp = cp
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.logSigner, _ = note.NewSigner(skey)
+	f.logVKey = vkey
+	for i := range 3 {
+		skey, vkey, err := note.GenerateKey(rand.Reader, fmt.Sprintf("w%d.test", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, err := fnote.NewSignerForCosignatureV1(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.witnesses = append(f.witnesses, ws)
+		f.wVKeys = append(f.wVKeys, vkey)
+	}
+	line, err := TrustLine("host-a", cp.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.trustText = fmt.Sprintf("log %s\nwitness w1 %s\nwitness w2 %s\nwitness w3 %s\ngroup two 2 w1 w2 w3\nquorum two\n%s\nmax-age 1h\n",
+		f.logVKey, f.wVKeys[0], f.wVKeys[1], f.wVKeys[2], line)
+	cmdline := "console=ttyS0 ro"
+	f.cfg = &measure.Config{
+		MemoryBytes: 4 << 30, CPUCount: 4, CPUAffinity: "0-3",
+		NICs:          []measure.NIC{{MAC: measure.MAC{0x52, 0x54, 0, 0x12, 0x34, 0x56}, VLAN: 100}},
+		Disks:         []measure.Disk{{Target: "vda", SHA256: &measure.Digest{1, 2, 3}}},
+		Kernel:        &measure.Digest{9},
+		KernelCmdline: &cmdline,
+		Packages: []measure.Package{
+			{Name: "openssh-server", Version: "1:9.2p1-2", ManifestSHA256: measure.Digest{7}},
+			{Name: "openssl", Version: "3.0.15-1", ManifestSHA256: measure.Digest{8}},
+		},
+	}
+	copy(f.secret[:], bytes.Repeat([]byte{0x5a}, 32))
+	// Some unrelated entries before ours.
+	for i := range 5 {
+		f.append(fmt.Appendf(nil, "other entry %d", i))
+	}
+	return f
+}
+
+func (f *fixture) trust() *Trust {
+	f.t.Helper()
+	tr, err := ParseTrust([]byte(f.trustText), f.t.TempDir())
+	if err != nil {
+		f.t.Fatalf("ParseTrust: %v", err)
+	}
+	return tr
+}
+
+func (f *fixture) append(e []byte) uint64 {
+	f.entries = append(f.entries, e)
+	f.tree.AppendData(e)
+	return f.tree.Size() - 1
+}
+
+// attest measures cfg, has the co-processor attest it and appends the entry.
+func (f *fixture) attest(vmID string, cfg *measure.Config) uint64 {
+	f.t.Helper()
+	m, err := measure.Measure(cfg, f.secret)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	env, err := f.cp.Attest(f.t.Context(), coproc.Claim{
+		VMID: vmID, Root: m.Root, Parameters: m.Names(),
+		Freshness: coproc.Anchor{Origin: origin, Size: f.tree.Size(), Root: [32]byte(f.tree.Hash())},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	entry, err := env.Canonical()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.append(entry)
+}
+
+// checkpoint signs the current tree with the log key and cosigns it with the
+// witnesses numbered in cosigners.
+func (f *fixture) checkpoint(size uint64, cosigners ...int) []byte {
+	f.t.Helper()
+	c := tlog.Checkpoint{Origin: origin, Size: size, Root: [32]byte(f.tree.HashAt(size))}
+	signers := []note.Signer{f.logSigner}
+	for _, i := range cosigners {
+		signers = append(signers, f.witnesses[i])
+	}
+	signed, err := note.Sign(&note.Note{Text: string(c.Marshal())}, signers...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return signed
+}
+
+func (f *fixture) bundle(index, size uint64, cosigners ...int) *bundle.Bundle {
+	f.t.Helper()
+	p, err := f.tree.InclusionProof(index, size)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	hashes := make([]tlog.Hash, len(p))
+	for i := range p {
+		hashes[i] = tlog.Hash(p[i])
+	}
+	return &bundle.Bundle{Entry: f.entries[index], Proof: tlog.Proof{Index: index, Hashes: hashes, Checkpoint: f.checkpoint(size, cosigners...)}}
+}
+
+func (f *fixture) expected() *Expected {
+	s := f.secret
+	return &Expected{VMID: "vm-1", Config: f.cfg, Secret: &s}
+}
+
+type treeProver struct{ tree *testonly.Tree }
+
+func (p treeProver) ConsistencyProof(_ context.Context, _ string, old, new uint64) ([][]byte, error) {
+	return p.tree.ConsistencyProof(old, new)
+}
+
+func TestVerifyValid(t *testing.T) {
+	f := newFixture(t)
+	idx := f.attest("vm-1", f.cfg)
+	b := f.bundle(idx, f.tree.Size(), 0, 2)
+	r, err := Verify(t.Context(), b, f.trust(), f.expected(), Options{Now: f.now})
+	if err != nil {
+		t.Fatalf("Verify = %v\n%s", err, dump(r))
+	}
+	if !r.OK || len(r.Results) != 8 {
+		t.Fatalf("report not OK or %d checks:\n%s", len(r.Results), dump(r))
+	}
+	if r.VMID != "vm-1" || r.Index != idx || strings.Join(r.Cosigners, ",") != "w1,w3" || r.Counter != 1 {
+		t.Errorf("report = %+v", r)
+	}
+}
+
+// TestVerifyEachCheckFails crafts one bundle per check that breaks exactly
+// that link, and requires Verify to name it.
+func TestVerifyEachCheckFails(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		check string
+		want  error
+		craft func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options)
+	}{
+		{"envelope not canonical", CheckEnvelope, ErrEnvelope, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.append([]byte(`{"payloadType": "x"}`))
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"untrusted co-processor", CheckSignature, ErrCoprocessorSignature, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			other := newFixture(f.t) // another co-processor key, same log
+			other.logSigner, other.logVKey, other.witnesses = f.logSigner, f.logVKey, f.witnesses
+			idx := other.attest("vm-1", f.cfg)
+			return other.bundle(idx, other.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"statement for another VM", CheckStatement, ErrStatement, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-2", f.cfg)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"wrong inclusion index", CheckInclusion, ErrInclusion, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			f.append([]byte("later"))
+			b := f.bundle(idx, f.tree.Size(), 0, 1)
+			b.Proof.Index++
+			return b, f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"checkpoint signed by another log key", CheckLogSignature, ErrLogSignature, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			skey, _, _ := note.GenerateKey(rand.Reader, origin)
+			f.logSigner, _ = note.NewSigner(skey)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"one cosignature of a 2-of-3 quorum", CheckWitnesses, ErrWitnessPolicy, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			return f.bundle(idx, f.tree.Size(), 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"cosignatures older than max-age", CheckWitnesses, ErrWitnessPolicy, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: time.Now().Add(2 * time.Hour)}
+		}},
+		{"fork against the trusted checkpoint", CheckConsistency, ErrConsistency, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			st, err := OpenState(filepath.Join(f.t.TempDir(), "state.json"))
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			// The client trusted a checkpoint of a different tree of the same size.
+			forked := testonly.New(rfc6962.DefaultHasher)
+			for i := range f.entries {
+				forked.AppendData(append([]byte("fork "), f.entries[i]...))
+			}
+			c := tlog.Checkpoint{Origin: origin, Size: forked.Size(), Root: [32]byte(forked.Hash())}
+			signed, _ := note.Sign(&note.Note{Text: string(c.Marshal())}, f.logSigner, f.witnesses[0], f.witnesses[1])
+			st.data.Checkpoints[origin] = string(signed)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now, State: st}
+		}},
+		{"changed parameter", CheckConfiguration, ErrConfiguration, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			changed := *f.cfg
+			changed.MemoryBytes = 8 << 30
+			idx := f.attest("vm-1", &changed)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			b, tr, exp, opts := tc.craft(f)
+			r, err := Verify(t.Context(), b, tr, exp, opts)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Verify = %v, want %v\n%s", err, tc.want, dump(r))
+			}
+			if r.OK {
+				t.Fatalf("report OK despite %v", err)
+			}
+			for _, c := range r.Results {
+				if c.Check == tc.check && c.Status != Fail {
+					t.Fatalf("check %q = %s, want fail\n%s", tc.check, c.Status, dump(r))
+				}
+			}
+		})
+	}
+}
+
+// TestVerifyMangled changes every byte of the entry and of the proof, and
+// truncates the encoded bundle at every length: each must be rejected.
+func TestVerifyMangled(t *testing.T) {
+	f := newFixture(t)
+	idx := f.attest("vm-1", f.cfg)
+	good := f.bundle(idx, f.tree.Size(), 0, 1)
+	tr, exp := f.trust(), f.expected()
+	verify := func(b *bundle.Bundle) error {
+		_, err := Verify(t.Context(), b, tr, exp, Options{Now: f.now})
+		return err
+	}
+	if err := verify(good); err != nil {
+		t.Fatalf("good bundle: %v", err)
+	}
+	for i := range good.Entry {
+		m := bytes.Clone(good.Entry)
+		m[i] ^= 0x01
+		b := *good
+		b.Entry = m
+		if verify(&b) == nil {
+			t.Fatalf("entry with byte %d changed (%q→%q) verified", i, good.Entry[i], m[i])
+		}
+	}
+	proofText := good.Proof.Marshal()
+	for i := range proofText {
+		m := bytes.Clone(proofText)
+		m[i] ^= 0x01
+		p, err := tlog.ParseProof(m)
+		if err != nil {
+			continue // rejected by the parser
+		}
+		b := *good
+		b.Proof = p
+		if verify(&b) == nil {
+			t.Fatalf("proof with byte %d changed (%q→%q) verified", i, proofText[i], m[i])
+		}
+	}
+	enc, err := good.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range len(enc) - 1 {
+		b, err := bundle.Parse(enc[:n])
+		if err == nil && verify(b) == nil {
+			t.Fatalf("bundle truncated to %d bytes verified", n)
+		}
+	}
+}
+
+func TestConsistencyState(t *testing.T) {
+	f := newFixture(t)
+	path := filepath.Join(t.TempDir(), "state.json")
+	idx := f.attest("vm-1", f.cfg)
+	size1 := f.tree.Size()
+	b1 := f.bundle(idx, size1, 0, 1)
+	tr, exp := f.trust(), f.expected()
+	run := func(b *bundle.Bundle, prover ConsistencyProver) (*Report, error) {
+		st, err := OpenState(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Verify(t.Context(), b, tr, exp, Options{Now: f.now, State: st, Prover: prover})
+	}
+	if _, err := run(b1, nil); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	for range 10 {
+		f.append([]byte("more"))
+	}
+	b2 := f.bundle(idx, f.tree.Size(), 1, 2)
+	if _, err := run(b2, nil); !errors.Is(err, ErrOfflineConsistency) {
+		t.Fatalf("larger checkpoint offline = %v, want ErrOfflineConsistency", err)
+	}
+	if _, err := run(b2, treeProver{f.tree}); err != nil {
+		t.Fatalf("larger checkpoint with proof: %v", err)
+	}
+	st, _ := OpenState(path)
+	if c, _ := parseSignedBody(st.Checkpoint(origin)); c.Size != f.tree.Size() {
+		t.Fatalf("trusted size = %d, want %d", c.Size, f.tree.Size())
+	}
+	// An older checkpoint still verifies, and does not move the state back.
+	if _, err := run(b1, treeProver{f.tree}); err != nil {
+		t.Fatalf("older checkpoint: %v", err)
+	}
+	st, _ = OpenState(path)
+	if c, _ := parseSignedBody(st.Checkpoint(origin)); c.Size != f.tree.Size() {
+		t.Fatalf("trusted size after older = %d, want %d", c.Size, f.tree.Size())
+	}
+	// A prover that lies (a proof for another tree) is caught and the pair
+	// kept as evidence.
+	forked := testonly.New(rfc6962.DefaultHasher)
+	forked.AppendData(f.entries...)
+	forked.AppendData([]byte("x"), []byte("y"))
+	f.tree = forked
+	f.entries = append(f.entries, []byte("x"), []byte("y"))
+	b3 := f.bundle(idx, forked.Size(), 0, 2)
+	// Make the prover return a proof from a tree that disagrees with the trusted one.
+	liar := testonly.New(rfc6962.DefaultHasher)
+	for range forked.Size() {
+		liar.AppendData([]byte("lie"))
+	}
+	var inc *InconsistentError
+	if _, err := run(b3, treeProver{liar}); !errors.As(err, &inc) {
+		t.Fatalf("lying prover = %v, want InconsistentError", err)
+	}
+	st, _ = OpenState(path)
+	if ev := st.Evidence(); len(ev) != 1 || ev[0].Origin != origin {
+		t.Fatalf("evidence = %+v, want one record", ev)
+	}
+}
+
+func TestParseTrustRejects(t *testing.T) {
+	f := newFixture(t)
+	line, _ := TrustLine("host-a", f.cp.PublicKey())
+	for _, tc := range []struct{ name, text string }{
+		{"no log", "coprocessor a " + strings.Fields(line)[2] + "\n"},
+		{"no coprocessor", "log " + f.logVKey + "\n"},
+		{"bad coprocessor key", "log " + f.logVKey + "\ncoprocessor a AAAA\n"},
+		{"duplicate coprocessor", "log " + f.logVKey + "\n" + line + "\n" + strings.Replace(line, "host-a", "host-b", 1) + "\n"},
+		{"bad max-age", "log " + f.logVKey + "\n" + line + "\nmax-age forever\n"},
+		{"zero quorum", "log " + f.logVKey + "\n" + line + "\nwitness w1 " + f.wVKeys[0] + "\ngroup g 0 w1\nquorum g\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseTrust([]byte(tc.text), t.TempDir()); !errors.Is(err, ErrTrustFile) {
+				t.Fatalf("ParseTrust = %v, want ErrTrustFile", err)
+			}
+		})
+	}
+}
+
+func dump(r *Report) string {
+	if r == nil {
+		return "(no report)"
+	}
+	var b strings.Builder
+	for _, c := range r.Results {
+		fmt.Fprintf(&b, "  %-22s %-7s %s\n", c.Check, c.Status, c.Detail)
+	}
+	return b.String()
+}
