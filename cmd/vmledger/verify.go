@@ -1,13 +1,243 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/log/bundle"
+)
+
+// verifyFlags are the flags of `vmledger verify`.
+type verifyFlags struct {
+	bundle, trust, state, logURL string
+	expected                     measureFlags
+	manifest, disclosures, rules string
+	vmID                         string
+	asJSON                       bool
+}
 
 func newVerifyCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "verify",
-		Short: "(verify: not implemented yet)",
+	var f verifyFlags
+	cmd := &cobra.Command{
+		Use:   "verify --bundle FILE --trust FILE [--expected CONFIG --vm-secret FILE] [--state FILE] [--json]",
+		Short: "Verify an attestation bundle offline, check by check (the customer's check)",
+		Long: `verify checks an attestation bundle without contacting anybody:
+
+  1. envelope               the log entry is a canonical DSSE envelope
+  2. coprocessor signature  signed by a co-processor key of the trust file
+  3. statement              a well-formed vm-config/v1 statement (for --vm, that VM)
+  4. inclusion              the entry is in the log under the bundle's checkpoint
+  5. log signature          the checkpoint is signed by a trusted log
+  6. witness quorum         its cosignatures satisfy the trust file's witness policy
+  7. consistency            with --state, consistent with the checkpoint trusted before
+  8. configuration          the attested root is the expected configuration's
+
+For step 8 give the configuration you ordered and the VM secret (--expected,
+--vm-secret), or the provider's manifest (--manifest), or disclosed parameters
+(--disclosures, the output of 'agent measure --disclose'); --rules adds
+allowed values and ranges. With --state, a checkpoint of another size needs a
+consistency proof: --log URL fetches it from the log's tiles.
+
+Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
+inputs cannot be read.`,
+		Example: `  vmledger verify --bundle vm-1.bundle.json --trust trust.txt --expected web01.json --vm-secret vm.secret
+  vmledger verify --bundle b.json --trust trust.txt --manifest manifest.json --rules rules.json --json
+  vmledger verify --bundle b.json --trust trust.txt --disclosures memory.json --state ~/.vmledger/state.json --log https://log.example`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("verify")
+			return runVerify(cmd, &f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.bundle, "bundle", "", "the attestation bundle (JSON, as the log's /v1/bundles/<index> or 'agent attest' writes it)")
+	fl.StringVar(&f.trust, "trust", "", "trust file: log key, witness policy, co-processor keys (see 'go doc github.com/vmledger/vmledger/client ParseTrust')")
+	fl.StringVar(&f.expected.config, "expected", "", "the configuration you expect (JSON, YAML or libvirt XML)")
+	fl.StringVar(&f.expected.format, "format", "", "format of --expected: json, yaml or libvirt (default: detect)")
+	fl.StringVar(&f.expected.packages, "packages", "", "for a libvirt --expected: the packages file")
+	fl.StringVar(&f.expected.vmSecret, "vm-secret", "", "the VM secret file (32 bytes raw or 64 hex), needed with --expected")
+	fl.StringVar(&f.manifest, "manifest", "", "a full manifest ('agent measure --json' output) that must recompute to the attested root")
+	fl.StringVar(&f.disclosures, "disclosures", "", "disclosed parameters ('agent measure --disclose' output)")
+	fl.StringVar(&f.rules, "rules", "", "rules: allowed values and ranges (see 'go doc github.com/vmledger/vmledger/client Rules')")
+	fl.StringVar(&f.vmID, "vm", "", "the VM id the attestation must be for")
+	fl.StringVar(&f.state, "state", "", "state file: the last checkpoint trusted per log (created if missing)")
+	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs for --state")
+	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func runVerify(cmd *cobra.Command, f *verifyFlags) error {
+	if f.bundle == "" || f.trust == "" {
+		return usagef("--bundle FILE and --trust FILE are required")
+	}
+	raw, err := readSmallFile(f.bundle, bundle.MaxSize)
+	if err != nil {
+		return fmt.Errorf("--bundle: %w", err)
+	}
+	b, err := bundle.Parse(raw)
+	if err != nil {
+		return refusedError{fmt.Errorf("--bundle %s: %w", f.bundle, err)}
+	}
+	trust, err := client.LoadTrust(f.trust)
+	if err != nil {
+		return fmt.Errorf("--trust %s: %w", f.trust, err)
+	}
+	exp := &client.Expected{VMID: f.vmID}
+	if f.expected.config != "" {
+		secret, err := f.expected.secret(cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		cfg, err := f.expected.load(cmd)
+		if err != nil {
+			return fmt.Errorf("--expected: %w", err)
+		}
+		exp.Config, exp.Secret = cfg, &secret
+	} else if f.expected.vmSecret != "" {
+		return usagef("--vm-secret goes with --expected CONFIG")
+	}
+	if f.manifest != "" {
+		var m measure.Measurement
+		if err := readJSONFile(f.manifest, &m); err != nil {
+			return fmt.Errorf("--manifest: %w", err)
+		}
+		exp.Manifest = &m
+	}
+	if f.disclosures != "" {
+		var d struct {
+			Disclosures []json.RawMessage `json:"disclosures"`
+		}
+		if err := readJSONFile(f.disclosures, &d); err != nil {
+			return fmt.Errorf("--disclosures: %w", err)
+		}
+		for i, raw := range d.Disclosures {
+			var probe struct {
+				Package *json.RawMessage `json:"package"`
+			}
+			_ = json.Unmarshal(raw, &probe)
+			if probe.Package != nil {
+				var pd measure.PackageDisclosure
+				if err := json.Unmarshal(raw, &pd); err != nil {
+					return fmt.Errorf("--disclosures: item %d: %w", i, err)
+				}
+				exp.PackageDisclosures = append(exp.PackageDisclosures, pd)
+				continue
+			}
+			var dd measure.Disclosure
+			if err := json.Unmarshal(raw, &dd); err != nil {
+				return fmt.Errorf("--disclosures: item %d: %w", i, err)
+			}
+			exp.Disclosures = append(exp.Disclosures, dd)
+		}
+	}
+	if f.rules != "" {
+		raw, err := readSmallFile(f.rules, 1<<20)
+		if err != nil {
+			return fmt.Errorf("--rules: %w", err)
+		}
+		if exp.Rules, err = client.ParseRules(raw); err != nil {
+			return fmt.Errorf("--rules %s: %w", f.rules, err)
+		}
+	}
+	opts := client.Options{}
+	if f.state != "" {
+		if opts.State, err = client.OpenState(f.state); err != nil {
+			return fmt.Errorf("--state: %w", err)
+		}
+	}
+	if f.logURL != "" {
+		if f.state == "" {
+			return usagef("--log is only used to prove consistency with --state")
+		}
+		p, err := client.NewTileProver(f.logURL, &http.Client{Timeout: 30 * time.Second})
+		if err != nil {
+			return usagef("--log: %v", err)
+		}
+		opts.Prover = p
+	}
+	report, verr := client.Verify(cmd.Context(), b, trust, exp, opts)
+	out := cmd.OutOrStdout()
+	if f.asJSON {
+		if err := writeJSON(out, report); err != nil {
+			return err
+		}
+	} else {
+		printReport(out, report)
+	}
+	if verr != nil {
+		return refusedError{verr}
+	}
+	return nil
+}
+
+// printReport writes the human summary of a verification.
+func printReport(w io.Writer, r *client.Report) {
+	for i, c := range r.Results {
+		mark := "✓"
+		switch c.Status {
+		case client.Fail:
+			mark = "✗"
+		case client.NotRun:
+			mark = "·"
+		}
+		fmt.Fprintf(w, "%s %d. %-22s %s\n", mark, i+1, c.Check, c.Detail)
+	}
+	if r.OK {
+		fmt.Fprintf(w, "VERIFIED: VM %s, config root %s, log %s entry %d, cosigned by %s\n",
+			r.VMID, r.ConfigRoot, r.Origin, r.Index, joinOr(r.Cosigners, "no witness"))
+	} else {
+		fmt.Fprintln(w, "REFUSED: see the failed checks above")
+	}
+}
+
+func joinOr(s []string, none string) string {
+	if len(s) == 0 {
+		return none
+	}
+	out := s[0]
+	for _, x := range s[1:] {
+		out += ", " + x
+	}
+	return out
+}
+
+// readSmallFile reads a file of at most max bytes.
+func readSmallFile(path string, max int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
+}
+
+// readJSONFile decodes a JSON file of at most 16 MiB into v.
+func readJSONFile(path string, v any) error {
+	b, err := readSmallFile(path, 16<<20)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%s: not valid JSON at byte %d: %w", path, se.Offset, err)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
