@@ -75,7 +75,7 @@ func Init(ctx context.Context, dir string, alg Algorithm) (created bool, err err
 	}
 	if priv, err := loadKey(dir); err == nil {
 		if keyAlg(priv) != alg {
-			return false, fmt.Errorf("soft: %s holds a %s key, not %s: %w", filepath.Join(dir, keyFile), keyAlg(priv), alg, coproc.ErrMismatch)
+			return false, fmt.Errorf("soft: %s holds a key of type %s, not %s: %w", filepath.Join(dir, keyFile), keyAlg(priv), alg, coproc.ErrMismatch)
 		}
 		return false, nil
 	} else if !errors.Is(err, coproc.ErrNotInitialized) {
@@ -127,7 +127,7 @@ func loadKey(dir string) (crypto.Signer, error) {
 	path := filepath.Join(dir, keyFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("soft: %s: %w (run vmledger coproc init --coproc soft:%s)", path, coproc.ErrNotInitialized, dir)
+		return nil, fmt.Errorf("soft: %s: %w", path, coproc.ErrNotInitialized)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("soft: %w", err)

@@ -286,7 +286,7 @@ func evict(t transport.TPM, owner tpm2.AuthHandle, h tpm2.TPMHandle, name tpm2.T
 func readObject(t transport.TPM, h tpm2.TPMHandle, template tpm2.TPMTPublic) (*tpm2.TPMTPublic, tpm2.TPM2BName, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t)
 	if errors.Is(err, tpm2.TPMRCHandle) {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: no object at 0x%08x: %w (run vmledger coproc init)", uint32(h), coproc.ErrNotInitialized)
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: no object at 0x%08x: %w", uint32(h), coproc.ErrNotInitialized)
 	}
 	if err != nil {
 		return nil, tpm2.TPM2BName{}, fmt.Errorf("tpm: reading the public area of 0x%08x: %w", uint32(h), err)
@@ -312,7 +312,7 @@ func readObject(t transport.TPM, h tpm2.TPMHandle, template tpm2.TPMTPublic) (*t
 func readNV(t transport.TPM, want tpm2.TPMSNVPublic) (*nvState, error) {
 	rsp, err := tpm2.NVReadPublic{NVIndex: want.NVIndex}.Execute(t)
 	if errors.Is(err, tpm2.TPMRCHandle) {
-		return nil, fmt.Errorf("tpm: no NV index 0x%08x: %w (run vmledger coproc init)", uint32(want.NVIndex), coproc.ErrNotInitialized)
+		return nil, fmt.Errorf("tpm: no NV index 0x%08x: %w", uint32(want.NVIndex), coproc.ErrNotInitialized)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tpm: reading the public area of NV index 0x%08x: %w", uint32(want.NVIndex), err)
