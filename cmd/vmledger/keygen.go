@@ -1,13 +1,68 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/log/tlog"
+)
 
 func newKeygenCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "keygen",
-		Short: "(keygen: not implemented yet)",
+	var name, out string
+	cmd := &cobra.Command{
+		Use:   "keygen --name ORIGIN --out FILE",
+		Short: "Create an Ed25519 note key for a log or a witness; prints the verifier key",
+		Long: `keygen creates an Ed25519 signed-note key named ORIGIN (for a log, its origin,
+e.g. example.com/ledger; for a witness, its name). The private key is written to
+FILE in the x/mod text form (PRIVATE+KEY+…), mode 0600; an existing file is never
+overwritten. The verifier key (ORIGIN+<key id>+<base64>) is printed on stdout:
+publish it, and give it to witnesses and customers.`,
+		Example: `  vmledger keygen --name example.com/ledger --out log.key`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("keygen")
+			if name == "" || out == "" {
+				return usagef("keygen needs --name ORIGIN and --out FILE")
+			}
+			skey, vkey, err := tlog.GenerateKey(rand.Reader, name)
+			if err != nil {
+				return usagef("--name: %v", err)
+			}
+			if err := writeNewFile(out, []byte(skey+"\n"), 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), vkey)
+			return nil
 		},
 	}
+	cmd.Flags().StringVar(&name, "name", "", "key name: the log's origin or the witness's name")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the private key to (must not exist)")
+	return cmd
+}
+
+// writeNewFile creates path with data and mode perm, refusing to replace an
+// existing file, and syncs it to disk.
+func writeNewFile(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists: refusing to overwrite a key (choose another --out)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -1,13 +1,162 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/server"
+	"github.com/vmledger/vmledger/log/tlog"
+)
 
 func newLogCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "log",
-		Short: "(log: not implemented yet)",
+		Short: "The log (Attestation Service)",
+	}
+	cmd.AddCommand(newLogServeCmd())
+	return cmd
+}
+
+// logServeFlags are the flags of log serve.
+type logServeFlags struct {
+	data, listen, key string
+	allowRawEntries   bool
+	batchMaxAge       time.Duration
+	batchMaxSize      int
+	shutdownTimeout   time.Duration
+}
+
+func newLogServeCmd() *cobra.Command {
+	var f logServeFlags
+	cmd := &cobra.Command{
+		Use:   "serve --data DIR --listen ADDR --key FILE",
+		Short: "Serve the log: C2SP tlog-tiles, proofs, checkpoint history, metrics",
+		Long: `serve opens (or creates) the log in DIR with the embedded badger engine and
+serves it on ADDR: /checkpoint, /tile/…, /tile/entries/…, /v1/proof/inclusion,
+/v1/proof/consistency, /v1/checkpoints/<size>, /healthz and /metrics.
+The log's origin is the name of the key in FILE (made by vmledger keygen); the
+key file must not be readable by group or others.
+
+On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
+finish (every acknowledged entry is already durable), and closes the log.`,
+		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("log")
+			if f.data == "" || f.listen == "" || f.key == "" {
+				return usagef("log serve needs --data DIR, --listen ADDR and --key FILE")
+			}
+			return runLogServe(cmd.Context(), f)
 		},
 	}
+	cmd.Flags().StringVar(&f.data, "data", "", "directory of the log's database (created if missing)")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "address to listen on, e.g. 127.0.0.1:8080")
+	cmd.Flags().StringVar(&f.key, "key", "", "the log's private key file (from vmledger keygen; mode 0600)")
+	cmd.Flags().BoolVar(&f.allowRawEntries, "allow-raw-entries", false, "enable POST /v1/entries (raw bytes; for tests and benchmarks only)")
+	cmd.Flags().DurationVar(&f.batchMaxAge, "batch-max-age", 0, "how long a batch waits for more entries after its first (0: commit as soon as the previous batch is durable)")
+	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
+	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
+	return cmd
+}
+
+// readLogKey reads a note private key file, refusing one that group or
+// others can read.
+func readLogKey(path string) (note.Signer, string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("log key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, "", fmt.Errorf("log key %s has mode %04o: it must not be accessible by group or others (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("log key: %w", err)
+	}
+	s, vkey, err := tlog.NewSigner(string(b))
+	if err != nil {
+		return nil, "", fmt.Errorf("log key %s: %w (make one with vmledger keygen)", path, err)
+	}
+	return s, vkey, nil
+}
+
+func runLogServe(ctx context.Context, f logServeFlags) error {
+	logger, err := newLogger()
+	if err != nil {
+		return err
+	}
+	signer, vkey, err := readLogKey(f.key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
+		return fmt.Errorf("creating --data %s: %w", f.data, err)
+	}
+	eng, err := badgerlog.Open(ctx, badgerlog.Config{
+		Dir:          f.data,
+		Signer:       signer,
+		Logger:       logger,
+		BatchMaxAge:  f.batchMaxAge,
+		BatchMaxSize: f.batchMaxSize,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Engine:          eng,
+		Logger:          logger,
+		AllowRawEntries: f.allowRawEntries,
+	})
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		eng.Close()
+		return fmt.Errorf("--listen %s: %w", f.listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	logger.Info("log serving", "addr", ln.Addr().String(), "origin", signer.Name(), "vkey", vkey,
+		"data", f.data, "allow_raw_entries", f.allowRawEntries)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down: finishing requests in flight")
+		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	err = g.Wait()
+	// Every Add that was acknowledged is durable already; Close also
+	// commits the entries still queued by requests that were cut off.
+	if cerr := eng.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil {
+		logger.Info("log stopped")
+	}
+	return err
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -122,7 +124,19 @@ func OpenCheckpoint(signed []byte, v note.Verifier) (Checkpoint, *note.Note, err
 // witness: the private key in the x/mod text form
 // (PRIVATE+KEY+name+id+base64) and the verifier key.
 func GenerateKey(rand io.Reader, name string) (skey, vkey string, err error) {
+	if err := CheckKeyName(name); err != nil {
+		return "", "", err
+	}
 	return note.GenerateKey(rand, name)
+}
+
+// CheckKeyName checks a signed-note key name: non-empty UTF-8 without
+// whitespace or '+'.
+func CheckKeyName(name string) error {
+	if name == "" || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsSpace) >= 0 || strings.Contains(name, "+") {
+		return fmt.Errorf("invalid key name %q: want non-empty UTF-8 without spaces or '+'", name)
+	}
+	return nil
 }
 
 // NewSigner parses a private key in the x/mod text form (surrounding

@@ -433,3 +433,22 @@ func TestGeneratedKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestGenerateKeyNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"example.com/ledger", true},
+		{"", false},
+		{"a b", false},
+		{"a\tb", false},
+		{"a+b", false},
+		{"a\u00a0b", false},
+		{"\xff", false},
+	} {
+		if _, _, err := GenerateKey(rand.Reader, tc.name); (err == nil) != tc.ok {
+			t.Errorf("GenerateKey(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
