@@ -144,4 +144,3 @@ func dirSize(dir string) int64 {
 	})
 	return total
 }
-
