@@ -170,7 +170,16 @@ func (g *Gossiper) gossipLog(ctx context.Context, l *policy.Log) error {
 			all = append(all, s)
 		}
 	}
-	g.findForks(ctx, l, all, tiles)
+	// One entry per checkpoint text; the notes may differ in cosignatures.
+	var distinct []*seen
+	texts := map[string]bool{}
+	for _, s := range all {
+		if !texts[s.cp.Text] {
+			texts[s.cp.Text] = true
+			distinct = append(distinct, s)
+		}
+	}
+	g.findForks(ctx, l, distinct, tiles)
 	return errors.Join(errs...)
 }
 
@@ -191,12 +200,24 @@ func parseSeen(l *policy.Log, raw []byte, source string) (*seen, error) {
 	return &seen{note: raw, cp: cp, source: source}, nil
 }
 
-// feed submits s to this witness with a proof from the log's tiles.
+// feed submits s to this witness with a proof from the log's tiles. Only a
+// checkpoint whose root the log's own tiles reproduce is fed: from an empty
+// state no proof is needed, and without this check a witness would adopt
+// whatever branch a peer showed it first.
 func (g *Gossiper) feed(ctx context.Context, l *policy.Log, st *State, s *seen, tiles client.TileFetcherFunc) error {
 	var old uint64
 	var p [][]byte
 	if st != nil {
 		old = st.Size
+	}
+	if s.cp.Size > 0 {
+		root, err := rootFromTiles(ctx, tilesAt(tiles, s.cp.Size), s.cp.Size)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(root, s.cp.Root[:]) {
+			return fmt.Errorf("the log's tiles do not reproduce the size-%d root", s.cp.Size)
+		}
 	}
 	if old > 0 {
 		pb, err := client.NewProofBuilder(ctx, s.cp.Size, tilesAt(tiles, s.cp.Size))
@@ -270,16 +291,7 @@ func deriveRoot(ctx context.Context, tiles client.TileFetcherFunc, m uint64, big
 	if m == 0 {
 		return emptyRoot[:], nil, nil
 	}
-	nodes, err := client.FetchRangeNodes(ctx, m, tiles)
-	if err != nil {
-		return nil, nil, err
-	}
-	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	rng, err := rf.NewRange(0, m, nodes)
-	if err != nil {
-		return nil, nil, err
-	}
-	root, err := rng.GetRootHash(nil)
+	root, err := rootFromTiles(ctx, tiles, m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -295,6 +307,20 @@ func deriveRoot(ctx context.Context, tiles client.TileFetcherFunc, m uint64, big
 		return nil, nil, fmt.Errorf("log tiles do not match the size-%d checkpoint: %w", big.Size, err)
 	}
 	return root, p, nil
+}
+
+// rootFromTiles computes the root of the first m leaves from tiles.
+func rootFromTiles(ctx context.Context, tiles client.TileFetcherFunc, m uint64) ([]byte, error) {
+	nodes, err := client.FetchRangeNodes(ctx, m, tiles)
+	if err != nil {
+		return nil, err
+	}
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	rng, err := rf.NewRange(0, m, nodes)
+	if err != nil {
+		return nil, err
+	}
+	return rng.GetRootHash(nil)
 }
 
 // tilesAt reads every tile as it is in the tree of the given size, whatever

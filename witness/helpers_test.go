@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +148,11 @@ func newTestWitness(t testing.TB, o witnessOpts) *testWitness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Config{Logs: o.logs, Cosigner: c, Store: store, Budget: o.budget, Now: o.now})
+	var logger *slog.Logger
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("witness", o.name)
+	}
+	w, err := New(Config{Logs: o.logs, Cosigner: c, Store: store, Budget: o.budget, Now: o.now, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -123,8 +124,7 @@ func (s *Store) AddEvidence(e *Evidence) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	id := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", e.Kind, e.First, e.Second))
-	key := []byte("ev/" + e.Origin + "/" + hex.EncodeToString(id[:]))
+	key := []byte("ev/" + e.Origin + "/" + evidenceID(e))
 	added := false
 	for {
 		err = s.db.Update(func(txn *badger.Txn) error {
@@ -142,6 +142,25 @@ func (s *Store) AddEvidence(e *Evidence) (bool, error) {
 		}
 		return added && err == nil, err
 	}
+}
+
+// evidenceID identifies the contradiction, not the bytes that show it: the
+// kind and the two checkpoint texts (signature lines aside, and in either
+// order for KindSameSize), so that the same fork seen through notes with
+// different cosignatures is stored once.
+func evidenceID(e *Evidence) string {
+	text := func(n string) string {
+		if i := strings.Index(n, "\n\n"); i >= 0 {
+			return n[:i+1]
+		}
+		return n
+	}
+	a, b := text(e.First), text(e.Second)
+	if e.Kind == KindSameSize && b < a {
+		a, b = b, a
+	}
+	id := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", e.Kind, a, b))
+	return hex.EncodeToString(id[:])
 }
 
 // Evidence returns all stored fork evidence.
