@@ -47,7 +47,8 @@
 // see coproc.CoProcessor for why a counter value burnt by a failure after step
 // 2 is safe. A counter can never go backwards, not even by deleting and
 // redefining the index: a new counter index starts at least at the largest
-// value any counter of this TPM ever had (Part 1 §37.7.? "NV counters").
+// value any counter of this TPM ever had (TPM 2.0 Library Part 1, "NV
+// Counters"; TestCounterRedefined shows it).
 //
 // # Known gaps
 //
@@ -55,7 +56,11 @@
 // co-processor is opened; an attacker who controls the bus at that moment could
 // substitute a key of their own. Pinning the SRK Name in configuration would
 // close this. The owner authorisation (empty by default) is sent as a
-// password by Provision.
+// password by Provision. Without a resource manager (swtpm, a raw /dev/tpm0),
+// a session whose command was cut off by a transport failure stays loaded
+// until the TPM restarts. Every attestation writes NV twice (root, counter):
+// on real TPMs with limited NV endurance and NV rate limiting
+// (TPM_RC_NV_RATE, matchable with errors.Is) this bounds the sustained rate.
 package tpm
 
 import (

@@ -351,6 +351,49 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestCounterRedefined: deleting the counter index and defining it again
+// (which an owner can do) does not roll the counter back.
+func TestCounterRedefined(t *testing.T) {
+	sim := openSim(t)
+	provision(t, sim)
+	ctx := t.Context()
+	c := open(t, sim)
+	for i := range 3 {
+		if _, err := c.Attest(ctx, claim(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _, err := c.Counter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp, err := tpm2.NVReadPublic{NVIndex: tpm.DefaultCounterIndex}.Execute(sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	undef := tpm2.NVUndefineSpace{AuthHandle: tpm2.TPMRHOwner, NVIndex: tpm2.NamedHandle{Handle: tpm.DefaultCounterIndex, Name: rsp.NVName}}
+	if _, err := undef.Execute(sim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Attest(ctx, claim(9)); !errors.Is(err, coproc.ErrNotInitialized) {
+		t.Fatalf("Attest without the counter index = %v, want ErrNotInitialized", err)
+	}
+	if created, err := tpm.Provision(ctx, sim, tpm.Config{}); err != nil || fmt.Sprint(created) != "[counter index]" {
+		t.Fatalf("Provision = %q, %v; want the counter index recreated", created, err)
+	}
+	env, err := c.Attest(ctx, claim(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Predicate.Coprocessor.Counter; got <= before {
+		t.Fatalf("counter after redefining the index = %d, want > %d", got, before)
+	}
+}
+
 func mustNVName(t *testing.T, p *tpm2.TPMSNVPublic) tpm2.TPM2BName {
 	n, err := tpm2.NVName(p)
 	if err != nil {
