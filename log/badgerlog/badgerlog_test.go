@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -311,4 +312,41 @@ func BenchmarkAppend(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// TestPushback: with the sequencer stuck in a commit and the queue full,
+// Add answers ErrPushback at once.
+func TestPushback(t *testing.T) {
+	ctx := t.Context()
+	s, v := newKey(t)
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var block atomic.Bool
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20, MaxPending: 1, testHookCommit: func() error {
+		if block.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}})
+	defer e.Close()
+	block.Store(true)
+	results := make(chan error, 2)
+	go func() { _, err := e.Add(ctx, []byte("first")); results <- err }()
+	<-entered // the sequencer holds "first" in a commit
+	block.Store(false)
+	go func() { _, err := e.Add(ctx, []byte("second")); results <- err }()
+	for len(e.queue) == 0 {
+		runtime.Gosched() // until "second" waits in the queue
+	}
+	if _, err := e.Add(ctx, []byte("third")); !errors.Is(err, engine.ErrPushback) {
+		t.Errorf("Add with a full queue = %v, want ErrPushback", err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("Add = %v", err)
+		}
+	}
+	enginetest.Check(t, e, v, nil)
 }

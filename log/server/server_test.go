@@ -504,3 +504,75 @@ func TestPublished(t *testing.T) {
 		t.Errorf("GET /checkpoint with nothing published = %d, want 404", rec.Code)
 	}
 }
+
+// TestErrorStatus pins the one switch from errors to statuses.
+func TestErrorStatus(t *testing.T) {
+	l := newTestLog(t, false)
+	srv, err := New(Config{Engine: l.e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		err        error
+		want       int
+		retryAfter bool
+	}{
+		{fmt.Errorf("x: %w", ErrBadRequest), 400, false},
+		{fmt.Errorf("x: %w", tlog.ErrMalformed), 400, false},
+		{fmt.Errorf("x: %w", engine.ErrNotFound), 404, false},
+		{fmt.Errorf("x: %w", engine.ErrEntryTooLarge), 413, false},
+		{fmt.Errorf("x: %w", engine.ErrPushback), 503, true},
+		{fmt.Errorf("x: %w", engine.ErrClosed), 503, true},
+		{context.Canceled, 503, false},
+		{fmt.Errorf("disk on fire"), 500, false},
+	} {
+		rec := httptest.NewRecorder()
+		srv.Error(rec, httptest.NewRequest("GET", "/x", nil), tc.err)
+		if rec.Code != tc.want {
+			t.Errorf("Error(%v) status = %d, want %d", tc.err, rec.Code, tc.want)
+		}
+		if got := rec.Header().Get("Retry-After") != ""; got != tc.retryAfter {
+			t.Errorf("Error(%v) Retry-After set = %v, want %v", tc.err, got, tc.retryAfter)
+		}
+		if tc.want == 500 && strings.Contains(rec.Body.String(), "fire") {
+			t.Errorf("Error(%v) body = %q, want no internal detail", tc.err, rec.Body.String())
+		}
+	}
+}
+
+// BenchmarkInclusionProof measures GET /v1/proof/inclusion through the
+// handler (no network) on a log of 100,000 entries.
+func BenchmarkInclusionProof(b *testing.B) {
+	const n = 100_000
+	skey, _, _ := tlog.GenerateKey(rand.Reader, origin)
+	s, _, _ := tlog.NewSigner(skey)
+	e, err := badgerlog.Open(b.Context(), badgerlog.Config{Dir: b.TempDir(), Signer: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var batch [][]byte
+	for i := range n {
+		batch = append(batch, fmt.Appendf(nil, "entry %d", i))
+	}
+	if _, err := e.AddBatch(b.Context(), batch); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(Config{Engine: e})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := mrand.New(mrand.NewPCG(mrand.Uint64(), 0))
+		for pb.Next() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", fmt.Sprintf("/v1/proof/inclusion?index=%d&size=%d", rng.IntN(n), n), nil))
+			if rec.Code != 200 {
+				b.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "proofs/s")
+}

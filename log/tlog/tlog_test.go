@@ -452,3 +452,17 @@ func TestGenerateKeyNames(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseBundle(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 'a'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := ParseBundle(b)
+		if err != nil {
+			return
+		}
+		enc, err := EncodeBundle(entries)
+		if err != nil || !bytes.Equal(enc, b) {
+			t.Errorf("EncodeBundle(ParseBundle(%x)) = %x, %v, want the input", b, enc, err)
+		}
+	})
+}
