@@ -42,16 +42,16 @@ type File struct {
 	Schema   string        `json:"schema" yaml:"schema"`
 	Memory   *Size         `json:"memory" yaml:"memory"`
 	CPU      *FileCPU      `json:"cpu" yaml:"cpu"`
-	NICs     []FileNIC     `json:"nics" yaml:"nics"`
-	Disks    []FileDisk    `json:"disks" yaml:"disks"`
-	Boot     *FileBoot     `json:"boot" yaml:"boot"`
-	Packages []FilePackage `json:"packages" yaml:"packages"`
+	NICs     []FileNIC     `json:"nics,omitempty" yaml:"nics,omitempty"`
+	Disks    []FileDisk    `json:"disks,omitempty" yaml:"disks,omitempty"`
+	Boot     *FileBoot     `json:"boot,omitempty" yaml:"boot,omitempty"`
+	Packages []FilePackage `json:"packages,omitempty" yaml:"packages,omitempty"`
 }
 
 // FileCPU is File.CPU.
 type FileCPU struct {
 	Count    *uint64 `json:"count" yaml:"count"`
-	Affinity *string `json:"affinity" yaml:"affinity"`
+	Affinity *string `json:"affinity,omitempty" yaml:"affinity,omitempty"`
 }
 
 // FileNIC is one of File.NICs.
@@ -62,23 +62,23 @@ type FileNIC struct {
 
 // FileImage names an image by path or by digest.
 type FileImage struct {
-	Path   string `json:"path" yaml:"path"`
-	SHA256 string `json:"sha256" yaml:"sha256"`
+	Path   string `json:"path,omitempty" yaml:"path,omitempty"`
+	SHA256 string `json:"sha256,omitempty" yaml:"sha256,omitempty"`
 }
 
 // FileDisk is one of File.Disks.
 type FileDisk struct {
 	Target string `json:"target" yaml:"target"`
-	Path   string `json:"path" yaml:"path"`
-	SHA256 string `json:"sha256" yaml:"sha256"`
-	Empty  bool   `json:"empty" yaml:"empty"`
+	Path   string `json:"path,omitempty" yaml:"path,omitempty"`
+	SHA256 string `json:"sha256,omitempty" yaml:"sha256,omitempty"`
+	Empty  bool   `json:"empty,omitempty" yaml:"empty,omitempty"`
 }
 
 // FileBoot is File.Boot.
 type FileBoot struct {
-	Loader  *FileImage `json:"loader" yaml:"loader"`
-	Kernel  *FileImage `json:"kernel" yaml:"kernel"`
-	Cmdline *string    `json:"cmdline" yaml:"cmdline"`
+	Loader  *FileImage `json:"loader,omitempty" yaml:"loader,omitempty"`
+	Kernel  *FileImage `json:"kernel,omitempty" yaml:"kernel,omitempty"`
+	Cmdline *string    `json:"cmdline,omitempty" yaml:"cmdline,omitempty"`
 }
 
 // FilePackage is one of File.Packages.
@@ -400,3 +400,56 @@ func (c *Config) skeleton() *measure.Config {
 	}
 	return mc
 }
+
+// File converts c back to the JSON/YAML file form: memory in bytes ("…b"),
+// images as they were given (path or digest). ParseJSON of its encoding
+// gives back c.
+func (c *Config) File() *File {
+	f := &File{Schema: measure.Schema, Memory: &Size{Text: strconv.FormatUint(c.MemoryBytes, 10) + "b"}}
+	count := c.CPUCount
+	f.CPU = &FileCPU{Count: &count}
+	if c.CPUAffinity != "" {
+		a := c.CPUAffinity
+		f.CPU.Affinity = &a
+	}
+	for _, n := range c.NICs {
+		v := uint64(n.VLAN)
+		f.NICs = append(f.NICs, FileNIC{MAC: n.MAC.String(), VLAN: &v})
+	}
+	for _, d := range c.Disks {
+		fd := FileDisk{Target: d.Target, Empty: d.Image == nil}
+		if d.Image != nil {
+			img := fileImage(d.Image)
+			fd.Path, fd.SHA256 = img.Path, img.SHA256
+		}
+		f.Disks = append(f.Disks, fd)
+	}
+	if c.BootLoader != nil || c.Kernel != nil || c.KernelCmdline != nil {
+		f.Boot = &FileBoot{Cmdline: c.KernelCmdline}
+		if c.BootLoader != nil {
+			img := fileImage(c.BootLoader)
+			f.Boot.Loader = &img
+		}
+		if c.Kernel != nil {
+			img := fileImage(c.Kernel)
+			f.Boot.Kernel = &img
+		}
+	}
+	for _, p := range c.Packages {
+		f.Packages = append(f.Packages, FilePackage{Name: p.Name, Version: p.Version, ManifestSHA256: p.ManifestSHA256.String()})
+	}
+	return f
+}
+
+func fileImage(img *Image) FileImage {
+	if img.SHA256 != nil {
+		return FileImage{SHA256: img.SHA256.String()}
+	}
+	return FileImage{Path: img.Path}
+}
+
+// MarshalJSON writes a Size as its text.
+func (s Size) MarshalJSON() ([]byte, error) { return json.Marshal(s.Text) }
+
+// MarshalYAML writes a Size as its text.
+func (s Size) MarshalYAML() (any, error) { return s.Text, nil }

@@ -2,6 +2,7 @@ package vmconfig
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,4 +80,21 @@ func LoadPackagesFile(path string) ([]measure.Package, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
+}
+
+// MeasureFile loads a configuration file, hashes its images and measures it
+// with secret: what `vmledger agent measure` does, and what a customer's
+// client calls to recompute the root it expects (images given by digest
+// need no file). progress, if not nil, reports hashing progress.
+func MeasureFile(ctx context.Context, path string, f Format, opts Options, secret measure.Secret, progress func(path string, done, size int64)) (*measure.Measurement, error) {
+	c, ro, err := LoadFile(path, f, opts)
+	if err != nil {
+		return nil, err
+	}
+	ro.Progress = progress
+	mc, err := c.Resolve(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	return measure.Measure(mc, secret)
 }

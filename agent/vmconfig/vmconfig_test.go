@@ -2,6 +2,7 @@ package vmconfig
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -358,4 +359,52 @@ func TestDetectFormat(t *testing.T) {
 			t.Errorf("DetectFormat(%q, %q) = %s, want %s", tt.name, tt.data, got, tt.want)
 		}
 	}
+}
+
+// TestMeasureFile: the client's entry point gives the agent's root for a
+// configuration whose images are given by digest.
+func TestMeasureFile(t *testing.T) {
+	got, err := MeasureFile(t.Context(), "testdata/web01.json", "", Options{}, testSecret, nil)
+	if err == nil {
+		t.Fatalf("MeasureFile(web01.json) = root %v, want an error: its images are paths that do not exist here", got.Root)
+	}
+	want := measureFile(t, "web01.json")
+	// The same VM, as its owner would describe it: digests instead of paths.
+	c, _, err := LoadFile("testdata/web01.json", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := c.Resolve(t.Context(), ResolveOptions{Open: fakeOpen(t, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal((&Config{
+		MemoryBytes: mc.MemoryBytes, CPUCount: mc.CPUCount, CPUAffinity: mc.CPUAffinity, NICs: mc.NICs,
+		Disks:      digestDisks(mc.Disks),
+		BootLoader: &Image{SHA256: mc.BootLoader}, Kernel: &Image{SHA256: mc.Kernel},
+		KernelCmdline: mc.KernelCmdline, Packages: mc.Packages,
+	}).File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "expected.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := MeasureFile(t.Context(), p, "", Options{}, testSecret, nil)
+	if err != nil || m.Root != want.Root {
+		t.Errorf("MeasureFile(owner's description) = %v, %v; want root %v", m, err, want.Root)
+	}
+}
+
+func digestDisks(ds []measure.Disk) []Disk {
+	var out []Disk
+	for _, d := range ds {
+		dd := Disk{Target: d.Target}
+		if d.SHA256 != nil {
+			dd.Image = &Image{SHA256: d.SHA256}
+		}
+		out = append(out, dd)
+	}
+	return out
 }
