@@ -228,8 +228,12 @@ func (g *Gossiper) feed(ctx context.Context, l *policy.Log, st *State, s *seen, 
 			return err
 		}
 	}
+	logSigned, err := logSignedNote(l, s.note)
+	if err != nil {
+		return err
+	}
 	req := &AddCheckpointRequest{Old: old, Proof: p, Checkpoint: s.note, Parsed: *s.cp}
-	if _, err := g.w.addVerified(ctx, l, req); err != nil {
+	if _, err := g.w.addVerified(ctx, l, req, logSigned); err != nil {
 		return err
 	}
 	g.w.logger.InfoContext(ctx, "gossip: cosigned", "origin", l.Origin, "size", s.cp.Size, "source", s.source)

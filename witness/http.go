@@ -82,20 +82,13 @@ func (w *Witness) reply(rw http.ResponseWriter, code int, msg string) {
 
 // serveCheckpoint is the monitoring endpoint: GET /<hex SHA-256(origin)>/checkpoint.
 func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var origin string
-	for o := range w.logs {
-		sum := sha256.Sum256([]byte(o))
-		if hex.EncodeToString(sum[:]) == id {
-			origin = o
-		}
-	}
-	if origin == "" {
+	origin, ok := w.byID[r.PathValue("id")]
+	if !ok {
 		http.Error(rw, "unknown origin", http.StatusNotFound)
 		return
 	}
 	var limited *RateLimitError
-	if err := w.limiter.allow(origin); errors.As(err, &limited) {
+	if err := w.readLimiter.allow(origin); errors.As(err, &limited) {
 		rw.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(limited.RetryAfter.Seconds())), 1)))
 		http.Error(rw, err.Error(), http.StatusTooManyRequests)
 		return

@@ -108,7 +108,12 @@ type Witness struct {
 	cosigner *Cosigner
 	store    *Store
 	logger   *slog.Logger
-	limiter  *limiter
+	byID     map[string]string // OriginID(origin) → origin
+	// addLimiter and readLimiter hold the per-origin budgets of
+	// add-checkpoint and of the monitoring endpoint, kept apart so that
+	// readers cannot starve the log.
+	addLimiter  *limiter
+	readLimiter *limiter
 
 	registry  *prometheus.Registry
 	requests  *prometheus.CounterVec
@@ -123,12 +128,14 @@ func New(cfg Config) (*Witness, error) {
 		return nil, errors.New("witness: Cosigner and Store are required")
 	}
 	w := &Witness{
-		logs:     map[string]*policy.Log{},
-		cosigner: cfg.Cosigner,
-		store:    cfg.Store,
-		logger:   cfg.Logger,
-		limiter:  newLimiter(cfg.Budget, cfg.Now),
-		registry: prometheus.NewRegistry(),
+		logs:        map[string]*policy.Log{},
+		cosigner:    cfg.Cosigner,
+		store:       cfg.Store,
+		logger:      cfg.Logger,
+		byID:        map[string]string{},
+		addLimiter:  newLimiter(cfg.Budget, cfg.Now),
+		readLimiter: newLimiter(cfg.Budget, cfg.Now),
+		registry:    prometheus.NewRegistry(),
 	}
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
@@ -138,6 +145,7 @@ func New(cfg Config) (*Witness, error) {
 			return nil, fmt.Errorf("witness: log %q listed twice", l.Origin)
 		}
 		w.logs[l.Origin] = l
+		w.byID[OriginID(l.Origin)] = l.Origin
 	}
 	w.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "witness_add_checkpoint_requests_total",
@@ -167,7 +175,7 @@ func (w *Witness) VKey() string { return w.cosigner.VKey() }
 
 // AddCheckpoint processes an add-checkpoint request body and returns the
 // cosignature line(s) to send back. Its errors are the protocol's decisions:
-// *ParseError, ErrUnknownOrigin, *RateLimitError, ErrNoTrustedSignature,
+// *ParseError, ErrUnknownOrigin, ErrNoTrustedSignature, *RateLimitError,
 // ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable; any
 // other error is an internal failure.
 func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error) {
@@ -179,26 +187,30 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 	if l == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownOrigin, req.Parsed.Origin)
 	}
-	if err := w.limiter.allow(req.Parsed.Origin); err != nil {
-		return nil, err
-	}
-	return w.addVerified(ctx, l, req)
-}
-
-// addVerified continues AddCheckpoint after parsing and the budget. Gossip
-// enters here too.
-func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckpointRequest) ([]byte, error) {
 	logSigned, err := logSignedNote(l, req.Checkpoint)
 	if err != nil {
 		return nil, err
 	}
+	// The budget is spent only by log-signed requests, so that strangers
+	// cannot exhaust a log's budget with junk (replaying the log's own
+	// checkpoints still can; that costs them more than it costs us).
+	if err := w.addLimiter.allow(req.Parsed.Origin); err != nil {
+		return nil, err
+	}
+	return w.addVerified(ctx, l, req, logSigned)
+}
+
+// addVerified continues AddCheckpoint once the log's signature is verified
+// (logSigned is the note reduced to the log's signatures). Gossip enters
+// here too.
+func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckpointRequest, logSigned []byte) ([]byte, error) {
 	cp := req.Parsed
 	if req.Old > cp.Size {
 		return nil, fmt.Errorf("%w: old %d, size %d", ErrOldTooLarge, req.Old, cp.Size)
 	}
 	var line []byte
 	var contradicted *State
-	err = w.store.Update(cp.Origin, func(cur *State) (*State, error) {
+	err := w.store.Update(cp.Origin, func(cur *State) (*State, error) {
 		var curSize uint64
 		if cur != nil {
 			curSize = cur.Size

@@ -269,6 +269,19 @@ func TestRequestBudget(t *testing.T) {
 		budget: Budget{Rate: 0.5, Burst: 2},
 		now:    func() time.Time { return now },
 	})
+	// Requests without a valid log signature spend nothing, and neither
+	// do reads of the monitoring endpoint (they have their own budget).
+	unsigned := MarshalAddCheckpoint(0, nil, []byte(l.text(5)+"\n— stranger.example/x AAAAAAAA\n"))
+	mon := tw.url.JoinPath(OriginID(testOrigin), "checkpoint").String()
+	for range 5 {
+		if r := post(t, tw.url, unsigned); r.code != 403 {
+			t.Fatalf("unsigned request = %d, want 403", r.code)
+		}
+		get(t, mon)
+	}
+	if r := get(t, mon); r.code != http.StatusTooManyRequests {
+		t.Errorf("monitoring reads beyond their budget = %d, want 429", r.code)
+	}
 	mustCosign(t, tw.url, l.body(0, 5))
 	mustCosign(t, tw.url, l.body(5, 6))
 	r := post(t, tw.url, l.body(6, 7))

@@ -46,8 +46,10 @@
 // [Policy.Verify] opens a signed checkpoint note. Signatures by keys the policy
 // does not know are ignored. A signature by a known key that fails is an error,
 // whether it is the log's or a witness's: a note carrying a forged cosignature
-// is not "a note with one cosignature fewer". Each witness counts once, however
-// many groups it belongs to and however many times its line appears.
+// is not "a note with one cosignature fewer". Each witness counts once within
+// a group, however many cosignature lines of its key the note carries (a key
+// cannot be listed under two names). A witness that belongs to two groups
+// counts towards both: that is what the policy's author wrote.
 package policy
 
 import (
