@@ -97,6 +97,8 @@ type Info struct {
 	KeyName string `json:"keyName,omitempty"`
 	// SRKHandle is the TPM persistent handle of the storage primary (the salt key).
 	SRKHandle uint32 `json:"srkHandle,omitempty"`
+	// SRKName is the hex TPM Name of the storage primary (pin it with tpm.Config.SRKName).
+	SRKName string `json:"srkName,omitempty"`
 	// RootNVIndex is the NV index that holds the latest root (0 for soft).
 	RootNVIndex uint32 `json:"rootNVIndex"`
 	// RootNVName is the hex TPM Name of the root NV index.

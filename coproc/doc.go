@@ -42,6 +42,9 @@
 //	    size           tree size
 //	    rootHash       standard base64 of the 32-byte root hash
 //
+// The time is the host's clock and informational; what proves recency is the
+// freshness anchor, and what orders a key's statements is the counter.
+//
 // Integers are at most 2^53−1, so that every JSON reader reads them exactly.
 // VM ids and origins are 1–255 bytes of printable UTF-8 without spaces;
 // parameter names 1–255 bytes of printable ASCII without spaces.

@@ -54,8 +54,7 @@
 //
 // The SRK's public area, used to salt sessions, is read from the TPM when the
 // co-processor is opened; an attacker who controls the bus at that moment could
-// substitute a key of their own. Pinning the SRK Name in configuration would
-// close this. The owner authorisation (empty by default) is sent as a
+// substitute a key of their own, unless Config.SRKName pins it. The owner authorisation (empty by default) is sent as a
 // password by Provision. Without a resource manager (swtpm, a raw /dev/tpm0),
 // a session whose command was cut off by a transport failure stays loaded
 // until the TPM restarts. Every attestation writes NV twice (root, counter):
@@ -101,6 +100,10 @@ type Config struct {
 	CounterIndex tpm2.TPMHandle
 	// OwnerAuth is the owner hierarchy's authorisation value (usually empty).
 	OwnerAuth []byte
+	// SRKName, if set, pins the storage primary: Open refuses an SRK whose
+	// TPM Name differs (Info.SRKName shows it). This closes the gap of
+	// trusting the SRK public area read over the bus.
+	SRKName []byte
 	// Device names the TPM in Info ("/dev/tpmrm0", "swtpm 127.0.0.1:2321").
 	Device string
 	// Now returns the statement time; nil means time.Now.
@@ -347,6 +350,7 @@ type nvState struct {
 type CoProcessor struct {
 	cfg     Config
 	srkPub  tpm2.TPMTPublic
+	srkName tpm2.TPM2BName
 	keyName tpm2.TPM2BName
 	pub     *ecdsa.PublicKey
 	keyID   string
@@ -370,9 +374,12 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	srkPub, _, err := readObject(t, cfg.SRKHandle, srkTemplate)
+	srkPub, srkName, err := readObject(t, cfg.SRKHandle, srkTemplate)
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.SRKName) > 0 && !bytes.Equal(cfg.SRKName, srkName.Buffer) {
+		return nil, fmt.Errorf("tpm: the storage primary's Name is %x, not the pinned %x: %w", srkName.Buffer, cfg.SRKName, coproc.ErrMismatch)
 	}
 	keyPub, keyName, err := readObject(t, cfg.KeyHandle, keyTemplate)
 	if err != nil {
@@ -395,7 +402,7 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 	if err != nil {
 		return nil, err
 	}
-	return &CoProcessor{cfg: cfg, srkPub: *srkPub, keyName: keyName, pub: pub, keyID: id, t: t}, nil
+	return &CoProcessor{cfg: cfg, srkPub: *srkPub, srkName: srkName, keyName: keyName, pub: pub, keyID: id, t: t}, nil
 }
 
 // PublicKey implements coproc.CoProcessor; it is an *ecdsa.PublicKey.
@@ -594,7 +601,7 @@ func (c *CoProcessor) Info(ctx context.Context) (*coproc.Info, error) {
 	info := &coproc.Info{
 		Backend: "tpm", Device: c.cfg.Device, KeyID: c.keyID, PublicKeyPEM: string(pemBytes),
 		Algorithm: "ecdsa-p256", KeyHandle: uint32(c.cfg.KeyHandle), KeyName: hex.EncodeToString(c.keyName.Buffer),
-		SRKHandle: uint32(c.cfg.SRKHandle), RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
+		SRKHandle: uint32(c.cfg.SRKHandle), SRKName: hex.EncodeToString(c.srkName.Buffer), RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
 	}
 	rootNV, err := readNV(c.t, rootNVPublic(c.cfg.RootIndex))
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,6 +268,76 @@ func TestRestartSwtpm(t *testing.T) {
 	}
 }
 
+// crashAfter forwards commands and kills swtpm with SIGKILL right after the
+// TPM answered the command with code cc; the caller sees a transport error.
+type crashAfter struct {
+	transport.TPM
+	cc   tpm2.TPMCC
+	kill func()
+	done bool
+}
+
+func (c *crashAfter) Send(cmd []byte) ([]byte, error) {
+	rsp, err := c.TPM.Send(cmd)
+	if err == nil && !c.done && len(cmd) >= 10 && tpm2.TPMCC(binary.BigEndian.Uint32(cmd[6:10])) == c.cc {
+		c.done = true
+		c.kill()
+		return nil, errors.New("swtpm killed")
+	}
+	return rsp, err
+}
+
+// TestCrashMidAttestSwtpm: swtpm is killed with SIGKILL right after it
+// incremented the counter and before the signature. The increment is durable,
+// the value is burnt, and the next attestation carries a larger one.
+func TestCrashMidAttestSwtpm(t *testing.T) {
+	s := swtpmtest.Start(t)
+	ctx := t.Context()
+	tr := dialSwtpm(t, s)
+	provision(t, tr)
+	c := open(t, tr)
+	env, err := c.Attest(ctx, claim(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := st.Predicate.Coprocessor.Counter
+
+	crash := &crashAfter{TPM: tr, cc: tpm2.TPMCCNVIncrement, kill: s.Kill}
+	cc := open(t, crash)
+	if _, err := cc.Attest(ctx, claim(2)); err == nil {
+		t.Fatal("Attest succeeded although swtpm died after the increment")
+	}
+	if !crash.done {
+		t.Fatal("test setup: the crash did not happen")
+	}
+	tr.Close()
+	s.Restart()
+
+	c2 := open(t, dialSwtpm(t, s))
+	got, set, err := c2.Counter(ctx)
+	if err != nil || !set || got != n+1 {
+		t.Fatalf("counter after the crash = %d (set %v, %v), want %d: the increment must be durable before signing", got, set, err, n+1)
+	}
+	if root, _, err := c2.Root(ctx); err != nil || root != claim(2).Root {
+		t.Fatalf("root after the crash = %x (%v), want the crashed attempt's %x", root, err, claim(2).Root)
+	}
+	env, err = c2.Attest(ctx, claim(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = coproc.VerifyStatement(env, c.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Predicate.Coprocessor.Counter != n+2 {
+		t.Fatalf("counter after the crash = %d, want %d (value %d burnt, never reused)", st.Predicate.Coprocessor.Counter, n+2, n+1)
+	}
+}
+
 // TestResetSimulator: a simulated reboot keeps the key and the counter.
 func TestResetSimulator(t *testing.T) {
 	sim := openSim(t)
@@ -324,6 +396,18 @@ func TestErrors(t *testing.T) {
 	c := open(t, sim)
 	if _, err := c.Attest(ctx, claim(1)); err != nil {
 		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, _ := hex.DecodeString(info.SRKName)
+	if _, err := tpm.Open(ctx, noClose{sim}, tpm.Config{SRKName: pin}); err != nil {
+		t.Fatalf("Open with the right SRK pin = %v", err)
+	}
+	pin[len(pin)-1] ^= 1
+	if _, err := tpm.Open(ctx, noClose{sim}, tpm.Config{SRKName: pin}); !errors.Is(err, coproc.ErrMismatch) {
+		t.Fatalf("Open with a wrong SRK pin = %v, want ErrMismatch", err)
 	}
 	before, _, err := c.Counter(ctx)
 	if err != nil {
