@@ -165,6 +165,7 @@ func writeCoprocInfo(w io.Writer, in *coproc.Info) {
 		row("key handle", "0x%08x", in.KeyHandle)
 		row("key name", "%s", in.KeyName)
 		row("srk handle", "0x%08x", in.SRKHandle)
+		row("srk name", "%s", in.SRKName)
 		row("root NV index", "0x%08x  name %s", in.RootNVIndex, in.RootNVName)
 		row("counter NV index", "0x%08x  name %s", in.CounterNVIndex, in.CounterNVName)
 	}
