@@ -18,7 +18,7 @@ type Leaf struct {
 	Name    string   `json:"name"`
 	Type    Type     `json:"type"`
 	Value   HexBytes `json:"value"`
-	Display string   `json:"display"` // informative; not hashed, not checked
+	Display string   `json:"display"` // Display(Name, Type, Value), for people; not hashed, but Check insists it matches
 	Salt    Digest   `json:"salt"`
 	Hash    Digest   `json:"leaf_hash"`
 }
@@ -150,6 +150,9 @@ func (m *Measurement) Check() error {
 		h := LeafHash(LeafInput(l.Name, l.Type, l.Value, l.Salt))
 		if h != l.Hash {
 			return fmt.Errorf("leaf %s: hash %v, recomputed %v: %w", l.Name, l.Hash, h, ErrMismatch)
+		}
+		if d := Display(l.Name, l.Type, l.Value); l.Display != d {
+			return fmt.Errorf("%w: leaf %s: display %q, the value reads %q", ErrInvalid, l.Name, l.Display, d)
 		}
 		hashes[i] = h
 	}

@@ -256,6 +256,7 @@ func TestCheck(t *testing.T) {
 		"package order": func(m *Measurement) { m.Packages[1], m.Packages[2] = m.Packages[2], m.Packages[1] },
 		"package gone":  func(m *Measurement) { m.Packages = m.Packages[1:] },
 		"schema":        func(m *Measurement) { m.Schema = "vmledger/config/v2" },
+		"display":       func(m *Measurement) { m.Leaves[37].Display = "1" },
 	}
 	for name, tamper := range tampers {
 		t.Run(name, func(t *testing.T) {
