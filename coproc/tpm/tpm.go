@@ -188,18 +188,14 @@ func Provision(ctx context.Context, t transport.TPM, cfg Config) (created []stri
 	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(cfg.OwnerAuth)}
 
 	// Storage primary.
-	_, _, err = readObject(t, cfg.SRKHandle, srkTemplate)
+	srkPub, srkName, err := readObject(t, cfg.SRKHandle, srkTemplate)
 	if errors.Is(err, coproc.ErrNotInitialized) {
 		if err := createSRK(ctx, t, owner, cfg.SRKHandle); err != nil {
 			return created, err
 		}
 		created = append(created, "srk")
-		_, _, err = readObject(t, cfg.SRKHandle, srkTemplate)
+		srkPub, srkName, err = readObject(t, cfg.SRKHandle, srkTemplate)
 	}
-	if err != nil {
-		return created, err
-	}
-	srkPub, srkName, err := readObject(t, cfg.SRKHandle, srkTemplate)
 	if err != nil {
 		return created, err
 	}
@@ -395,7 +391,10 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 		return nil, fmt.Errorf("tpm: signing key: %w", err)
 	}
 	pub, ok := pk.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() || !pub.Curve.IsOnCurve(pub.X, pub.Y) {
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("tpm: signing key is not on P-256: %w", coproc.ErrMismatch)
+	}
+	if _, err := pub.ECDH(); err != nil {
 		return nil, fmt.Errorf("tpm: signing key is not a valid P-256 point: %w", coproc.ErrMismatch)
 	}
 	id, err := coproc.KeyID(pub)
