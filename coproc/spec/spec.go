@@ -103,7 +103,7 @@ type Options struct {
 	TPM tpm.Config
 	// SoftAlgorithm is the key type Init creates for soft (default Ed25519).
 	SoftAlgorithm soft.Algorithm
-	// Now returns statement times; nil means time.Now.
+	// Now returns statement times; nil means TPM.Now, or time.Now.
 	Now func() time.Time
 }
 
@@ -121,7 +121,9 @@ func (s Spec) transport(ctx context.Context) (transport.TPMCloser, error) {
 
 func (s Spec) tpmConfig(o Options) tpm.Config {
 	cfg := o.TPM
-	cfg.Now = o.Now
+	if o.Now != nil {
+		cfg.Now = o.Now
+	}
 	switch s.Kind {
 	case Sim:
 		cfg.Device = "simulator"
