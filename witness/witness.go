@@ -215,6 +215,12 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 		if cur != nil {
 			curSize = cur.Size
 		}
+		contradicted = nil // fn may run again after a conflicting commit
+		if cur != nil && cp.Size == cur.Size && cp.Root != cur.Root {
+			// A fork in hand, whatever old says: evidence even when the
+			// answer is 409.
+			contradicted = cur
+		}
 		if req.Old != curSize {
 			return nil, &ConflictError{Size: curSize}
 		}
@@ -224,8 +230,7 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 		if cp.Size == 0 && cp.Root != emptyRoot {
 			return nil, ErrBadEmptyRoot
 		}
-		if cur != nil && cp.Size == cur.Size && cp.Root != cur.Root {
-			contradicted = cur
+		if contradicted != nil {
 			return nil, ErrRootMismatch
 		}
 		if cur != nil {
@@ -240,23 +245,8 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 		return &State{Size: cp.Size, Root: cp.Root, Note: append(bytes.Clone(logSigned), line...)}, nil
 	})
 	if errors.Is(err, ErrUnprocessable) {
-		w.refused(ctx, l, logSigned, contradicted, err)
+		w.refused(ctx, l, logSigned, err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	w.logger.DebugContext(ctx, "cosigned", "origin", cp.Origin, "size", cp.Size)
-	return line, nil
-}
-
-// refused keeps a log-signed checkpoint that failed the consistency checks,
-// and records fork evidence when it contradicts the stored one outright.
-func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, contradicted *State, why error) {
-	w.rejected.Inc()
-	if err := w.store.AddRejected(l.Origin, logSigned); err != nil {
-		w.logger.ErrorContext(ctx, "storing rejected checkpoint", "origin", l.Origin, "err", err)
-	}
-	w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
 	if contradicted != nil {
 		w.recordEvidence(ctx, &Evidence{
 			Kind:   KindSameSize,
@@ -266,6 +256,20 @@ func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, 
 			Source: "add-checkpoint",
 		})
 	}
+	if err != nil {
+		return nil, err
+	}
+	w.logger.DebugContext(ctx, "cosigned", "origin", cp.Origin, "size", cp.Size)
+	return line, nil
+}
+
+// refused keeps a log-signed checkpoint that failed the consistency checks.
+func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, why error) {
+	w.rejected.Inc()
+	if err := w.store.AddRejected(l.Origin, logSigned); err != nil {
+		w.logger.ErrorContext(ctx, "storing rejected checkpoint", "origin", l.Origin, "err", err)
+	}
+	w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
 }
 
 // recordEvidence stores, counts and loudly logs new fork evidence.

@@ -252,9 +252,20 @@ func TestStateAndMonitoring(t *testing.T) {
 	if ev[0].Kind != KindSameSize {
 		t.Errorf("evidence kind = %q, want %q", ev[0].Kind, KindSameSize)
 	}
+	// A contradiction that arrives with the wrong old size is answered 409
+	// but still recorded.
+	fork2 := newTestLogPrefix(t, 8, "other fork ")
+	if r := post(t, tw.url, MarshalAddCheckpoint(0, nil, fork2.checkpoint(5))); r.code != 409 {
+		t.Fatalf("contradiction with old 0 = %d, want 409", r.code)
+	}
+	if ev := servedEvidence(t, tw); len(ev) != 2 {
+		t.Errorf("evidence after a contradiction answered 409: %d bundles, want 2", len(ev))
+	}
+	// Seeing the same contradiction again records nothing new.
+	post(t, tw.url, MarshalAddCheckpoint(5, nil, fork.checkpoint(5)))
 	m := get(t, tw.url.JoinPath("metrics").String())
-	if !strings.Contains(m.body, "witness_fork_evidence_total 1") {
-		t.Errorf("metrics lack witness_fork_evidence_total 1:\n%s", m.body)
+	if !strings.Contains(m.body, "witness_fork_evidence_total 2") {
+		t.Errorf("metrics lack witness_fork_evidence_total 2:\n%s", m.body)
 	}
 	if h := get(t, tw.url.JoinPath("healthz").String()); h.code != 200 {
 		t.Errorf("GET /healthz = %d", h.code)
