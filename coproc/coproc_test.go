@@ -67,7 +67,7 @@ func mustKeyID(t testing.TB, pub crypto.PublicKey) string {
 func seal(t testing.TB, priv crypto.Signer, c coproc.Claim, n uint64) *coproc.Envelope {
 	t.Helper()
 	id := mustKeyID(t, priv.Public())
-	st, err := coproc.NewStatement(c, coproc.Coprocessor{KeyID: id, Counter: n, RootNVIndex: 0x01000A00, CounterNVIndex: 0x01000A01}, goldenTime)
+	st, err := coproc.NewStatement(c, coproc.CoprocessorState{KeyID: id, Counter: n, RootNVIndex: 0x01000A00, CounterNVIndex: 0x01000A01}, goldenTime)
 	if err != nil {
 		t.Fatal(err)
 	}

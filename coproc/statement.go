@@ -58,15 +58,16 @@ type Predicate struct {
 	// Parameters are the leaf names, sorted bytewise, unique. Never values.
 	Parameters []string `json:"parameters"`
 	// Coprocessor identifies the signing key and its monotonic counter.
-	Coprocessor Coprocessor `json:"coprocessor"`
+	Coprocessor CoprocessorState `json:"coprocessor"`
 	// Time is when the co-processor made the statement (TimeLayout).
 	Time string `json:"time"`
 	// Freshness is the log checkpoint the statement was made after.
 	Freshness Freshness `json:"freshness"`
 }
 
-// Coprocessor is the co-processor part of the predicate.
-type Coprocessor struct {
+// CoprocessorState is the co-processor part of the predicate: which key
+// signed, and the state it recorded.
+type CoprocessorState struct {
 	// KeyID equals the DSSE signature's keyid.
 	KeyID string `json:"keyid"`
 	// Counter is the NV counter value after this attestation's increment.
@@ -86,7 +87,7 @@ type Freshness struct {
 
 // NewStatement builds the statement for claim c, signed by the co-processor
 // described by cp, at time t (truncated to the second, UTC).
-func NewStatement(c Claim, cp Coprocessor, t time.Time) (*Statement, error) {
+func NewStatement(c Claim, cp CoprocessorState, t time.Time) (*Statement, error) {
 	if err := ValidateClaim(c); err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func NewStatement(c Claim, cp Coprocessor, t time.Time) (*Statement, error) {
 	return st, nil
 }
 
-func newStatement(c Claim, cp Coprocessor, t time.Time) *Statement {
+func newStatement(c Claim, cp CoprocessorState, t time.Time) *Statement {
 	return &Statement{
 		Type: StatementType,
 		Subject: []Subject{{
@@ -152,7 +153,7 @@ func ValidateClaim(c Claim) error {
 	}
 	// The largest envelope this claim can produce: the largest counter and
 	// the longest signature (DER ECDSA P-256 is at most 72 bytes).
-	worst := newStatement(c, Coprocessor{
+	worst := newStatement(c, CoprocessorState{
 		KeyID: strings.Repeat("f", 64), Counter: MaxSafeInteger,
 		RootNVIndex: 0xffffffff, CounterNVIndex: 0xffffffff,
 	}, time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))

@@ -230,7 +230,7 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 		return nil, fmt.Errorf("soft: writing counter: %w", err)
 	}
 	// From here on, a failure burns counter value n.
-	st, err := coproc.NewStatement(cl, coproc.Coprocessor{KeyID: c.keyID, Counter: n}, c.now())
+	st, err := coproc.NewStatement(cl, coproc.CoprocessorState{KeyID: c.keyID, Counter: n}, c.now())
 	if err != nil {
 		return nil, err
 	}

@@ -482,7 +482,7 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st, err := coproc.NewStatement(cl, coproc.Coprocessor{
+	st, err := coproc.NewStatement(cl, coproc.CoprocessorState{
 		KeyID: c.keyID, Counter: n,
 		RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
 	}, c.cfg.Now())
