@@ -24,7 +24,6 @@ import (
 
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/engine"
-	"github.com/vmledger/vmledger/log/engine/enginetest"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -276,9 +275,6 @@ func TestIndependentVerifiers(t *testing.T) {
 			}
 			prev = n
 		})
-	}
-	if !testing.Short() {
-		enginetest.Check(t, l.e, l.v, l.entries)
 	}
 }
 
