@@ -200,10 +200,36 @@ func checkAttestations(t *testing.T, c *tpm.CoProcessor) {
 	}
 }
 
+// checkNoLeaks fails if the TPM holds transient objects or sessions: every
+// one that Provision and Attest create must have been flushed.
+func checkNoLeaks(t *testing.T, tr transport.TPM) {
+	t.Helper()
+	for _, ht := range []tpm2.TPMHT{tpm2.TPMHTTransient, tpm2.TPMHTHMACSession, tpm2.TPMHTPolicySession} {
+		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []tpm2.TPMHandle
+		for _, h := range hs.Handle {
+			if uint32(h)>>24 == uint32(ht) {
+				left = append(left, h)
+			}
+		}
+		if len(left) > 0 {
+			t.Fatalf("handles left in the TPM: %#x", left)
+		}
+	}
+}
+
 func TestAttestSimulator(t *testing.T) {
 	sim := openSim(t)
 	provision(t, sim)
 	checkAttestations(t, open(t, sim))
+	checkNoLeaks(t, sim)
 }
 
 func TestAttestSwtpm(t *testing.T) {
@@ -211,6 +237,7 @@ func TestAttestSwtpm(t *testing.T) {
 	tr := dialSwtpm(t, s)
 	provision(t, tr)
 	checkAttestations(t, open(t, tr))
+	checkNoLeaks(t, tr)
 }
 
 // TestRestartSwtpm: the counter and the key survive swtpm restarts, both
