@@ -170,6 +170,19 @@ func TestKill9LosesNothing(t *testing.T) {
 		t.Errorf("witness serve with a 0644 key = %v %q, want a refusal naming chmod 600", err, out)
 	}
 
+	// Usage errors exit with code 2 and say what is wrong.
+	for _, args := range [][]string{
+		{"--peers", "ftp://peer.example/"},
+		{"--gossip-interval", "0s"},
+		{"--no-such-flag"},
+	} {
+		cmd := exec.Command(bin, append([]string{"witness", "serve", "--data", data, "--key", keyFile, "--logs", logsFile}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 {
+			t.Errorf("witness serve %v = %v %q, want exit code 2", args, err, out)
+		}
+	}
+
 	start := func() (*exec.Cmd, *url.URL) {
 		t.Helper()
 		cmd := exec.Command(bin, "witness", "serve", "--data", data, "--listen", "127.0.0.1:0", "--key", keyFile, "--logs", logsFile)

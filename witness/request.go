@@ -226,8 +226,9 @@ func ParseCheckpointText(text []byte) (*Checkpoint, error) {
 	return cp, nil
 }
 
-// errNoLogSignature etc. are the decisions of [Witness.AddCheckpoint]; one
-// switch in the HTTP handler maps them to status codes.
+// The decisions of [Witness.AddCheckpoint] besides *ParseError (400),
+// *ConflictError (409) and *RateLimitError (429); one switch in the HTTP
+// handler maps them to status codes.
 var (
 	// ErrUnknownOrigin: the origin is not a log this witness witnesses (404).
 	ErrUnknownOrigin = errors.New("unknown origin")

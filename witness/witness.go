@@ -32,7 +32,9 @@
 //	     body "<size>\n", Content-Type text/x.tlog.size, so the log can retry
 //	422  the proof fails; a non-empty proof with old 0; a size-0 checkpoint
 //	     whose root is not SHA-256(""); same size as stored, different root
-//	429  the origin's request budget is spent (Retry-After says when to return)
+//	413  body larger than MaxBodySize (not in the spec's table; an HTTP bound)
+//	429  the origin's request budget is spent (Retry-After says when to return);
+//	     only requests with a valid log signature spend it
 //
 // The check "old equals the stored size" and the update of the stored state
 // are one atomic compare-and-swap in [Store], synced to disk before the reply,
