@@ -54,7 +54,7 @@ func TestConcurrentNeverRollsBack(t *testing.T) {
 				return
 			default:
 			}
-			st, err := tw.store.Latest(testOrigin)
+			st, err := tw.store.Latest(t.Context(), testOrigin)
 			if err != nil {
 				panic(err)
 			}
@@ -116,7 +116,7 @@ func TestConcurrentNeverRollsBack(t *testing.T) {
 			t.Fatalf("stored size went from %d to %d", sizes[i-1], sizes[i])
 		}
 	}
-	st, err := tw.store.Latest(testOrigin)
+	st, err := tw.store.Latest(t.Context(), testOrigin)
 	if err != nil || st.Size != final {
 		t.Fatalf("final state = %+v, %v; want size %d", st, err, final)
 	}
@@ -294,7 +294,7 @@ func TestRacingSameOld(t *testing.T) {
 				t.Errorf("round %d: loser %d got %v, want a 409 with size %d", round, i, err, won)
 			}
 		}
-		st, _ := tw.store.Latest(testOrigin)
+		st, _ := tw.store.Latest(t.Context(), testOrigin)
 		if st.Size != won {
 			t.Fatalf("round %d: stored size %d, want the winner's %d", round, st.Size, won)
 		}

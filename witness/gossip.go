@@ -132,7 +132,7 @@ func (g *Gossiper) gossipLog(ctx context.Context, l *policy.Log) error {
 	}
 
 	// Feed ourselves the largest newer checkpoint.
-	st, err := g.w.store.Latest(l.Origin)
+	st, err := g.w.store.Latest(ctx, l.Origin)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (g *Gossiper) gossipLog(ctx context.Context, l *policy.Log) error {
 			}
 			break
 		}
-		if st, err = g.w.store.Latest(l.Origin); err != nil {
+		if st, err = g.w.store.Latest(ctx, l.Origin); err != nil {
 			return err
 		}
 	}
@@ -161,7 +161,7 @@ func (g *Gossiper) gossipLog(ctx context.Context, l *policy.Log) error {
 		}
 		all = append(all, s)
 	}
-	rejected, err := g.w.store.Rejected(l.Origin)
+	rejected, err := g.w.store.Rejected(ctx, l.Origin)
 	if err != nil {
 		return err
 	}

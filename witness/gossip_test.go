@@ -96,7 +96,7 @@ func TestGossipDetectsFork(t *testing.T) {
 				}
 			}
 			for _, tw := range []*testWitness{a, b} {
-				if st, _ := tw.store.Latest(testOrigin); st == nil {
+				if st, _ := tw.store.Latest(t.Context(), testOrigin); st == nil {
 					t.Fatalf("witness did not feed itself the log's checkpoint")
 				}
 			}
@@ -173,7 +173,7 @@ func TestGossipFeedsNewerCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tw := range []*testWitness{a, b} {
-		st, err := tw.store.Latest(testOrigin)
+		st, err := tw.store.Latest(t.Context(), testOrigin)
 		if err != nil || st == nil || !strings.HasPrefix(string(st.Note), string(raw[:strings.Index(string(raw), "\n\n")])) {
 			t.Errorf("witness state %+v, want the log's checkpoint %q", st, raw)
 		}

@@ -93,7 +93,7 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, err.Error(), http.StatusTooManyRequests)
 		return
 	}
-	n, err := w.Latest(origin)
+	n, err := w.Latest(r.Context(), origin)
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading state", "origin", origin, "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -109,7 +109,7 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *Witness) serveEvidence(rw http.ResponseWriter, r *http.Request) {
-	ev, err := w.Evidence()
+	ev, err := w.Evidence(r.Context())
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading evidence", "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)

@@ -1,6 +1,7 @@
 package witness
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -63,7 +64,10 @@ func (s *Store) Close() error { return s.db.Close() }
 func stateKey(origin string) []byte { return []byte("cp/" + origin) }
 
 // Latest returns the state of origin, or nil if nothing was ever cosigned.
-func (s *Store) Latest(origin string) (*State, error) {
+func (s *Store) Latest(ctx context.Context, origin string) (*State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var st *State
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
@@ -90,8 +94,11 @@ func getState(txn *badger.Txn, origin string) (*State, error) {
 // what it returns, atomically: if another update of origin commits between
 // the read and the write, fn runs again on the new state. An error from fn
 // aborts without writing. Update returns once the new state is on disk.
-func (s *Store) Update(origin string, fn func(cur *State) (*State, error)) error {
+func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (*State, error)) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		err := s.db.Update(func(txn *badger.Txn) error {
 			cur, err := getState(txn, origin)
 			if err != nil {
@@ -119,7 +126,7 @@ func (s *Store) Update(origin string, fn func(cur *State) (*State, error)) error
 
 // AddEvidence stores e unless the same evidence is already stored, and
 // reports whether it was new.
-func (s *Store) AddEvidence(e *Evidence) (bool, error) {
+func (s *Store) AddEvidence(ctx context.Context, e *Evidence) (bool, error) {
 	v, err := json.Marshal(e)
 	if err != nil {
 		return false, err
@@ -127,6 +134,9 @@ func (s *Store) AddEvidence(e *Evidence) (bool, error) {
 	key := []byte("ev/" + e.Origin + "/" + evidenceID(e))
 	added := false
 	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
 		err = s.db.Update(func(txn *badger.Txn) error {
 			if _, err := txn.Get(key); err == nil {
 				return nil
@@ -164,7 +174,7 @@ func evidenceID(e *Evidence) string {
 }
 
 // Evidence returns all stored fork evidence.
-func (s *Store) Evidence() ([]*Evidence, error) {
+func (s *Store) Evidence(ctx context.Context) ([]*Evidence, error) {
 	var out []*Evidence
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("ev/"), PrefetchValues: true})
@@ -185,14 +195,14 @@ func (s *Store) Evidence() ([]*Evidence, error) {
 // it is not consistent with its state (a bad proof, or a contradiction). A
 // failed proof alone does not prove a fork; gossip may later turn it into
 // Evidence.
-func (s *Store) AddRejected(origin string, signed []byte) error {
+func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) error {
 	id := sha256.Sum256(signed)
 	key := []byte("rej/" + origin + "/" + hex.EncodeToString(id[:]))
 	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
 }
 
 // Rejected returns the rejected checkpoints of origin.
-func (s *Store) Rejected(origin string) ([][]byte, error) {
+func (s *Store) Rejected(ctx context.Context, origin string) ([][]byte, error) {
 	var out [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("rej/" + origin + "/"), PrefetchValues: true})

@@ -142,7 +142,7 @@ func TestTesseraInterop(t *testing.T) {
 		if v, err := ours.Verify(raw); err != nil || !v.QuorumMet {
 			t.Errorf("round %d: our policy evaluator on Tessera's checkpoint = %v", round, err)
 		}
-		st, err := tw.store.Latest(testOrigin)
+		st, err := tw.store.Latest(t.Context(), testOrigin)
 		if err != nil || st == nil || st.Size < cp.Size {
 			t.Errorf("round %d: witness state %+v, want at least size %d", round, st, cp.Size)
 		}

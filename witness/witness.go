@@ -212,7 +212,7 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 	}
 	var line []byte
 	var contradicted *State
-	err := w.store.Update(cp.Origin, func(cur *State) (*State, error) {
+	err := w.store.Update(ctx, cp.Origin, func(cur *State) (*State, error) {
 		var curSize uint64
 		if cur != nil {
 			curSize = cur.Size
@@ -268,7 +268,7 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 // refused keeps a log-signed checkpoint that failed the consistency checks.
 func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, why error) {
 	w.rejected.Inc()
-	if err := w.store.AddRejected(l.Origin, logSigned); err != nil {
+	if err := w.store.AddRejected(ctx, l.Origin, logSigned); err != nil {
 		w.logger.ErrorContext(ctx, "storing rejected checkpoint", "origin", l.Origin, "err", err)
 	}
 	w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
@@ -283,7 +283,7 @@ func (w *Witness) recordEvidence(ctx context.Context, e *Evidence) {
 		w.logger.ErrorContext(ctx, "BUG: built fork evidence that does not verify", "origin", e.Origin, "err", err)
 		return
 	}
-	added, err := w.store.AddEvidence(e)
+	added, err := w.store.AddEvidence(ctx, e)
 	if err != nil {
 		w.logger.ErrorContext(ctx, "storing fork evidence", "origin", e.Origin, "err", err)
 		return
@@ -316,8 +316,8 @@ func logSignedNote(l *policy.Log, signed []byte) ([]byte, error) {
 
 // Latest returns the latest checkpoint this witness cosigned for origin
 // (with its cosignature), or nil if none.
-func (w *Witness) Latest(origin string) ([]byte, error) {
-	st, err := w.store.Latest(origin)
+func (w *Witness) Latest(ctx context.Context, origin string) ([]byte, error) {
+	st, err := w.store.Latest(ctx, origin)
 	if err != nil || st == nil {
 		return nil, err
 	}
@@ -325,6 +325,8 @@ func (w *Witness) Latest(origin string) ([]byte, error) {
 }
 
 // Evidence returns the fork evidence recorded so far.
-func (w *Witness) Evidence() ([]*Evidence, error) { return w.store.Evidence() }
+func (w *Witness) Evidence(ctx context.Context) ([]*Evidence, error) {
+	return w.store.Evidence(ctx)
+}
 
 var _ note.Signer = (*Cosigner)(nil)

@@ -237,7 +237,7 @@ func TestStateAndMonitoring(t *testing.T) {
 	if r := get(t, mon); !strings.HasPrefix(r.body, string(l.checkpoint(5))) {
 		t.Errorf("state changed after a refused checkpoint: %q", r.body)
 	}
-	rej, err := tw.store.Rejected(testOrigin)
+	rej, err := tw.store.Rejected(t.Context(), testOrigin)
 	if err != nil || len(rej) != 1 || !bytes.Equal(rej[0], fork.checkpoint(5)) {
 		t.Errorf("Rejected() = %q, %v; want the forked checkpoint", rej, err)
 	}
