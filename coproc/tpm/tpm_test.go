@@ -185,6 +185,9 @@ func checkAttestations(t *testing.T, c *tpm.CoProcessor) {
 			t.Fatal(err)
 		}
 		independentVerify(t, entry, pemPub)
+		if i == 1 {
+			t.Logf("entry: %s", entry)
+		}
 		if back, err := coproc.ParseEnvelope(entry); err != nil {
 			t.Fatalf("ParseEnvelope(Canonical()) = %v", err)
 		} else if err := coproc.Verify(back, c.PublicKey()); err != nil {

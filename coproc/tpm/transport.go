@@ -42,7 +42,9 @@ const (
 // --flags not-need-init,startup-clear). It sends a command as one write and
 // reads the 10-byte response header, then exactly the rest of the size the
 // header states. There is no platform channel: swtpm's flags power the TPM on
-// and send TPM2_Startup itself.
+// and send TPM2_Startup itself. swtpm serves one connection at a time (a
+// second client waits until the first disconnects), and TCP does not
+// reconnect: after a transport error or a swtpm restart, open a new one.
 type TCP struct {
 	addr    string
 	timeout time.Duration
