@@ -1,13 +1,174 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/client"
+)
+
+// watchFile is the --watch file of `vmledger monitor`:
+//
+//	{"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret",
+//	          "keys": ["<co-processor key id>", …]}]}
+//
+// config is a configuration file (JSON, YAML or libvirt XML; images given by
+// digest or by a path that is hashed once at start) and vm_secret its VM
+// secret; paths are relative to the watch file. keys is optional: without it
+// any co-processor of the trust file may attest the VM.
+type watchFile struct {
+	VMs []struct {
+		VM       string   `json:"vm"`
+		Config   string   `json:"config"`
+		Packages string   `json:"packages,omitempty"`
+		VMSecret string   `json:"vm_secret"`
+		Keys     []string `json:"keys,omitempty"`
+	} `json:"vms"`
+}
 
 func newMonitorCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "monitor",
-		Short: "(monitor: not implemented yet)",
+	var (
+		logURL, trustPath, watchPath, statePath string
+		interval                                time.Duration
+		once, asJSON                            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "monitor --log URL --trust FILE --watch FILE",
+		Short: "Follow a log and report attestations of your VMs that you did not expect",
+		Long: `monitor follows a log: every --interval it fetches the log's checkpoint and
+verifies it (log signature, witness policy), downloads the new entries and checks
+that they hash to the checkpoint's root — which also proves the log consistent with
+everything verified before — and reports every attestation of a watched VM whose
+configuration root is not the expected one, or whose co-processor key is not
+allowed. A log that rewrote its history is reported and never followed past.
+
+The watch file (JSON) lists the VMs:
+
+  {"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret",
+            "keys": ["<co-processor key id>"]}]}
+
+State (the last verified checkpoint and position) is kept in --state, so a
+restarted monitor resumes where it stopped. Alerts go to stdout, one per line
+(JSON with --json). With --once, it runs one round and exits 3 if it found any.`,
+		Example: `  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json
+  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json --once --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("monitor")
+			if logURL == "" || trustPath == "" || watchPath == "" {
+				return usagef("--log URL, --trust FILE and --watch FILE are required")
+			}
+			if interval <= 0 {
+				return usagef("--interval must be positive")
+			}
+			logger, err := newLogger()
+			if err != nil {
+				return err
+			}
+			trust, err := client.LoadTrust(trustPath)
+			if err != nil {
+				return fmt.Errorf("--trust %s: %w", trustPath, err)
+			}
+			watch, err := loadWatch(cmd, watchPath)
+			if err != nil {
+				return fmt.Errorf("--watch %s: %w", watchPath, err)
+			}
+			if statePath == "" {
+				statePath = watchPath + ".state"
+			}
+			m, err := client.NewMonitor(logURL, trust, watch, statePath, &http.Client{Timeout: 30 * time.Second})
+			if err != nil {
+				return err
+			}
+			logger.Info("monitoring", "log", logURL, "vms", len(watch), "state", statePath, "from_index", m.Next())
+			out := cmd.OutOrStdout()
+			total := 0
+			for {
+				alerts, err := m.Step(cmd.Context())
+				if err != nil {
+					logger.Warn("monitor round failed; will retry", "err", err)
+				}
+				for _, a := range alerts {
+					total++
+					logger.Error("unexpected attestation", "kind", a.Kind, "vm", a.VMID, "index", a.Index, "detail", a.Detail)
+					if asJSON {
+						b, _ := json.Marshal(a)
+						fmt.Fprintln(out, string(b))
+					} else {
+						fmt.Fprintf(out, "ALERT %s vm=%s index=%d: %s\n", a.Kind, a.VMID, a.Index, a.Detail)
+					}
+				}
+				if once {
+					if err != nil {
+						return err
+					}
+					if total > 0 {
+						return refusedError{fmt.Errorf("%d alert(s)", total)}
+					}
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&logURL, "log", "", "the log's base URL (its tlog-tiles prefix)")
+	fl.StringVar(&trustPath, "trust", "", "trust file (log key, witness policy, co-processor keys)")
+	fl.StringVar(&watchPath, "watch", "", "watch file: the VMs to watch and their expected configurations")
+	fl.StringVar(&statePath, "state", "", "state file (default: the watch file's path + .state)")
+	fl.DurationVar(&interval, "interval", 2*time.Second, "how often to poll the log")
+	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts)")
+	fl.BoolVar(&asJSON, "json", false, "print alerts as JSON lines")
+	return cmd
+}
+
+// loadWatch reads the watch file and computes each VM's expected root.
+func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, error) {
+	var w watchFile
+	if err := readJSONFile(path, &w); err != nil {
+		return nil, err
+	}
+	if len(w.VMs) == 0 {
+		return nil, fmt.Errorf("no VMs to watch: want {\"vms\": [{\"vm\": …, \"config\": …, \"vm_secret\": …}]}")
+	}
+	dir := filepath.Dir(path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	out := map[string]client.Expectation{}
+	for i, v := range w.VMs {
+		if v.VM == "" || v.Config == "" || v.VMSecret == "" {
+			return nil, fmt.Errorf("vms[%d]: vm, config and vm_secret are required", i)
+		}
+		if _, dup := out[v.VM]; dup {
+			return nil, fmt.Errorf("vms[%d]: VM %q listed twice", i, v.VM)
+		}
+		mf := measureFlags{config: rel(v.Config), packages: rel(v.Packages), vmSecret: rel(v.VMSecret)}
+		secret, err := mf.secret(cmd.ErrOrStderr())
+		if err != nil {
+			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
+		}
+		cfg, err := mf.load(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
+		}
+		root, err := measure.Root(cfg, secret)
+		if err != nil {
+			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
+		}
+		out[v.VM] = client.Expectation{Root: root, Keys: v.Keys}
+	}
+	return out, nil
 }
