@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -150,6 +151,9 @@ func (c *Config) Validate() error {
 func checkText(s string, maxLen int) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalid)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: contains a NUL byte", ErrInvalid)
 	}
 	if len(s) > maxLen {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalid, len(s), maxLen)

@@ -28,7 +28,7 @@
 //	disk.<i>.target     2 UTF-8  guest device name of disk slot i ("vda")
 //	boot.loader.sha256  3 bytes  SHA-256 of the firmware/boot loader image; absent if none is given
 //	kernel.sha256       3 bytes  SHA-256 of the directly booted kernel; absent if none
-//	kernel.cmdline      2 UTF-8  the exact kernel command line, no terminator; absent if not given
+//	kernel.cmdline      2 UTF-8  the exact kernel command line, no terminator (NUL is refused); absent if not given
 //	                             (a present empty command line is type 2 with an empty value)
 //	packages.root       4 root   root of the package subtree (below); absent when no package is listed
 //
@@ -81,6 +81,7 @@
 //	32-byte manifest SHA-256 (e.g. the SHA256 field of the .deb in its repository's index)
 //	32-byte salt = HMAC-SHA256(vm_secret, "vmledger/salt/v1" 0x00 "packages/" name)
 //
+// UTF-8 values (here and in configuration leaves) never contain NUL.
 // Package leaves are sorted bytewise by name. No configuration leaf name
 // contains "/", so package salts never coincide with parameter salts, and
 // the two labels keep a package leaf from being read as a configuration

@@ -191,6 +191,8 @@ func TestValidate(t *testing.T) {
 		{"no target", DiskTargetName(0), func(c *Config) { c.Disks = []Disk{{}} }},
 		{"dup target", DiskTargetName(1), func(c *Config) { c.Disks = []Disk{{Target: "a"}, {Target: "a"}} }},
 		{"bad utf8", NameKernelCmdline, func(c *Config) { c.KernelCmdline = strp("\xff") }},
+		{"trailing NUL", NameKernelCmdline, func(c *Config) { c.KernelCmdline = strp("quiet\x00") }},
+		{"NUL in target", DiskTargetName(0), func(c *Config) { c.Disks = []Disk{{Target: "vd\x00a"}} }},
 		{"pkg no name", "packages/#0", func(c *Config) { c.Packages = []Package{{Version: "1"}} }},
 		{"pkg no version", "packages/a", func(c *Config) { c.Packages = []Package{{Name: "a"}} }},
 		{"pkg dup", "packages/a", func(c *Config) { c.Packages = []Package{{Name: "a", Version: "1"}, {Name: "a", Version: "2"}} }},
