@@ -82,9 +82,13 @@ type Config struct {
 	// more than the batch in flight: the lowest latency (one fsync), and
 	// under load the batches grow by themselves.
 	BatchMaxAge time.Duration
-	// MaxPending is how many entries may wait for sequencing before Add
+	// MaxPending is how many Adds may wait for sequencing before Add
 	// answers ErrPushback (default 65,536).
 	MaxPending int
+	// MaxPendingBytes bounds the entry bytes waiting for sequencing, so
+	// that a flood of large entries cannot exhaust memory; above it Add
+	// answers ErrPushback (default 64 MiB).
+	MaxPendingBytes int64
 
 	// MemoryBudget selects badger's cache and memtable sizes (see
 	// badgerOptions); 0 means the default, about 200 MiB.
@@ -105,10 +109,11 @@ type Engine struct {
 	// latest is the newest committed signed checkpoint (*[]byte).
 	latest atomic.Pointer[[]byte]
 
-	mu     sync.RWMutex // guards closed and sends on queue
-	closed bool
-	queue  chan *request
-	done   chan struct{} // closed when the sequencer has exited
+	mu           sync.RWMutex // guards closed and sends on queue
+	closed       bool
+	queue        chan *request
+	pendingBytes atomic.Int64  // entry bytes queued or in the batch being committed
+	done         chan struct{} // closed when the sequencer has exited
 
 	// Owned by the sequencer goroutine.
 	size   uint64
@@ -222,6 +227,9 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 1 << 16
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -375,6 +383,7 @@ func (e *Engine) sequence() {
 func (e *Engine) process(batch []*request) {
 	if e.failed != nil {
 		for _, r := range batch {
+			e.pendingBytes.Add(-int64(r.size))
 			r.done <- result{err: fmt.Errorf("badgerlog: sequencing stopped after a failed commit: %w", e.failed)}
 		}
 		return
@@ -392,6 +401,7 @@ func (e *Engine) process(batch []*request) {
 	}
 	next := start
 	for _, r := range batch {
+		e.pendingBytes.Add(-int64(r.size))
 		r.done <- result{index: next, err: err}
 		next += uint64(len(r.entries))
 	}
@@ -545,12 +555,18 @@ func (e *Engine) submit(ctx context.Context, r *request) (uint64, error) {
 		e.mu.RUnlock()
 		return 0, engine.ErrClosed
 	}
+	if p := e.pendingBytes.Add(int64(r.size)); p > e.cfg.MaxPendingBytes && p != int64(r.size) {
+		e.pendingBytes.Add(-int64(r.size))
+		e.mu.RUnlock()
+		return 0, fmt.Errorf("badgerlog: %d bytes waiting: %w", p-int64(r.size), engine.ErrPushback)
+	}
 	select {
 	case e.queue <- r:
 		e.mu.RUnlock()
 	default:
+		e.pendingBytes.Add(-int64(r.size))
 		e.mu.RUnlock()
-		return 0, fmt.Errorf("badgerlog: %d entries waiting: %w", cap(e.queue), engine.ErrPushback)
+		return 0, fmt.Errorf("badgerlog: %d requests waiting: %w", cap(e.queue), engine.ErrPushback)
 	}
 	select {
 	case res := <-r.done:

@@ -356,3 +356,35 @@ func TestPushback(t *testing.T) {
 	}
 	enginetest.Check(t, e, v, nil)
 }
+
+// TestPushbackBytes: queued bytes above MaxPendingBytes are refused.
+func TestPushbackBytes(t *testing.T) {
+	ctx := t.Context()
+	s, _ := newKey(t)
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var block atomic.Bool
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20, MaxPendingBytes: 100 << 10, testHookCommit: func() error {
+		if block.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}})
+	defer e.Close()
+	block.Store(true)
+	results := make(chan error, 1)
+	go func() { _, err := e.Add(ctx, make([]byte, 60<<10)); results <- err }()
+	<-entered // 60 KiB pending in the commit
+	block.Store(false)
+	if _, err := e.Add(ctx, make([]byte, 60<<10)); !errors.Is(err, engine.ErrPushback) {
+		t.Errorf("Add(60 KiB) with 60 KiB of 100 KiB pending = %v, want ErrPushback", err)
+	}
+	close(release)
+	if err := <-results; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Add(ctx, make([]byte, 60<<10)); err != nil {
+		t.Errorf("Add(60 KiB) with nothing pending = %v", err)
+	}
+}

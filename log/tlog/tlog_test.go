@@ -466,3 +466,29 @@ func FuzzParseBundle(f *testing.F) {
 		}
 	})
 }
+
+func TestSubtreeRoot(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 8, 64, 256} {
+		var row []byte
+		hashes := make([][]byte, n)
+		for i := range n {
+			h := LeafHash(fmt.Appendf(nil, "leaf %d", i))
+			hashes[i] = h[:]
+			row = append(row, h[:]...)
+		}
+		for len(hashes) > 1 {
+			var next [][]byte
+			for i := 0; i < len(hashes); i += 2 {
+				next = append(next, hashChildren(hashes[i], hashes[i+1]))
+			}
+			hashes = next
+		}
+		orig := bytes.Clone(row)
+		if got := subtreeRoot(row); !bytes.Equal(got, hashes[0]) {
+			t.Errorf("subtreeRoot(%d leaves) = %x, rfc6962 gives %x", n, got, hashes[0])
+		}
+		if !bytes.Equal(row, orig) {
+			t.Errorf("subtreeRoot(%d leaves) modified its input", n)
+		}
+	}
+}
