@@ -1,7 +1,6 @@
 package witness
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,11 +141,7 @@ func TestKill9LosesNothing(t *testing.T) {
 		t.Skip("builds the vmledger binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vmledger")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/vmledger/vmledger/cmd/vmledger")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/vmledger: %v\n%s", err, out)
-	}
+	bin := buildVMLedger(t)
 	skey, _ := seededKey(t, 0x01, "witness.example/w1")
 	keyFile := filepath.Join(dir, "w1.key")
 	if err := os.WriteFile(keyFile, []byte(skey+"\n"), 0o600); err != nil {
@@ -185,29 +179,7 @@ func TestKill9LosesNothing(t *testing.T) {
 
 	start := func() (*exec.Cmd, *url.URL) {
 		t.Helper()
-		cmd := exec.Command(bin, "witness", "serve", "--data", data, "--listen", "127.0.0.1:0", "--key", keyFile, "--logs", logsFile)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		re := regexp.MustCompile(`msg="witness serving" addr=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				go func() {
-					for sc.Scan() {
-					}
-				}()
-				u, _ := url.Parse("http://" + m[1] + "/")
-				return cmd, u
-			}
-		}
-		t.Fatalf("witness serve exited before serving: %v", sc.Err())
-		return nil, nil
+		return startWitness(t, bin, "--data", data, "--listen", "127.0.0.1:0", "--key", keyFile, "--logs", logsFile)
 	}
 
 	cmd, u := start()
