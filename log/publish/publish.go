@@ -1,0 +1,282 @@
+// Package publish decides which checkpoints the log shows the world: a
+// checkpoint the engine signed is published only once the witnesses of the
+// log's policy have cosigned enough of it (C2SP tlog-witness, tlog-policy).
+//
+//	engine signs size N ──► Publisher.Run: consistency proofs from the engine's
+//	                         tiles, add-checkpoint to every witness in parallel
+//	                         (witness.Collector), stop when the quorum holds
+//	                     ──► published = N with cosignatures: /checkpoint,
+//	                         bundles, and every Wait(≥N) returns
+//
+// A log without a witness policy publishes each signed checkpoint as it is.
+// The latest published checkpoint is kept in a file (written atomically) so
+// that a restarted log serves it at once and never publishes a smaller one.
+//
+// One checkpoint is collected at a time, always the engine's newest: while
+// the witnesses answer, more entries arrive, and the next round takes them
+// all. So the witnesses see one request per round, not per entry.
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/tlog"
+	"github.com/vmledger/vmledger/witness"
+	"github.com/vmledger/vmledger/witness/policy"
+)
+
+// Config configures a Publisher.
+type Config struct {
+	// Engine is the log whose checkpoints are published. Required.
+	Engine engine.Engine
+	// Policy is the witness policy; nil publishes log-signed checkpoints
+	// without cosignatures. It must name the log (see LoadPolicy).
+	Policy *policy.Policy
+	// Collector sends checkpoints to the policy's witnesses; nil builds
+	// one from Policy with a 10-second HTTP timeout.
+	Collector *witness.Collector
+	// StateFile keeps the latest published checkpoint; "" keeps it in
+	// memory only (tests).
+	StateFile string
+	// Poll is how often the engine is asked for a newer checkpoint
+	// (default 5 ms: the call reads memory).
+	Poll time.Duration
+	// Retry is the pause after a round that failed to reach the quorum
+	// (default 500 ms).
+	Retry time.Duration
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the publisher's metrics; nil registers none.
+	Registry prometheus.Registerer
+}
+
+// Publisher publishes cosigned checkpoints. Create it with New and run Run
+// in a goroutine.
+type Publisher struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	published []byte        // latest published signed checkpoint (with cosignatures)
+	size      uint64        // its tree size
+	changed   chan struct{} // closed and replaced whenever published changes
+
+	rounds   *prometheus.CounterVec
+	pubSize  prometheus.Gauge
+	roundDur prometheus.Histogram
+}
+
+// LoadPolicy parses a witness policy file for the log whose verifier key is
+// logVKey. The file holds tlog-policy `witness`, `group` and `quorum` lines
+// (witnesses with their URLs); a `log` line for this log is added if the
+// file has none.
+func LoadPolicy(text []byte, logVKey string) (*policy.Policy, error) {
+	origin, _, _ := strings.Cut(logVKey, "+")
+	p, err := policy.Parse(text)
+	if err == nil && p.Log(origin) != nil {
+		return p, nil
+	}
+	p, err2 := policy.Parse(append([]byte("log "+logVKey+"\n"), text...))
+	if err2 != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, err2
+	}
+	return p, nil
+}
+
+// New returns a Publisher. It loads the state file, if any.
+func New(c Config) (*Publisher, error) {
+	if c.Engine == nil {
+		return nil, errors.New("publish: Config.Engine is required")
+	}
+	if c.Poll == 0 {
+		c.Poll = 5 * time.Millisecond
+	}
+	if c.Retry == 0 {
+		c.Retry = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Policy != nil && c.Collector == nil {
+		c.Collector = witness.NewCollector(c.Policy, nil)
+	}
+	p := &Publisher{cfg: c, log: c.Logger, changed: make(chan struct{})}
+	p.rounds = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vmledger_publish_rounds_total", Help: "Witnessing rounds, by result."}, []string{"result"})
+	p.pubSize = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vmledger_published_tree_size", Help: "Tree size of the latest published checkpoint."})
+	p.roundDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vmledger_publish_round_seconds", Help: "Time to collect the witness quorum for one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	if c.Registry != nil {
+		for _, m := range []prometheus.Collector{p.rounds, p.pubSize, p.roundDur} {
+			if err := c.Registry.Register(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.StateFile != "" {
+		b, err := os.ReadFile(c.StateFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("publish: %w", err)
+		default:
+			cp, err := parseSize(b)
+			if err != nil {
+				return nil, fmt.Errorf("publish: state file %s: %w", c.StateFile, err)
+			}
+			p.published, p.size = b, cp
+		}
+	}
+	return p, nil
+}
+
+func parseSize(signed []byte) (uint64, error) {
+	i := bytes.Index(signed, []byte("\n\n"))
+	if i < 0 {
+		return 0, errors.New("not a signed note")
+	}
+	c, err := tlog.ParseCheckpoint(signed[:i+1])
+	return c.Size, err
+}
+
+// Latest returns the latest published checkpoint. Before the first round
+// completes it returns engine.ErrNotFound. It is a server.CheckpointSource.
+func (p *Publisher) Latest(ctx context.Context) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.published == nil {
+		return nil, fmt.Errorf("publish: no checkpoint published yet: %w", engine.ErrNotFound)
+	}
+	return p.published, nil
+}
+
+// Wait blocks until a checkpoint of at least size is published and returns
+// it, or returns ctx's error.
+func (p *Publisher) Wait(ctx context.Context, size uint64) ([]byte, error) {
+	for {
+		p.mu.Lock()
+		pub, have, ch := p.published, p.size, p.changed
+		p.mu.Unlock()
+		if pub != nil && have >= size {
+			return pub, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Run publishes checkpoints until ctx is done.
+func (p *Publisher) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Poll)
+	defer t.Stop()
+	for {
+		if err := p.round(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("checkpoint not published yet", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(p.cfg.Retry):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// round publishes the engine's newest checkpoint if it is newer than the
+// published one.
+func (p *Publisher) round(ctx context.Context) error {
+	signed, err := p.cfg.Engine.Checkpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the engine's checkpoint: %w", err)
+	}
+	size, err := parseSize(signed)
+	if err != nil {
+		return fmt.Errorf("engine checkpoint: %w", err)
+	}
+	p.mu.Lock()
+	have, pub := p.size, p.published
+	p.mu.Unlock()
+	if pub != nil && size <= have {
+		return nil
+	}
+	if p.cfg.Policy == nil {
+		return p.publish(signed, size)
+	}
+	start := time.Now()
+	proofs := func(ctx context.Context, old, new uint64) ([][]byte, error) {
+		return tlog.ConsistencyProof(ctx, tlog.NewTileHashReader(new, p.cfg.Engine), old, new)
+	}
+	cosigned, err := p.cfg.Collector.Collect(ctx, signed, proofs)
+	p.roundDur.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.rounds.WithLabelValues("failed").Inc()
+		return fmt.Errorf("size %d: %w", size, err)
+	}
+	p.rounds.WithLabelValues("published").Inc()
+	return p.publish(cosigned, size)
+}
+
+func (p *Publisher) publish(signed []byte, size uint64) error {
+	if p.cfg.StateFile != "" {
+		if err := writeFileAtomic(p.cfg.StateFile, signed); err != nil {
+			return fmt.Errorf("saving published checkpoint: %w", err)
+		}
+	}
+	p.mu.Lock()
+	p.published, p.size = signed, size
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	p.pubSize.Set(float64(size))
+	p.log.Debug("published checkpoint", "size", size)
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".published-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
