@@ -24,6 +24,7 @@ func newBenchAppendCmd() *cobra.Command {
 		entries, writers, size int
 		dir                    string
 		batchMaxAge            time.Duration
+		memoryLimitMiB         int64
 	)
 	cmd := &cobra.Command{
 		Use:   "append [--entries N] [--writers W] [--size BYTES]",
@@ -43,6 +44,7 @@ latency of one append, and the bytes on disk per entry.`,
 			if size < 0 || size > tlog.MaxEntrySize {
 				return usagef("--size must be 0…%d", tlog.MaxEntrySize)
 			}
+			applyMemoryLimit(memoryLimitMiB)
 			return runBenchAppend(cmd, dir, entries, writers, size, batchMaxAge)
 		},
 	}
@@ -51,6 +53,7 @@ latency of one append, and the bytes on disk per entry.`,
 	cmd.Flags().IntVar(&size, "size", 1024, "entry size in bytes")
 	cmd.Flags().StringVar(&dir, "dir", "", "parent of the temporary log directory (default: the system temp dir)")
 	cmd.Flags().DurationVar(&batchMaxAge, "batch-max-age", 0, "the engine's BatchMaxAge")
+	cmd.Flags().Int64Var(&memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none)")
 	return cmd
 }
 

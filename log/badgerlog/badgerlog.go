@@ -91,7 +91,7 @@ type Config struct {
 	MaxPendingBytes int64
 
 	// MemoryBudget selects badger's cache and memtable sizes (see
-	// badgerOptions); 0 means the default, about 200 MiB.
+	// badgerOptions); 0 means the default, 96 MiB.
 	MemoryBudget int64
 
 	// testHookCommit, if set, runs before each commit; an error makes the
@@ -172,17 +172,19 @@ func txnLimits(o badger.Options) (bytes, count int) {
 
 // badgerOptions returns the database options. Memory: badger's defaults
 // (five 64 MiB memtables, a 256 MiB block cache) would take most of the
-// 512 MiB RSS target alone; we keep two 32 MiB memtables (which also bounds a
-// transaction to 15% of 32 MiB, 4.8 MiB: above BatchMaxBytes plus the
-// tiles and checkpoint), a 64 MiB block cache for tiles and recent entries,
-// and a 32 MiB index cache. Values up to 1 MiB stay in the LSM tree
-// (ValueThreshold), so the value log is unused and needs no GC.
-// SyncWrites makes every commit fsync before it returns. Conflict
-// detection is off: the sequencer is the only writer.
+// 512 MiB RSS target alone. With the default budget of 96 MiB we keep two
+// 16 MiB memtables (which also bounds a transaction to 15% of 16 MiB; Open
+// fits the batch limits under half of that), a 32 MiB block cache for tiles
+// and recent entries and a 16 MiB index cache. Values up to 128 KiB stay in
+// the LSM tree (ValueThreshold), so the value log stays empty and needs no
+// GC. SyncWrites makes every commit fsync before it returns. Conflict
+// detection is off: the sequencer is the only writer. (The Go heap's
+// garbage is bounded separately: vmledger log serve sets a soft memory
+// limit.)
 func badgerOptions(c Config) badger.Options {
 	budget := c.MemoryBudget
 	if budget <= 0 {
-		budget = 192 << 20
+		budget = 96 << 20
 	}
 	return badger.DefaultOptions(c.Dir).
 		WithLogger(badgerLogger{c.Logger}).

@@ -465,6 +465,11 @@ func TestRawEntries(t *testing.T) {
 	if code != 200 || !bytes.Contains(b, []byte("vmledger_log_entries_added_total 3")) || !bytes.Contains(b, []byte("vmledger_log_tree_size 3")) {
 		t.Errorf("GET metrics = %d, want the added counter and tree size at 3:\n%s", code, b)
 	}
+	for _, path := range []string{"v1/proof/consistency?old=0&new=3", "v1/proof/consistency?old=3&new=3", "v1/proof/inclusion?index=0&size=1"} {
+		if code, b := l.get(t, path); code != 200 || string(b) != "{\"hashes\":[]}\n" {
+			t.Errorf("GET %s = %d %q, want an empty list", path, code, b)
+		}
+	}
 	if code, b := l.get(t, "healthz"); code != 200 {
 		t.Errorf("GET healthz = %d %q, want 200", code, b)
 	}
