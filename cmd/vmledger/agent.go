@@ -6,15 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/vmledger/vmledger/agent/attest"
 	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/agent/store"
 	"github.com/vmledger/vmledger/agent/vmconfig"
+	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/coproc/spec"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -236,50 +244,291 @@ func printMeasurement(w io.Writer, source string, m *measure.Measurement, zeroSe
 // packages; their flags are declared now so that scripts can be written
 // against them.
 
+// flowFlags are the flags that attest, launch and hook share.
+type flowFlags struct {
+	vmID, coproc, logURL, trust, store, state string
+	timeout                                   time.Duration
+}
+
+func (f *flowFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.vmID, "vm", "", "the VM's id (the attestation's subject is vm:<id>)")
+	fl.StringVar(&f.coproc, "coproc", "", "co-processor: tpm:/dev/tpmrm0, swtpm:HOST:PORT, sim or soft:PATH")
+	fl.StringVar(&f.logURL, "log", "", "URL of the log (Attestation Service)")
+	fl.StringVar(&f.trust, "trust", "", "trust file: log key, witness policy, co-processor keys (the customer's)")
+	fl.StringVar(&f.store, "store", "", "VM configuration store directory: per-VM secret, last manifest and bundle")
+	fl.StringVar(&f.state, "state", "", "consistency state file for the log (the agent's view, kept across runs)")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up (and refuse) after this long")
+}
+
+// agentFileConfig is the agent configuration file that `agent hook` reads
+// (libvirt passes the hook no flags):
+//
+//	{"log": "https://log.example", "trust": "/etc/vmledger/trust.txt",
+//	 "coproc": "tpm:/dev/tpmrm0", "store": "/var/lib/vmledger/agent",
+//	 "state": "/var/lib/vmledger/agent/log-state.json", "timeout": "2m"}
+type agentFileConfig struct {
+	Log     string `json:"log"`
+	Trust   string `json:"trust"`
+	Coproc  string `json:"coproc"`
+	Store   string `json:"store"`
+	State   string `json:"state"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// runFlow opens what the flags name and runs the attestation flow. The
+// returned error is the reason the launch must not happen.
+func runFlow(cmd *cobra.Command, ff *flowFlags, cfg *measure.Config, secret measure.Secret) (*attest.Result, error) {
+	ctx := cmd.Context()
+	logger, err := newLogger()
+	if err != nil {
+		return nil, err
+	}
+	if ff.vmID == "" || ff.coproc == "" || ff.logURL == "" || ff.trust == "" {
+		return nil, usagef("--vm, --coproc, --log and --trust are required")
+	}
+	if err := store.CheckVMID(ff.vmID); err != nil {
+		return nil, usagef("--vm %q: %v", ff.vmID, err)
+	}
+	trust, err := client.LoadTrust(ff.trust)
+	if err != nil {
+		return nil, fmt.Errorf("--trust %s: %w", ff.trust, err)
+	}
+	sp, err := spec.Parse(ff.coproc)
+	if err != nil {
+		return nil, usagef("--coproc: %v", err)
+	}
+	cp, err := spec.Open(ctx, sp, spec.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening co-processor %s: %w (run 'vmledger coproc init --coproc %s' first?)", ff.coproc, err, ff.coproc)
+	}
+	defer cp.Close()
+	c := attest.Config{CoProcessor: cp, LogURL: ff.logURL, Trust: trust, Logger: logger, WaitTimeout: ff.timeout}
+	if ff.store != "" {
+		st, err := store.Open(ff.store)
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		have, err := st.Secret(ff.vmID)
+		switch {
+		case err == nil && have != secret:
+			return nil, fmt.Errorf("--store %s holds another secret for VM %s than the one given", ff.store, ff.vmID)
+		case err != nil:
+			if err := st.ImportSecret(ff.vmID, secret); err != nil {
+				return nil, fmt.Errorf("--store: %w", err)
+			}
+		}
+		c.Store = st
+	}
+	if ff.state != "" {
+		if c.State, err = client.OpenState(ff.state); err != nil {
+			return nil, fmt.Errorf("--state: %w", err)
+		}
+	}
+	return attest.Attest(ctx, c, attest.Request{VMID: ff.vmID, Config: cfg, Secret: secret})
+}
+
+// printFlow tells what happened, for a person.
+func printFlow(w io.Writer, r *attest.Result) {
+	fmt.Fprintf(w, "config root   %s\n", r.Measurement.Root)
+	if r.Report != nil {
+		fmt.Fprintf(w, "co-processor  %s, counter %d\n", r.Report.Coprocessor, r.Report.Counter)
+		fmt.Fprintf(w, "log entry     %d in %s (tree size %d)\n", r.Index, r.Report.Origin, r.Report.TreeSize)
+		fmt.Fprintf(w, "cosigned by   %s\n", joinOr(r.Report.Cosigners, "no witness"))
+		printReport(w, r.Report)
+	}
+}
+
 func newAgentAttestCmd() *cobra.Command {
-	var f measureFlags
-	var coproc, logURL, trust, out string
+	var (
+		f   measureFlags
+		ff  flowFlags
+		out string
+	)
 	cmd := &cobra.Command{
-		Use:   "attest --config FILE --vm-secret FILE --coproc SPEC --log URL --trust FILE --out BUNDLE",
+		Use:   "attest --vm ID --config FILE --vm-secret FILE --coproc SPEC --log URL --trust FILE --out BUNDLE",
 		Short: "Measure, attest with the co-processor, log, wait for a cosigned checkpoint, verify, write the bundle",
-		Args:  cobra.NoArgs,
+		Long: `attest runs the agent's whole flow for one VM: measure the configuration, take
+the log's latest cosigned checkpoint as the freshness anchor, have the
+co-processor store the root in NV memory and sign, submit to the log and wait
+until the entry is in a checkpoint the witness quorum cosigned, verify the bundle
+exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
+		Example: `  vmledger agent attest --vm web01 --config web01.json --vm-secret web01.secret \
+      --coproc swtpm:127.0.0.1:2321 --log http://127.0.0.1:8080 --trust trust.txt --out web01.bundle.json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("agent attest (needs the log, coproc and client packages)")
+			if out == "" {
+				return usagef("--out FILE is required: where to write the bundle")
+			}
+			secret, err := f.secret(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := runFlow(cmd, &ff, cfg, secret)
+			if err != nil {
+				return flowError(err)
+			}
+			if err := os.WriteFile(out, r.BundleJSON, 0o644); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			printFlow(cmd.OutOrStdout(), r)
+			fmt.Fprintf(cmd.OutOrStdout(), "bundle written to %s\n", out)
+			return nil
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&coproc, "coproc", "", "co-processor: tpm:/dev/tpmrm0, swtpm:HOST:PORT, sim or soft:PATH")
-	cmd.Flags().StringVar(&logURL, "log", "", "URL of the log (Attestation Service)")
-	cmd.Flags().StringVar(&trust, "trust", "", "trust file: log key, witness policy, co-processor keys")
+	ff.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "where to write the bundle")
 	return cmd
 }
 
+// flowError classifies a flow failure: a broken link of the chain is a
+// refusal (exit 3); a usage error stays one.
+func flowError(err error) error {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return refusedError{err}
+}
+
 func newAgentLaunchCmd() *cobra.Command {
-	var f measureFlags
-	var coproc, logURL, trust string
+	var (
+		f  measureFlags
+		ff flowFlags
+	)
 	cmd := &cobra.Command{
-		Use:   "launch --config FILE --vm-secret FILE --coproc SPEC --log URL --trust FILE -- CMD [ARGS...]",
+		Use:   "launch --vm ID --config FILE --vm-secret FILE --coproc SPEC --log URL --trust FILE -- CMD [ARGS...]",
 		Short: "Attest, then exec CMD only if the whole chain verifies",
-		Args:  cobra.ArbitraryArgs,
+		Long: `launch runs 'agent attest' and, only if every check passes, replaces itself with
+CMD (exec). If any link fails — the co-processor, the log, the witness quorum, the
+verification — it logs "attestation failed, launch aborted" with the reason, runs
+nothing, and exits 3.`,
+		Example: `  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
+      --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
+      -- qemu-system-x86_64 -name web01 -m 4096 ...`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("agent launch (needs the log, coproc and client packages)")
+			if cmd.ArgsLenAtDash() != 0 {
+				return usagef("put the command to launch after --: launch [flags] -- CMD [ARGS...]")
+			}
+			path, err := exec.LookPath(args[0])
+			if err != nil {
+				return usagef("command to launch: %v", err)
+			}
+			logger, err := newLogger()
+			if err != nil {
+				return err
+			}
+			secret, err := f.secret(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := runFlow(cmd, &ff, cfg, secret)
+			if err != nil {
+				var ue usageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			}
+			printFlow(cmd.ErrOrStderr(), r)
+			logger.Info("attestation verified, launching", "vm", ff.vmID, "index", r.Index, "command", path)
+			return syscall.Exec(path, args, os.Environ())
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&coproc, "coproc", "", "co-processor: tpm:/dev/tpmrm0, swtpm:HOST:PORT, sim or soft:PATH")
-	cmd.Flags().StringVar(&logURL, "log", "", "URL of the log (Attestation Service)")
-	cmd.Flags().StringVar(&trust, "trust", "", "trust file: log key, witness policy, co-processor keys")
+	ff.register(cmd)
 	return cmd
 }
 
 func newAgentHookCmd() *cobra.Command {
-	return &cobra.Command{
+	var configPath string
+	cmd := &cobra.Command{
 		Use:   "hook DOMAIN OPERATION SUB-OPERATION EXTRA",
 		Short: "libvirt qemu hook: attest at prepare/begin (domain XML on stdin); non-zero aborts the start",
-		Args:  cobra.ArbitraryArgs,
+		Long: `hook is libvirt's qemu hook (https://libvirt.org/hooks.html). Install it as
+/etc/libvirt/hooks/qemu:
+
+  #!/bin/sh
+  exec /usr/local/bin/vmledger agent hook --agent-config /etc/vmledger/agent.json "$@"
+
+libvirt runs it with DOMAIN prepare begin - and the domain XML on stdin before it
+starts a VM; the hook measures that XML (VM id = the domain name; its secret comes
+from the store, and its packages from <store>/<domain>/packages.json if present),
+attests, and exits non-zero — which makes libvirt
+abort the start — unless everything verifies. Other operations exit 0 at once.
+
+The agent configuration file (JSON):
+
+  {"log": "https://log.example", "trust": "/etc/vmledger/trust.txt",
+   "coproc": "tpm:/dev/tpmrm0", "store": "/var/lib/vmledger/agent",
+   "state": "/var/lib/vmledger/agent/log-state.json", "timeout": "2m"}`,
+		Example: `  virsh dumpxml web01 | vmledger agent hook --agent-config agent.json web01 prepare begin -`,
+		Args:    cobra.MinimumNArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("agent hook (needs the log, coproc and client packages)")
+			domain, op, sub := args[0], args[1], args[2]
+			if op != "prepare" || sub != "begin" {
+				return nil
+			}
+			logger, err := newLogger()
+			if err != nil {
+				return err
+			}
+			var ac agentFileConfig
+			if err := readJSONFile(configPath, &ac); err != nil {
+				return fmt.Errorf("--agent-config: %w", err)
+			}
+			if ac.Store == "" {
+				return fmt.Errorf("--agent-config %s: \"store\" is required: the hook takes each VM's secret from the store", configPath)
+			}
+			ff := flowFlags{vmID: domain, coproc: ac.Coproc, logURL: ac.Log, trust: ac.Trust, store: ac.Store, state: ac.State, timeout: 2 * time.Minute}
+			if ac.Timeout != "" {
+				if ff.timeout, err = time.ParseDuration(ac.Timeout); err != nil {
+					return fmt.Errorf("--agent-config: timeout: %w", err)
+				}
+			}
+			st, err := store.Open(ac.Store)
+			if err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			secret, err := st.Secret(domain)
+			if err != nil {
+				logger.Error("attestation failed, launch aborted", "vm", domain, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: VM %s has no secret in %s (provision it with the VM's owner first): %w", domain, ac.Store, err)}
+			}
+			xmlData, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), vmconfig.MaxFileSize+1))
+			if err != nil {
+				return fmt.Errorf("reading the domain XML on stdin: %w", err)
+			}
+			var opts vmconfig.Options
+			if pk, err := vmconfig.LoadPackagesFile(filepath.Join(ac.Store, domain, "packages.json")); err == nil {
+				opts.Packages = pk
+			}
+			vc, err := vmconfig.ParseLibvirt(xmlData, opts)
+			if err == nil {
+				var cfg *measure.Config
+				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{}); err == nil {
+					var r *attest.Result
+					if r, err = runFlow(cmd, &ff, cfg, secret); err == nil {
+						logger.Info("attestation verified, libvirt may start the domain", "vm", domain, "index", r.Index, "root", r.Measurement.Root.String())
+						return nil
+					}
+				}
+			}
+			logger.Error("attestation failed, launch aborted", "vm", domain, "reason", err)
+			return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
 		},
 	}
+	cmd.Flags().StringVar(&configPath, "agent-config", "/etc/vmledger/agent.json", "the agent configuration file")
+	return cmd
 }

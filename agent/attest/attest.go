@@ -1,0 +1,265 @@
+// Package attest is the hypervisor agent's flow: everything between "this
+// is the VM's configuration" and "launch it" or "refuse, and say why".
+//
+//	measure (salted config tree, package agent/measure)
+//	  → freshness: the log's latest published checkpoint, verified with the
+//	    trust file (log signature, witness quorum)
+//	  → co-processor: NV-write the root, bump the counter, sign (package coproc)
+//	  → log: POST /v1/attestations?wait=1 — admitted, sequenced, and answered
+//	    once the entry is in a witness-cosigned checkpoint, with its bundle
+//	  → verify the bundle exactly as a customer would (package client), with
+//	    the configuration just measured and the VM secret as the expectation
+//	  → keep the manifest and the bundle (package agent/store)
+//
+// Attest returns an error wrapping one of the sentinels below for each link
+// that can break, so that a launcher can say which one did. It never returns
+// a result that did not pass client.Verify.
+package attest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/agent/store"
+	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/log/tlog"
+)
+
+// Sentinels, one per link of the chain.
+var (
+	ErrMeasure     = errors.New("measuring the configuration failed")
+	ErrLog         = errors.New("the log is unreachable or answered wrongly")
+	ErrFreshness   = errors.New("the log's checkpoint is not trusted")
+	ErrCoprocessor = errors.New("the co-processor failed to attest")
+	ErrRefused     = errors.New("the log refused the attestation")
+	ErrVerify      = errors.New("the attestation does not verify")
+	ErrStore       = errors.New("saving the manifest or bundle failed")
+)
+
+// Config is what the agent needs. CoProcessor, LogURL and Trust are
+// required.
+type Config struct {
+	CoProcessor coproc.CoProcessor
+	// LogURL is the log's base URL.
+	LogURL string
+	// Trust is the trust file the agent verifies with — the same a
+	// customer uses.
+	Trust *client.Trust
+	// HTTPClient talks to the log; nil uses one with a 30 s timeout per
+	// request.
+	HTTPClient *http.Client
+	// Store, if set, keeps the manifest and the bundle per VM.
+	Store *store.Store
+	// State, if set, is the agent's consistency state for the log.
+	State *client.State
+	// WaitTimeout bounds the whole attestation (default 2 minutes).
+	WaitTimeout time.Duration
+	// Logger receives the steps; nil discards them.
+	Logger *slog.Logger
+}
+
+// Request is one VM to attest.
+type Request struct {
+	VMID   string
+	Config *measure.Config
+	Secret measure.Secret
+}
+
+// Result is a verified attestation.
+type Result struct {
+	Measurement *measure.Measurement
+	Envelope    *coproc.Envelope
+	Index       uint64
+	Bundle      *bundle.Bundle
+	// BundleJSON is the bundle as the log served it.
+	BundleJSON []byte
+	Report     *client.Report
+	// Anchor is the checkpoint the statement was made after.
+	Anchor coproc.Anchor
+}
+
+// Attest runs the whole flow for one VM.
+func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
+	if c.CoProcessor == nil || c.LogURL == "" || c.Trust == nil {
+		return nil, errors.New("attest: CoProcessor, LogURL and Trust are required")
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = 2 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.WaitTimeout)
+	defer cancel()
+	base := strings.TrimSuffix(c.LogURL, "/")
+	log := c.Logger.With("vm", req.VMID)
+
+	m, err := measure.Measure(req.Config, req.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMeasure, err)
+	}
+	log.Info("measured", "root", m.Root.String(), "leaves", len(m.Leaves))
+
+	anchor, err := freshness(ctx, c, base)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("freshness anchor", "origin", anchor.Origin, "size", anchor.Size)
+
+	env, err := c.CoProcessor.Attest(ctx, coproc.Claim{VMID: req.VMID, Root: m.Root, Parameters: m.Names(), Freshness: anchor})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
+	}
+	st, err := env.Statement()
+	if err != nil {
+		return nil, fmt.Errorf("%w: its own statement does not parse: %w", ErrCoprocessor, err)
+	}
+	log.Info("co-processor attested", "keyid", c.CoProcessor.KeyID(), "counter", st.Predicate.Coprocessor.Counter)
+
+	entry, err := env.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
+	}
+	index, raw, err := submit(ctx, c.HTTPClient, base, entry)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bundle.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the log's bundle: %w", ErrLog, err)
+	}
+	if b.Proof.Index != index || !bytes.Equal(b.Entry, entry) {
+		return nil, fmt.Errorf("%w: the log's bundle is for another entry (index %d, want %d)", ErrLog, b.Proof.Index, index)
+	}
+	log.Info("logged", "index", index)
+
+	secret := req.Secret
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: req.Config, Secret: &secret}, client.Options{State: c.State})
+	if err != nil {
+		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
+			fmt.Errorf("%w: %w", ErrVerify, err)
+	}
+	log.Info("verified", "cosigners", strings.Join(report.Cosigners, ","))
+
+	if c.Store != nil {
+		if err := c.Store.SaveManifest(req.VMID, m); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStore, err)
+		}
+		if err := c.Store.SaveBundle(req.VMID, raw); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStore, err)
+		}
+	}
+	return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor}, nil
+}
+
+// freshness fetches and verifies the log's published checkpoint.
+func freshness(ctx context.Context, c Config, base string) (coproc.Anchor, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/checkpoint", nil)
+	if err != nil {
+		return coproc.Anchor{}, fmt.Errorf("%w: %w", ErrLog, err)
+	}
+	resp, err := c.HTTPClient.Do(req)
+	if err != nil {
+		return coproc.Anchor{}, fmt.Errorf("%w: %w", ErrLog, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return coproc.Anchor{}, fmt.Errorf("%w: reading checkpoint: %w", ErrLog, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return coproc.Anchor{}, fmt.Errorf("%w: GET /checkpoint: %s: %s", ErrLog, resp.Status, strings.TrimSpace(string(body)))
+	}
+	v, err := c.Trust.Policy.Verify(body)
+	if err != nil {
+		return coproc.Anchor{}, fmt.Errorf("%w: %w", ErrFreshness, err)
+	}
+	cp, err := tlog.ParseCheckpoint([]byte(v.Text))
+	if err != nil {
+		return coproc.Anchor{}, fmt.Errorf("%w: %w", ErrFreshness, err)
+	}
+	return coproc.Anchor{Origin: cp.Origin, Size: cp.Size, Root: cp.Root}, nil
+}
+
+// RefusedError is the log's refusal: its HTTP status and machine-readable
+// reason.
+type RefusedError struct {
+	Status int
+	Reason string
+	Detail string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Reason, e.Detail)
+}
+
+func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// submit posts the entry and waits for its bundle.
+func submit(ctx context.Context, hc *http.Client, base string, entry []byte) (uint64, []byte, error) {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/attestations?wait=1", bytes.NewReader(entry))
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %w", ErrLog, err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %w", ErrLog, err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, bundle.MaxSize+4096))
+		resp.Body.Close()
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %w", ErrLog, err)
+		}
+		switch resp.StatusCode {
+		case http.StatusOK, http.StatusCreated:
+			var out struct {
+				Index  *uint64         `json:"index"`
+				Bundle json.RawMessage `json:"bundle"`
+			}
+			if err := json.Unmarshal(body, &out); err != nil || out.Index == nil || len(out.Bundle) == 0 {
+				return 0, nil, fmt.Errorf("%w: unexpected answer to POST /v1/attestations: %.200q", ErrLog, body)
+			}
+			return *out.Index, out.Bundle, nil
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			wait := time.Second
+			if s := resp.Header.Get("Retry-After"); s != "" {
+				if d, err := time.ParseDuration(s + "s"); err == nil && d > 0 && d < time.Minute {
+					wait = d
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return 0, nil, fmt.Errorf("%w: overloaded (%s) until the deadline: %w", ErrLog, resp.Status, ctx.Err())
+			case <-time.After(wait):
+			}
+			continue
+		}
+		var e struct {
+			Error  string `json:"error"`
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(body, &e) != nil || e.Reason == "" {
+			e.Reason, e.Error = "unknown", strings.TrimSpace(string(body))
+		}
+		if resp.StatusCode >= 500 {
+			return 0, nil, fmt.Errorf("%w: %s: %s", ErrLog, resp.Status, e.Error)
+		}
+		return 0, nil, &RefusedError{Status: resp.StatusCode, Reason: e.Reason, Detail: e.Error}
+	}
+}
