@@ -70,11 +70,16 @@ type Config struct {
 	// Registry receives the server's metrics and is served at /metrics;
 	// nil creates a new one. Never the global registry.
 	Registry *prometheus.Registry
+	// ProofCacheTiles is how many full tiles' interior nodes the proof
+	// endpoints keep (16 KiB each); 0 means 1024 (16 MiB), which holds
+	// every tile above level 0 of a log of up to 2^26 entries.
+	ProofCacheTiles int
 }
 
 // Server serves a log over HTTP. Create it with [New].
 type Server struct {
 	cfg      Config
+	tiles    *tlog.TileCache
 	log      *slog.Logger
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
@@ -111,10 +116,14 @@ func New(c Config) (*Server, error) {
 	if c.Published == nil {
 		c.Published = c.Engine.Checkpoint
 	}
+	if c.ProofCacheTiles <= 0 {
+		c.ProofCacheTiles = 1024
+	}
 	s := &Server{
-		cfg: c,
-		log: c.Logger,
-		mux: http.NewServeMux(),
+		cfg:   c,
+		tiles: tlog.NewTileCache(c.ProofCacheTiles),
+		log:   c.Logger,
+		mux:   http.NewServeMux(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmledger_http_requests_total",
 			Help: "HTTP requests by route and status code.",
@@ -349,7 +358,7 @@ func (s *Server) processInclusion(ctx context.Context, index, size uint64) ([][]
 	if index >= size {
 		return nil, badRequest("index %d is not below size %d", index, size)
 	}
-	return tlog.InclusionProof(ctx, tlog.NewTileHashReader(size, s.cfg.Engine), index, size)
+	return tlog.InclusionProof(ctx, s.hashReader(size), index, size)
 }
 
 // processConsistency returns the consistency proof from old to new.
@@ -364,7 +373,13 @@ func (s *Server) processConsistency(ctx context.Context, old, new uint64) ([][]b
 	if old > new {
 		return nil, badRequest("old %d is greater than new %d", old, new)
 	}
-	return tlog.ConsistencyProof(ctx, tlog.NewTileHashReader(new, s.cfg.Engine), old, new)
+	return tlog.ConsistencyProof(ctx, s.hashReader(new), old, new)
+}
+
+// hashReader reads the tree of the given size from the engine's tiles,
+// through the server's cache of full tiles.
+func (s *Server) hashReader(size uint64) tlog.HashReader {
+	return tlog.NewTileHashReader(size, s.cfg.Engine).WithCache(s.tiles)
 }
 
 func (s *Server) getInclusion(w http.ResponseWriter, r *http.Request) {

@@ -1,9 +1,11 @@
 package tlog
 
 import (
+	"container/list"
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -38,17 +40,27 @@ type HashReader interface {
 }
 
 // TileHashReader is a [HashReader] over the tiles of a tree of a fixed size.
-// It caches the tiles it has read; it is not safe for concurrent use.
+// It keeps the tiles it has read; it is not safe for concurrent use. With a
+// [TileCache] it also shares the interior nodes of full tiles with other
+// readers.
 type TileHashReader struct {
 	size  uint64
 	r     TileReader
+	cache *TileCache
 	tiles map[[2]uint64][]byte
 }
 
 // NewTileHashReader returns a HashReader for the tree of the given size
-// whose tiles r reads.
+// whose tiles r reads. cache may be nil.
 func NewTileHashReader(size uint64, r TileReader) *TileHashReader {
 	return &TileHashReader{size: size, r: r, tiles: make(map[[2]uint64][]byte)}
+}
+
+// WithCache makes h use and fill c, which must only ever hold tiles of
+// the same log. It returns h.
+func (h *TileHashReader) WithCache(c *TileCache) *TileHashReader {
+	h.cache = c
+	return h
 }
 
 // ReadHashes implements [HashReader]. Every node must be complete in the
@@ -75,12 +87,18 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 	// The node is the root of 2^sub hashes of the bottom row of a tile.
 	tileLevel, tileIndex, sub, pos := layout.NodeCoordsToTileAddress(uint64(id.Level), id.Index)
 	key := [2]uint64{tileLevel, tileIndex}
+	t, ok := TileForSize(tileLevel, tileIndex, h.size)
+	if !ok {
+		return nil, fmt.Errorf("tile %d/%d is not in a tree of size %d", tileLevel, tileIndex, h.size)
+	}
+	full := t.Width == 0 && h.cache != nil
+	if full {
+		if nodes := h.cache.get(key); nodes != nil {
+			return nodeInTree(nodes, sub, pos), nil
+		}
+	}
 	tile, ok := h.tiles[key]
 	if !ok {
-		t, ok := TileForSize(tileLevel, tileIndex, h.size)
-		if !ok {
-			return nil, fmt.Errorf("tile %d/%d is not in a tree of size %d", tileLevel, tileIndex, h.size)
-		}
 		b, err := h.r.ReadTile(ctx, t.Level, t.Index, t.Width)
 		if err != nil {
 			return nil, fmt.Errorf("reading tile %s: %w", t.Path(), err)
@@ -91,11 +109,90 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 		tile = b
 		h.tiles[key] = tile
 	}
+	if full {
+		nodes := tileTree(tile)
+		h.cache.put(key, nodes)
+		return nodeInTree(nodes, sub, pos), nil
+	}
 	first, n := int(pos)<<sub, 1<<sub
 	if (first+n)*HashSize > len(tile) {
 		return nil, fmt.Errorf("tile %d/%d too short for node %+v", tileLevel, tileIndex, id)
 	}
 	return subtreeRoot(tile[first*HashSize : (first+n)*HashSize]), nil
+}
+
+// TileCache keeps the interior nodes of recently used full tiles, which
+// never change, so that proofs need not rehash them: 16 KiB per tile. It
+// evicts the least recently used tile. It is safe for concurrent use.
+type TileCache struct {
+	mu    sync.Mutex
+	max   int
+	tiles map[[2]uint64]*list.Element
+	lru   list.List // of *cachedTile, most recent first
+}
+
+type cachedTile struct {
+	key   [2]uint64
+	nodes []byte
+}
+
+// NewTileCache returns a cache of at most maxTiles full tiles.
+func NewTileCache(maxTiles int) *TileCache {
+	return &TileCache{max: max(maxTiles, 1), tiles: make(map[[2]uint64]*list.Element)}
+}
+
+func (c *TileCache) get(key [2]uint64) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.tiles[key]
+	if !ok {
+		return nil
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*cachedTile).nodes
+}
+
+func (c *TileCache) put(key [2]uint64, nodes []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tiles[key]; ok {
+		return
+	}
+	c.tiles[key] = c.lru.PushFront(&cachedTile{key, nodes})
+	if c.lru.Len() > c.max {
+		old := c.lru.Remove(c.lru.Back()).(*cachedTile)
+		delete(c.tiles, old.key)
+	}
+}
+
+// tileTree returns every node of a full tile's subtree, row by row from the
+// 256 hashes of its bottom row to its root: 511 hashes.
+func tileTree(tile []byte) []byte {
+	nodes := make([]byte, 0, (2*TileWidth-1)*HashSize)
+	nodes = append(nodes, tile...)
+	var in [1 + 2*HashSize]byte
+	in[0] = 1 // RFC 6962 interior node prefix, as in subtreeRoot
+	row := nodes[:len(tile)]
+	for n := TileWidth; n > 1; n /= 2 {
+		start := len(nodes)
+		for i := 0; i < n/2; i++ {
+			copy(in[1:], row[2*i*HashSize:(2*i+2)*HashSize])
+			h := sha256.Sum256(in[:])
+			nodes = append(nodes, h[:]...)
+		}
+		row = nodes[start:]
+	}
+	return nodes
+}
+
+// nodeInTree returns node pos of row sub (0 = bottom) of a tileTree.
+func nodeInTree(nodes []byte, sub uint, pos uint64) []byte {
+	off := 0
+	for r := uint(0); r < sub; r++ {
+		off += TileWidth >> r
+	}
+	i := (off + int(pos)) * HashSize
+	return nodes[i : i+HashSize : i+HashSize]
 }
 
 // subtreeRoot returns the root of the perfect subtree whose leaves are the

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -489,6 +491,45 @@ func TestSubtreeRoot(t *testing.T) {
 		}
 		if !bytes.Equal(row, orig) {
 			t.Errorf("subtreeRoot(%d leaves) modified its input", n)
+		}
+	}
+}
+
+// TestTileCache: proofs and roots read through a shared cache of full
+// tiles equal those read without it, at every size and across sizes.
+func TestTileCache(t *testing.T) {
+	ctx := t.Context()
+	m := newMemTiles()
+	const n = 70000
+	for i := range n {
+		m.add(t, fmt.Appendf(nil, "leaf %d", i))
+	}
+	cache := NewTileCache(3) // small, to exercise eviction
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	for _, size := range []uint64{1, 255, 256, 257, 65536, 65537, n} {
+		plain := NewTileHashReader(size, m)
+		cached := NewTileHashReader(size, m).WithCache(cache)
+		r1, err1 := TreeHash(ctx, plain, size)
+		r2, err2 := TreeHash(ctx, cached, size)
+		if err1 != nil || err2 != nil || r1 != r2 {
+			t.Fatalf("TreeHash(%d) = %x, %v without cache, %x, %v with", size, r1, err1, r2, err2)
+		}
+		for range 20 {
+			i := rng.Uint64N(size)
+			p1, err1 := InclusionProof(ctx, plain, i, size)
+			p2, err2 := InclusionProof(ctx, cached, i, size)
+			if err1 != nil || err2 != nil || !slices.EqualFunc(p1, p2, bytes.Equal) {
+				t.Fatalf("InclusionProof(%d, %d) differs with the cache: %v, %v", i, size, err1, err2)
+			}
+			if err := VerifyInclusion(i, size, LeafHash(fmt.Appendf(nil, "leaf %d", i)), p2, r1); err != nil {
+				t.Fatalf("VerifyInclusion(%d, %d) = %v", i, size, err)
+			}
+			old := rng.Uint64N(size + 1)
+			c1, err1 := ConsistencyProof(ctx, plain, old, size)
+			c2, err2 := ConsistencyProof(ctx, cached, old, size)
+			if err1 != nil || err2 != nil || !slices.EqualFunc(c1, c2, bytes.Equal) {
+				t.Fatalf("ConsistencyProof(%d, %d) differs with the cache: %v, %v", old, size, err1, err2)
+			}
 		}
 	}
 }
