@@ -262,6 +262,11 @@ func testClosed(t *testing.T, c Config) {
 	if _, err := e.Add(t.Context(), []byte("late")); !errors.Is(err, engine.ErrClosed) {
 		t.Errorf("Add after Close = %v, want ErrClosed", err)
 	}
+	// Reads after Close fail (or still answer) but never panic.
+	e.ReadTile(t.Context(), 0, 0, 0)
+	e.ReadEntryBundle(t.Context(), 0, 0)
+	e.CheckpointAt(t.Context(), 0)
+	e.Checkpoint(t.Context())
 }
 
 // Check verifies the whole log: the latest checkpoint is signed by v and
