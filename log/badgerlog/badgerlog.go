@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,6 +308,11 @@ func (e *Engine) load(ctx context.Context) error {
 	}
 	if cp.Origin != e.signer.Name() {
 		return fmt.Errorf("the log's origin is %q but the key is for %q", cp.Origin, e.signer.Name())
+	}
+	if !slices.ContainsFunc(n.UnverifiedSigs, func(s note.Signature) bool {
+		return s.Name == e.signer.Name() && s.Hash == e.signer.KeyHash()
+	}) {
+		return fmt.Errorf("the log's checkpoints are signed by another key named %q (key ID not %08x): refusing to sign with a different key", cp.Origin, e.signer.KeyHash())
 	}
 	if cp.Size != e.size || cp.Root != root {
 		return fmt.Errorf("stored checkpoint (size %d) does not match the tree state (size %d)", cp.Size, e.size)

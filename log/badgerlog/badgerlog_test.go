@@ -172,6 +172,17 @@ func TestOtherKeyRefused(t *testing.T) {
 		e.Close()
 		t.Error("Open with a key for another origin = nil error")
 	}
+	skey, _, _ = tlog.GenerateKey(rand.Reader, s.Name())
+	sameName, _, _ := tlog.NewSigner(skey)
+	if e, err := Open(t.Context(), Config{Dir: dir, Signer: sameName, MemoryBudget: 32 << 20}); err == nil {
+		e.Close()
+		t.Error("Open with another key of the same name = nil error")
+	}
+	if e, err := Open(t.Context(), Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20}); err != nil {
+		t.Errorf("Open with the log's own key = %v", err)
+	} else {
+		e.Close()
+	}
 }
 
 // TestKill kills a process that is appending (SIGKILL, no Close) and checks
