@@ -176,3 +176,20 @@ func TestLogServeShutdown(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchAppend(t *testing.T) {
+	out, err := runLogCmd(t.Context(), "bench", "append", "--entries", "300", "--writers", "8", "--dir", t.TempDir())
+	if err != nil {
+		t.Fatalf("bench append = %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "entries/s") || !strings.Contains(lines[0], "p99") || !strings.HasPrefix(lines[1], "300 ") {
+		t.Errorf("bench append printed %q, want a header with entries/s and p99 and one row for 300 entries", out)
+	}
+	for _, args := range [][]string{{"--entries", "0"}, {"--writers", "0"}, {"--size", "65536"}} {
+		var ue usageError
+		if _, err := runLogCmd(t.Context(), append([]string{"bench", "append"}, args...)...); !errors.As(err, &ue) {
+			t.Errorf("bench append %q = %v, want a usage error", args, err)
+		}
+	}
+}
