@@ -71,9 +71,14 @@ type Config struct {
 
 // Request is one VM to attest.
 type Request struct {
-	VMID   string
+	VMID string
+	// Config is the configuration that will be launched: what is measured.
 	Config *measure.Config
 	Secret measure.Secret
+	// Expected, if set, is the configuration the VM's owner ordered; the
+	// bundle is verified against it, so a host that is about to launch
+	// anything else is refused. nil verifies against Config.
+	Expected *measure.Config
 }
 
 // Result is a verified attestation.
@@ -148,7 +153,11 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	log.Info("logged", "index", index)
 
 	secret := req.Secret
-	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: req.Config, Secret: &secret}, client.Options{State: c.State})
+	expected := req.Config
+	if req.Expected != nil {
+		expected = req.Expected
+	}
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, client.Options{State: c.State})
 	if err != nil {
 		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
 			fmt.Errorf("%w: %w", ErrVerify, err)
