@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/publish"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tlog"
+	"github.com/vmledger/vmledger/witness/policy"
 )
 
 func newLogCmd() *cobra.Command {
@@ -36,6 +39,7 @@ type logServeFlags struct {
 	batchMaxSize      int
 	shutdownTimeout   time.Duration
 	memoryLimitMiB    int64
+	witnessPolicy     string
 }
 
 // defaultMemoryLimitMiB is the Go heap's soft limit for the log. Badger's
@@ -63,6 +67,15 @@ serves it on ADDR: /checkpoint, /tile/…, /tile/entries/…, /v1/proof/inclusio
 The log's origin is the name of the key in FILE (made by vmledger keygen); the
 key file must not be readable by group or others.
 
+Layout of DIR: engine/ (the badger database), published (the latest published
+checkpoint).
+
+With --witness-policy, a checkpoint is published (served at /checkpoint and used
+for bundles) only once the policy's quorum of witnesses cosigned it: after each
+new checkpoint the log sends it to every witness (C2SP tlog-witness) with a
+consistency proof from the size that witness last saw. Without it, every signed
+checkpoint is published as it is.
+
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
 finish (every acknowledged entry is already durable), and closes the log.`,
 		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key`,
@@ -82,6 +95,7 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().Int64Var(&f.memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB (0: none; GOMEMLIMIT overrides)")
+	cmd.Flags().StringVar(&f.witnessPolicy, "witness-policy", "", "C2SP tlog-policy file of witnesses (with URLs), groups and quorum: publish only checkpoints they cosign")
 	return cmd
 }
 
@@ -119,8 +133,18 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	if err := os.MkdirAll(f.data, 0o700); err != nil {
 		return fmt.Errorf("creating --data %s: %w", f.data, err)
 	}
+	var wpol *policy.Policy
+	if f.witnessPolicy != "" {
+		text, err := os.ReadFile(f.witnessPolicy)
+		if err != nil {
+			return fmt.Errorf("--witness-policy: %w", err)
+		}
+		if wpol, err = publish.LoadPolicy(text, vkey); err != nil {
+			return fmt.Errorf("--witness-policy %s: %w", f.witnessPolicy, err)
+		}
+	}
 	eng, err := badgerlog.Open(ctx, badgerlog.Config{
-		Dir:          f.data,
+		Dir:          filepath.Join(f.data, "engine"),
 		Signer:       signer,
 		Logger:       logger,
 		BatchMaxAge:  f.batchMaxAge,
@@ -129,12 +153,27 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	if err != nil {
 		return err
 	}
+	pub, err := publish.New(publish.Config{
+		Engine:    eng,
+		Policy:    wpol,
+		StateFile: filepath.Join(f.data, "published"),
+		Logger:    logger.With("part", "publish"),
+	})
+	if err != nil {
+		eng.Close()
+		return err
+	}
 	srv, err := server.New(server.Config{
 		Engine:          eng,
 		Logger:          logger,
 		AllowRawEntries: f.allowRawEntries,
+		Published:       pub.Latest,
 	})
 	if err != nil {
+		eng.Close()
+		return err
+	}
+	if err := pub.Register(srv.Registry()); err != nil {
 		eng.Close()
 		return err
 	}
@@ -151,9 +190,13 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	logger.Info("log serving", "addr", ln.Addr().String(), "origin", signer.Name(), "vkey", vkey,
-		"data", f.data, "allow_raw_entries", f.allowRawEntries)
+		"data", f.data, "allow_raw_entries", f.allowRawEntries, "witness_policy", f.witnessPolicy)
 
 	g, gctx := errgroup.WithContext(ctx)
+	pctx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPublishing()
+	published := make(chan struct{})
+	go func() { pub.Run(pctx); close(published) }()
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving: %w", err)
@@ -168,6 +211,8 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
+	stopPublishing()
+	<-published
 	// Every Add that was acknowledged is durable already; Close also
 	// commits the entries still queued by requests that were cut off.
 	if cerr := eng.Close(); cerr != nil && err == nil {

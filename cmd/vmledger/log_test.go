@@ -155,7 +155,7 @@ func TestLogServeShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, _ := note.NewVerifier(strings.TrimSpace(vkey))
-	e, err := badgerlog.Open(t.Context(), badgerlog.Config{Dir: data, Signer: s})
+	e, err := badgerlog.Open(t.Context(), badgerlog.Config{Dir: filepath.Join(data, "engine"), Signer: s})
 	if err != nil {
 		t.Fatal(err)
 	}

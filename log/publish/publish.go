@@ -119,10 +119,8 @@ func New(c Config) (*Publisher, error) {
 	p.pubSize = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vmledger_published_tree_size", Help: "Tree size of the latest published checkpoint."})
 	p.roundDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vmledger_publish_round_seconds", Help: "Time to collect the witness quorum for one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
 	if c.Registry != nil {
-		for _, m := range []prometheus.Collector{p.rounds, p.pubSize, p.roundDur} {
-			if err := c.Registry.Register(m); err != nil {
-				return nil, err
-			}
+		if err := p.Register(c.Registry); err != nil {
+			return nil, err
 		}
 	}
 	if c.StateFile != "" {
@@ -149,6 +147,16 @@ func parseSize(signed []byte) (uint64, error) {
 	}
 	c, err := tlog.ParseCheckpoint(signed[:i+1])
 	return c.Size, err
+}
+
+// Register adds the publisher's metrics to r.
+func (p *Publisher) Register(r prometheus.Registerer) error {
+	for _, m := range []prometheus.Collector{p.rounds, p.pubSize, p.roundDur} {
+		if err := r.Register(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Latest returns the latest published checkpoint. Before the first round
