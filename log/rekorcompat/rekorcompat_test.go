@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,6 +44,7 @@ type testLog struct {
 	e        *badgerlog.Engine
 	h        *rekorcompat.Handler
 	url      string
+	key      ed25519.PrivateKey // the log key, as ParseNoteKey derived it
 	pub      ed25519.PublicKey
 	verifier signature.Verifier // the log key as Rekor's code takes it
 	rekor    *client.Rekor      // Rekor's generated client
@@ -84,7 +86,7 @@ func newTestLog(t *testing.T, signer func(ed25519.PrivateKey) ed25519.PrivateKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &testLog{e: e, pub: key.Public().(ed25519.PublicKey), logNote: logNote, witness: witness}
+	l := &testLog{e: e, key: key, pub: key.Public().(ed25519.PublicKey), logNote: logNote, witness: witness}
 	srv, err := server.New(server.Config{Engine: e, Published: l.published})
 	if err != nil {
 		t.Fatal(err)
@@ -591,4 +593,102 @@ func ecdsaKey(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestServesPublishedOnly: the endpoints answer from the published
+// checkpoint, not from the engine's newer, not yet published tree.
+func TestServesPublishedOnly(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 5)
+	l.grow(t, 10) // the engine has signed size 10; only 5 is published
+	srv, err := server.New(server.Config{Engine: l.e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := rekorcompat.New(rekorcompat.Config{
+		Engine:    l.e,
+		Published: func(ctx context.Context) ([]byte, error) { return l.e.CheckpointAt(ctx, 5) },
+		Signer:    l.key,
+		Origin:    origin,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Register(srv)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	l.url = hs.URL
+
+	var info models.LogInfo
+	l.getModel(t, "/api/v1/log", &info)
+	if *info.TreeSize != 5 || *info.RootHash != hex.EncodeToString(l.root(t, 5)) {
+		t.Errorf("log info size %d root %s, want the published 5", *info.TreeSize, *info.RootHash)
+	}
+	var le models.LogEntry
+	l.getModel(t, "/api/v1/log/entries?logIndex=4", &le)
+	_, e := onlyEntry(t, le)
+	if err := verify.VerifyInclusion(t.Context(), &e); err != nil || *e.Verification.InclusionProof.TreeSize != 5 {
+		t.Errorf("entry 4: VerifyInclusion = %v, tree size %d, want nil, 5", err, *e.Verification.InclusionProof.TreeSize)
+	}
+	if err := verify.VerifyCheckpointSignature(&e, l.verifier); err != nil {
+		t.Errorf("entry 4: VerifyCheckpointSignature = %v", err)
+	}
+	for path, want := range map[string]int{
+		"/api/v1/log/entries?logIndex=5":            404,
+		"/api/v1/log/proof?firstSize=5&lastSize=10": 400,
+	} {
+		if code, b := l.get(t, path); code != want {
+			t.Errorf("GET %s = %d %s, want %d (beyond the published tree)", path, code, b, want)
+		}
+	}
+}
+
+// TestConcurrentReads: readers racing with appends always get entries
+// that Rekor's verifier accepts (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 1)
+	ctx := t.Context()
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 4 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				resp, err := l.rekor.Entries.GetLogEntryByIndex(rentries.NewGetLogEntryByIndexParamsWithContext(ctx).WithLogIndex(int64(r)))
+				if err != nil {
+					var nf *rentries.GetLogEntryByIndexNotFound
+					if errors.As(err, &nf) {
+						continue // not appended yet
+					}
+					errs <- err
+					return
+				}
+				for _, e := range resp.Payload {
+					if err := verify.VerifyInclusion(ctx, &e); err != nil {
+						errs <- fmt.Errorf("entry %d: %w", r, err)
+						return
+					}
+					if err := verify.VerifyCheckpointSignature(&e, l.verifier); err != nil {
+						errs <- fmt.Errorf("entry %d: %w", r, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for n := 2; n <= 40; n++ {
+		l.grow(t, n)
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
