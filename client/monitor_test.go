@@ -150,7 +150,7 @@ func TestMonitorDetectsRewrite(t *testing.T) {
 	}
 }
 
-func mustLine(t *testing.T, f *fixture) string {
+func mustLine(t testing.TB, f *fixture) string {
 	line, err := TrustLine("host-a", f.cp.PublicKey())
 	if err != nil {
 		t.Fatal(err)

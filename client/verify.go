@@ -34,6 +34,8 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -249,8 +251,12 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 
 	// 5 and 6. Log signature and witness policy.
 	logOK, quorumOK := false, false
-	v, err := trust.Policy.Verify(b.Proof.Checkpoint)
+	var v *policy.Verified
 	var bad *policy.BadSignatureError
+	err = canonicalSignatures(b.Proof.Checkpoint)
+	if err == nil {
+		v, err = trust.Policy.Verify(b.Proof.Checkpoint)
+	}
 	switch {
 	case errors.As(err, &bad) && bad.Witness:
 		pass(CheckLogSignature, "signed by "+cp.Origin)
@@ -387,31 +393,68 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 	return strings.Join(details, "; "), nil
 }
 
-// newestCosignature returns the newest timestamp among the valid
-// cosignatures by witnesses of the policy (the zero time if none).
+// newestCosignature returns the newest timestamp among the cosignatures of
+// the witnesses in v.Cosigners (the zero time if none). Policy.Verify has
+// already verified every signature by a known key, so the signature lines
+// are only parsed here, not verified a second time.
 func newestCosignature(signed []byte, v *policy.Verified) (time.Time, error) {
-	vs := []note.Verifier{v.Log.Verifier}
-	for _, w := range v.Cosigners {
-		vs = append(vs, w.Verifier)
-	}
-	n, err := note.Open(signed, note.VerifierList(vs...))
-	if err != nil {
-		return time.Time{}, err
-	}
+	_, sigs, _ := cutNote(signed)
 	var newest time.Time
-	for _, s := range n.Sigs {
-		if s.Name == v.Log.Verifier.Name() && s.Hash == v.Log.Verifier.KeyHash() {
+	for _, line := range strings.Split(strings.TrimSuffix(string(sigs), "\n"), "\n") {
+		rest, ok := strings.CutPrefix(line, "— ")
+		if !ok {
 			continue
 		}
-		t, err := fnote.CoSigV1Timestamp(s)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("cosignature by %s: %w", s.Name, err)
+		name, b64, ok := strings.Cut(rest, " ")
+		if !ok {
+			continue
 		}
-		if t.After(newest) {
-			newest = t
+		for _, w := range v.Cosigners {
+			if w.Verifier.Name() != name {
+				continue
+			}
+			t, err := fnote.CoSigV1Timestamp(note.Signature{Name: name, Hash: w.Verifier.KeyHash(), Base64: b64})
+			if err != nil {
+				continue // another key of the same name: not this witness's line
+			}
+			if id, ok := keyHash(b64); ok && id == w.Verifier.KeyHash() && t.After(newest) {
+				newest = t
+			}
 		}
 	}
 	return newest, nil
+}
+
+// canonicalSignatures requires every signature line of a signed note to be
+// "— <name> <base64>" with canonical base64: a signature whose unused
+// padding bits were flipped decodes to the same bytes, and would otherwise
+// let anybody make a second, different-looking copy of a signed checkpoint.
+func canonicalSignatures(signed []byte) error {
+	_, sigs, ok := cutNote(signed)
+	if !ok || len(sigs) == 0 || sigs[len(sigs)-1] != '\n' {
+		return fmt.Errorf("%w: checkpoint is not a signed note", policy.ErrMalformed)
+	}
+	for _, line := range strings.Split(string(sigs[:len(sigs)-1]), "\n") {
+		rest, ok := strings.CutPrefix(line, "— ")
+		name, b64, ok2 := strings.Cut(rest, " ")
+		if !ok || !ok2 || name == "" {
+			return fmt.Errorf("%w: signature line %q", policy.ErrMalformed, line)
+		}
+		raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+		if err != nil || base64.StdEncoding.EncodeToString(raw) != b64 {
+			return fmt.Errorf("%w: signature by %s is not canonical base64", policy.ErrMalformed, name)
+		}
+	}
+	return nil
+}
+
+// keyHash returns the key ID at the start of a signature line's payload.
+func keyHash(b64 string) (uint32, bool) {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) < 4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(raw[:4]), true
 }
 
 func namesOrNone(s []string) string {

@@ -27,7 +27,7 @@ const origin = "test.vmledger.dev/log"
 // fixture is a small deployment made of real parts: a software co-processor,
 // an RFC 6962 tree, a log key and three witness keys.
 type fixture struct {
-	t         *testing.T
+	t         testing.TB
 	cp        *soft.CoProcessor
 	tree      *testonly.Tree
 	entries   [][]byte
@@ -41,7 +41,7 @@ type fixture struct {
 	now       time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	f := &fixture{t: t, tree: testonly.New(rfc6962.DefaultHasher), now: time.Now()}
