@@ -1,0 +1,693 @@
+package admission
+
+import (
+	"cmp"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/tlog"
+)
+
+// Publisher is what the service needs of the witnessing layer
+// (*publish.Publisher implements it).
+type Publisher interface {
+	// Latest returns the latest published (cosigned) checkpoint, or an
+	// error wrapping engine.ErrNotFound before the first one.
+	Latest(ctx context.Context) ([]byte, error)
+	// Wait blocks until a checkpoint of at least size is published and
+	// returns it, or returns ctx's error.
+	Wait(ctx context.Context, size uint64) ([]byte, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	// Engine is the log. Required.
+	Engine engine.Engine
+	// Publisher says which checkpoints are published: freshness anchors
+	// must be published ones, and bundles carry the latest published
+	// checkpoint. Required.
+	Publisher Publisher
+	// Dir is the index database's directory (e.g. DATA/index); created if
+	// missing. Deleting it makes the next New rebuild it from the log.
+	Dir string
+	// AdminToken is the bearer token of the enrolment endpoints; empty
+	// disables them (every request is 401).
+	AdminToken []byte
+	// FreshnessWindow is how long a published checkpoint stays a valid
+	// anchor after a newer one replaced it (default 10 minutes).
+	FreshnessWindow time.Duration
+	// MaxInFlight bounds concurrent admissions (decode, verification,
+	// append); above it POST /v1/attestations answers 429 (default 512).
+	// Requests waiting for publication (?wait=1) do not count.
+	MaxInFlight int
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the service's metrics; nil registers none.
+	Registry prometheus.Registerer
+	// Now is the clock for freshness and enrolment times; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service is the Attestation Service's admission, enrolment, search and
+// bundle endpoints. Create it with New, add its routes with Register, stop
+// it with Close (before closing the engine).
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	origin string
+	store  *store
+	fresh  *freshness
+	sem    chan struct{}
+	token  [sha256.Size]byte
+
+	adminMu sync.Mutex // serialises enrolments and revocations
+
+	// mu guards the fields below. Lock order: mu before a keyState's mu.
+	mu        sync.Mutex
+	keys      map[string]*keyState
+	leaves    map[tlog.Hash]*pending // being admitted, or admitted and not yet indexed
+	indexed   uint64                 // entries [0, indexed) are in the index
+	indexedCh chan struct{}          // closed and replaced when indexed grows
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	results  *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// keyState is an enrolled key in memory. The map entry is created by the
+// indexer when it applies the enrolment record; info is updated by the
+// indexer and, for the counter, by the admission that appended.
+type keyState struct {
+	pub crypto.PublicKey
+
+	mu       sync.Mutex
+	info     Key      // as in the index; info.Counter is the highest admitted counter
+	revoking bool     // a revocation is being recorded: admit nothing more
+	reserved []uint64 // counters of admissions between check and append
+	idle     sync.Cond
+}
+
+// floor is the counter a new admission must exceed. Call with mu held.
+func (k *keyState) floor() uint64 {
+	f := k.info.Counter
+	for _, c := range k.reserved {
+		f = max(f, c)
+	}
+	return f
+}
+
+// pending is an admission in progress for one leaf hash; identical
+// submissions wait for it instead of appending again.
+type pending struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+// New opens (or creates) the index in c.Dir, brings it up to the engine's
+// latest checkpoint (rebuilding it entirely if the directory was empty),
+// loads the admission state from it and starts following the log and the
+// publisher.
+func New(ctx context.Context, c Config) (*Service, error) {
+	if c.Engine == nil || c.Publisher == nil || c.Dir == "" {
+		return nil, errors.New("admission: Config.Engine, Publisher and Dir are required")
+	}
+	if c.FreshnessWindow <= 0 {
+		c.FreshnessWindow = 10 * time.Minute
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	signed, err := c.Engine.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("admission: reading the log's checkpoint: %w", err)
+	}
+	cp, err := parseSigned(signed)
+	if err != nil {
+		return nil, fmt.Errorf("admission: the log's checkpoint: %w", err)
+	}
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
+	st, err := openStore(c.Dir, c.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:       c,
+		log:       c.Logger,
+		origin:    cp.Origin,
+		store:     st,
+		fresh:     &freshness{window: c.FreshnessWindow, now: c.Now, superseded: map[uint64]time.Time{}},
+		sem:       make(chan struct{}, c.MaxInFlight),
+		keys:      map[string]*keyState{},
+		leaves:    map[tlog.Hash]*pending{},
+		indexedCh: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmledger_admissions_total",
+			Help: "Attestation submissions by result: admitted, duplicate, or the refusal reason.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vmledger_admission_seconds",
+			Help:    "Time to admit an attestation (checks and durable append, without waiting for publication).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if len(c.AdminToken) > 0 {
+		s.token = sha256.Sum256(c.AdminToken)
+	}
+	if c.Registry != nil {
+		for _, m := range []prometheus.Collector{s.results, s.duration} {
+			if err := c.Registry.Register(m); err != nil {
+				st.db.Close()
+				return nil, fmt.Errorf("admission: registering metrics: %w", err)
+			}
+		}
+	}
+	if err := s.load(ctx, cp.Size); err != nil {
+		st.db.Close()
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.runIndexer(bg) }()
+	go func() { defer s.wg.Done(); s.trackFreshness(bg) }()
+	return s, nil
+}
+
+// load reads the key records and catches the index up with the log.
+func (s *Service) load(ctx context.Context, size uint64) error {
+	next, err := s.store.next()
+	if err != nil {
+		return fmt.Errorf("admission: index: %w", err)
+	}
+	if next > size {
+		return fmt.Errorf("admission: the index in %s covers %d entries but the log has %d: it belongs to another log; delete the directory to rebuild it", s.cfg.Dir, next, size)
+	}
+	keys, err := s.store.keys()
+	if err != nil {
+		return fmt.Errorf("admission: index: %w", err)
+	}
+	changed := map[string]*Key{}
+	for _, k := range keys {
+		changed[k.KeyID] = k
+	}
+	if err := s.applyKeys(changed); err != nil {
+		return err
+	}
+	s.indexed = next
+	if next < size {
+		s.log.Info("index behind the log: catching up", "indexed", next, "size", size)
+	}
+	return s.catchUp(ctx)
+}
+
+// applyKeys brings the in-memory key state up to the given records.
+func (s *Service) applyKeys(changed map[string]*Key) error {
+	for id, k := range changed {
+		s.mu.Lock()
+		ks := s.keys[id]
+		if ks == nil {
+			der, err := base64.StdEncoding.Strict().DecodeString(k.PublicKey)
+			if err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("admission: index: key %s: %w", id, err)
+			}
+			r := &Record{PublicKey: base64.StdEncoding.EncodeToString(der)}
+			pub, err := r.Public()
+			if err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("admission: index: key %s: %w", id, err)
+			}
+			ks = &keyState{pub: pub}
+			ks.idle.L = &ks.mu
+			s.keys[id] = ks
+		}
+		s.mu.Unlock()
+		ks.mu.Lock()
+		counter := max(ks.info.Counter, k.Counter)
+		ks.info = *k
+		ks.info.Counter = counter
+		ks.mu.Unlock()
+	}
+	return nil
+}
+
+// runIndexer applies new log entries to the index until ctx is done: when
+// kicked after an append, and every second for entries added otherwise.
+func (s *Service) runIndexer(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("index: catching up with the log", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// catchUp indexes the entries from the indexed count to the engine's
+// latest checkpoint, one entry bundle per transaction. Only New (before the
+// indexer starts) and the indexer goroutine call it.
+func (s *Service) catchUp(ctx context.Context) error {
+	signed, err := s.cfg.Engine.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := parseSigned(signed)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	next := s.indexed
+	s.mu.Unlock()
+	for next < cp.Size {
+		entries, err := s.readEntries(ctx, next, cp.Size)
+		if err != nil {
+			return err
+		}
+		changed, leaves, err := s.store.apply(next, entries)
+		if err != nil {
+			return err
+		}
+		if err := s.applyKeys(changed); err != nil {
+			return err
+		}
+		next += uint64(len(entries))
+		s.mu.Lock()
+		for _, h := range leaves {
+			delete(s.leaves, h)
+		}
+		s.indexed = next
+		close(s.indexedCh)
+		s.indexedCh = make(chan struct{})
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// readEntries returns the entries from index first to the end of its entry
+// bundle, in a tree of the given size.
+func (s *Service) readEntries(ctx context.Context, first, size uint64) ([][]byte, error) {
+	n := first / tlog.TileWidth
+	start := n * tlog.TileWidth
+	end := min(start+tlog.TileWidth, size)
+	width := uint8(end - start) // 256 wraps to 0: a full bundle
+	b, err := s.cfg.Engine.ReadEntryBundle(ctx, n, width)
+	if err != nil {
+		return nil, fmt.Errorf("reading entry bundle %d: %w", n, err)
+	}
+	entries, err := tlog.ParseBundle(b)
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle %d: %w", n, err)
+	}
+	if uint64(len(entries)) != end-start {
+		return nil, fmt.Errorf("entry bundle %d has %d entries, want %d", n, len(entries), end-start)
+	}
+	return entries[first-start:], nil
+}
+
+// waitIndexed waits until the first n entries are indexed.
+func (s *Service) waitIndexed(ctx context.Context, n uint64) error {
+	for {
+		s.mu.Lock()
+		have, ch := s.indexed, s.indexedCh
+		s.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Close stops following the log and closes the index. Call it before
+// closing the engine. It is idempotent.
+func (s *Service) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		err = s.store.db.Close()
+	})
+	return err
+}
+
+func (s *Service) key(id string) *keyState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[id]
+}
+
+// Admit admits one attestation: body must be a canonical DSSE envelope.
+// It returns the entry's index and whether it was already in the log (or
+// being admitted by a concurrent identical request). Errors wrap the
+// package's sentinels or the engine's.
+func (s *Service) Admit(ctx context.Context, body []byte) (index uint64, duplicate bool, err error) {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		err = fmt.Errorf("%w (%d); retry later", ErrOverloaded, cap(s.sem))
+		s.results.WithLabelValues(reasonOf(err)).Inc()
+		return 0, false, err
+	}
+	start := time.Now()
+	index, duplicate, err = s.admit(ctx, body)
+	<-s.sem
+	switch {
+	case err != nil:
+		s.results.WithLabelValues(reasonOf(err)).Inc()
+	case duplicate:
+		s.results.WithLabelValues("duplicate").Inc()
+	default:
+		s.results.WithLabelValues("admitted").Inc()
+		s.duration.Observe(time.Since(start).Seconds())
+	}
+	return index, duplicate, err
+}
+
+func reasonOf(err error) string {
+	_, reason := status(err)
+	return reason
+}
+
+func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) {
+	if len(body) > coproc.MaxEnvelopeSize {
+		return 0, false, fmt.Errorf("%w: envelope of %d bytes, at most %d", ErrTooLarge, len(body), coproc.MaxEnvelopeSize)
+	}
+	env, err := coproc.ParseEnvelope(body)
+	if err != nil {
+		if errors.Is(err, coproc.ErrTooLarge) {
+			return 0, false, fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return 0, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	leaf := tlog.LeafHash(body)
+
+	// Deduplicate: an entry already indexed, or one being admitted.
+	s.mu.Lock()
+	p, busy := s.leaves[leaf]
+	if !busy {
+		idx, found, err := s.store.leaf(leaf)
+		if err != nil {
+			s.mu.Unlock()
+			return 0, false, err
+		}
+		if found {
+			s.mu.Unlock()
+			return idx, true, nil
+		}
+		p = &pending{done: make(chan struct{})}
+		s.leaves[leaf] = p
+	}
+	s.mu.Unlock()
+	if busy {
+		select {
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-p.done:
+		}
+		if p.err != nil {
+			return 0, false, p.err
+		}
+		return p.index, true, s.waitIndexed(ctx, p.index+1)
+	}
+
+	idx, err := s.admitNew(ctx, env, body)
+	if err != nil {
+		s.mu.Lock()
+		if s.leaves[leaf] == p {
+			delete(s.leaves, leaf)
+		}
+		s.mu.Unlock()
+		p.err = err
+		close(p.done)
+		return 0, false, err
+	}
+	// The indexer drops the pending entry once the index has the leaf.
+	p.index = idx
+	close(p.done)
+	return idx, false, s.waitIndexed(ctx, idx+1)
+}
+
+// admitNew checks an envelope that is not in the log and appends it.
+func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byte) (uint64, error) {
+	st, err := env.Statement()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
+	}
+	keyID := env.Signatures[0].KeyID
+	ks := s.key(keyID)
+	if ks == nil {
+		return 0, fmt.Errorf("%w: %s", ErrUnknownKey, keyID)
+	}
+	ks.mu.Lock()
+	revoked := ks.info.Revoked || ks.revoking
+	ks.mu.Unlock()
+	if revoked {
+		return 0, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+	}
+	// Verification runs in the request's goroutine, without locks.
+	if err := coproc.Verify(env, ks.pub); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	if err := s.checkAnchor(ctx, st.Anchor()); err != nil {
+		return 0, err
+	}
+
+	// Reserve the counter: from here until the append returns, no other
+	// envelope of this key with a counter at or below it gets in.
+	counter := st.Predicate.Coprocessor.Counter
+	ks.mu.Lock()
+	if ks.info.Revoked || ks.revoking {
+		ks.mu.Unlock()
+		return 0, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+	}
+	if floor := ks.floor(); counter <= floor {
+		ks.mu.Unlock()
+		return 0, fmt.Errorf("%w: counter %d, key %s is at %d", ErrReplayedCounter, counter, keyID, floor)
+	}
+	ks.reserved = append(ks.reserved, counter)
+	ks.mu.Unlock()
+
+	// The append is not cancelled with the request: once queued it may be
+	// sequenced, and the reservation must settle with the real outcome.
+	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), body)
+
+	ks.mu.Lock()
+	if i := slices.Index(ks.reserved, counter); i >= 0 {
+		ks.reserved = slices.Delete(ks.reserved, i, i+1)
+	}
+	if err == nil {
+		ks.info.Counter = max(ks.info.Counter, counter)
+	}
+	if len(ks.reserved) == 0 {
+		ks.idle.Broadcast()
+	}
+	ks.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("appending: %w", err)
+	}
+	return idx, nil
+}
+
+// checkToken reports whether header carries the admin bearer token.
+func (s *Service) checkToken(header string) error {
+	tok, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || len(s.cfg.AdminToken) == 0 {
+		return fmt.Errorf("%w: want Authorization: Bearer <admin token>", ErrUnauthorized)
+	}
+	got := sha256.Sum256([]byte(tok))
+	if subtle.ConstantTimeCompare(got[:], s.token[:]) != 1 {
+		return fmt.Errorf("%w: wrong admin token", ErrUnauthorized)
+	}
+	return nil
+}
+
+// Enrol records the enrolment of pub under name in the log and returns the
+// key's record. Enrolling a key that is already enrolled returns its record
+// and created false, without a new entry; a revoked key cannot be enrolled
+// again (ErrRevokedKey).
+func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) (k Key, created bool, err error) {
+	rec, err := NewEnrolment(pub, name, s.cfg.Now())
+	if err != nil {
+		return Key{}, false, err
+	}
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
+	if ks := s.key(rec.KeyID); ks != nil {
+		ks.mu.Lock()
+		k = ks.info
+		ks.mu.Unlock()
+		if k.Revoked {
+			return k, false, fmt.Errorf("%w: %s was revoked at index %d and cannot be enrolled again; use a new key", ErrRevokedKey, k.KeyID, *k.RevokedIndex)
+		}
+		return k, false, nil
+	}
+	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), rec.Marshal())
+	if err != nil {
+		return Key{}, false, fmt.Errorf("recording the enrolment: %w", err)
+	}
+	if err := s.waitIndexed(ctx, idx+1); err != nil {
+		return Key{}, false, err
+	}
+	ks := s.key(rec.KeyID)
+	if ks == nil {
+		return Key{}, false, fmt.Errorf("admission: enrolment at index %d not applied", idx)
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	s.log.Info("co-processor enrolled", "keyid", rec.KeyID, "name", name, "index", idx)
+	return ks.info, true, nil
+}
+
+// Revoke records the revocation of keyID in the log and returns the key's
+// record. New admissions with the key are refused at once; admissions
+// already past their checks are let finish before the revocation is
+// appended, so no attestation by the key follows its revocation in the log.
+// Revoking a revoked key returns its record and changed false.
+func (s *Service) Revoke(ctx context.Context, keyID string) (k Key, changed bool, err error) {
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
+	ks := s.key(keyID)
+	if ks == nil {
+		return Key{}, false, fmt.Errorf("co-processor key %s is not enrolled: %w", keyID, engine.ErrNotFound)
+	}
+	ks.mu.Lock()
+	if ks.info.Revoked {
+		k = ks.info
+		ks.mu.Unlock()
+		return k, false, nil
+	}
+	ks.revoking = true
+	for len(ks.reserved) > 0 {
+		ks.idle.Wait()
+	}
+	ks.mu.Unlock()
+	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), NewRevocation(keyID, s.cfg.Now()).Marshal())
+	if err != nil {
+		ks.mu.Lock()
+		ks.revoking = false
+		ks.mu.Unlock()
+		return Key{}, false, fmt.Errorf("recording the revocation: %w", err)
+	}
+	if err := s.waitIndexed(ctx, idx+1); err != nil {
+		return Key{}, false, err
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	s.log.Info("co-processor revoked", "keyid", keyID, "index", idx)
+	return ks.info, true, nil
+}
+
+// Keys returns the enrolled keys (revoked ones included) in enrolment order.
+func (s *Service) Keys() []Key {
+	s.mu.Lock()
+	states := make([]*keyState, 0, len(s.keys))
+	for _, ks := range s.keys {
+		states = append(states, ks)
+	}
+	s.mu.Unlock()
+	out := make([]Key, 0, len(states))
+	for _, ks := range states {
+		ks.mu.Lock()
+		out = append(out, ks.info)
+		ks.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b Key) int { return cmp.Compare(a.EnrolledIndex, b.EnrolledIndex) })
+	return out
+}
+
+// Bundle returns the offline bundle of the entry at index, proved against
+// the latest published checkpoint, or an error wrapping engine.ErrNotFound
+// if no published checkpoint includes it yet.
+func (s *Service) Bundle(ctx context.Context, index uint64) ([]byte, error) {
+	signed, err := s.cfg.Publisher.Latest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.bundleAt(ctx, index, signed)
+}
+
+// bundleAt builds the bundle of index against the published checkpoint
+// signed.
+func (s *Service) bundleAt(ctx context.Context, index uint64, signed []byte) ([]byte, error) {
+	cp, err := parseSigned(signed)
+	if err != nil {
+		return nil, fmt.Errorf("published checkpoint: %w", err)
+	}
+	if index >= cp.Size {
+		return nil, fmt.Errorf("entry %d is not in the published checkpoint of size %d (yet): %w", index, cp.Size, engine.ErrNotFound)
+	}
+	entries, err := s.readEntries(ctx, index, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := tlog.InclusionProof(ctx, tlog.NewTileHashReader(cp.Size, s.cfg.Engine), index, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	hashes := make([]tlog.Hash, len(proof))
+	for i, h := range proof {
+		hashes[i] = tlog.Hash(h)
+	}
+	b := &bundle.Bundle{Entry: entries[0], Proof: tlog.Proof{Index: index, Hashes: hashes, Checkpoint: signed}}
+	return b.Marshal()
+}
+
+// publishedSize returns the size of the latest published checkpoint (0
+// before the first).
+func (s *Service) publishedSize(ctx context.Context) (uint64, []byte, error) {
+	signed, err := s.cfg.Publisher.Latest(ctx)
+	if errors.Is(err, engine.ErrNotFound) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	cp, err := parseSigned(signed)
+	if err != nil {
+		return 0, nil, err
+	}
+	return cp.Size, signed, nil
+}

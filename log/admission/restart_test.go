@@ -1,0 +1,107 @@
+package admission
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"testing"
+)
+
+// TestRestart closes and reopens the engine and the service on the same
+// directories: the counter floor and the enrolment state are enforced from
+// what the log recorded, entries appended while the index was behind are
+// indexed, and a deleted index is rebuilt with the same answers.
+func TestRestart(t *testing.T) {
+	d := newDeployment(t, nil)
+	kept, gone := newDevice(t, true), newDevice(t, false)
+	d.enrol(kept, "kept")
+	d.enrol(gone, "gone")
+	a := d.anchor()
+	d.admit(kept.attest(t, "vm-1", rootOf("1"), 5, a))
+	d.admit(gone.attest(t, "vm-2", rootOf("2"), 1, a))
+	if _, err := d.client().Revoke(t.Context(), gone.id); err != nil {
+		t.Fatal(err)
+	}
+	// A crash between the append and the index update: the entry is in the
+	// log, the index never saw it.
+	d.svc.Close()
+	crashed := kept.attest(t, "vm-1", rootOf("3"), 7, a)
+	if _, err := d.eng.Add(t.Context(), crashed); err != nil {
+		t.Fatal(err)
+	}
+
+	snapshot := func() map[string][]byte {
+		out := map[string][]byte{}
+		for _, p := range []string{"/v1/vms/vm-1/attestations", "/v1/vms/vm-2/attestations",
+			"/v1/attestations?key=" + kept.id, "/v1/attestations?key=" + gone.id,
+			"/v1/attestations?root=" + hexRoot("1"), "/v1/coprocessors"} {
+			r := d.get(p)
+			if r.status != http.StatusOK {
+				t.Fatalf("GET %s = %d %s", p, r.status, r.body)
+			}
+			out[p] = r.body
+		}
+		return out
+	}
+	check := func(t *testing.T) {
+		a := d.anchor()
+		for _, tc := range []struct {
+			name   string
+			env    []byte
+			status int
+			reason string
+		}{
+			{"floor from before the crash", kept.attest(t, "vm-9", rootOf("9"), 6, a), 409, "replayed-counter"},
+			{"floor from the admitted entry", kept.attest(t, "vm-9", rootOf("9"), 5, a), 409, "replayed-counter"},
+			{"revoked", gone.attest(t, "vm-9", rootOf("9"), 2, a), 403, "revoked-key"},
+			{"unknown", newDevice(t, true).attest(t, "vm-9", rootOf("9"), 1, a), 403, "unknown-key"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before := d.size()
+				if r := d.post(tc.env, ""); r.status != tc.status || r.reason(t) != tc.reason {
+					t.Errorf("POST = %d %s, want %d %s", r.status, r.body, tc.status, tc.reason)
+				}
+				if d.size() != before {
+					t.Errorf("refusal changed the log size")
+				}
+			})
+		}
+		r := d.post(crashed, "")
+		if r.status != http.StatusOK {
+			t.Errorf("the crashed entry is not a duplicate after restart: %d %s", r.status, r.body)
+		}
+	}
+
+	d.restart()
+	t.Run("restarted", check)
+	want := snapshot()
+	if !bytes.Contains(want["/v1/vms/vm-1/attestations"], []byte(`"counter":7`)) {
+		t.Errorf("the entry appended while the index was down is not indexed: %s", want["/v1/vms/vm-1/attestations"])
+	}
+
+	d.stop()
+	if err := os.RemoveAll(d.indexDir); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	t.Run("rebuilt", check)
+	got := snapshot()
+	for p := range want {
+		if !bytes.Equal(got[p], want[p]) {
+			t.Errorf("GET %s after rebuild:\n%s\nbefore:\n%s", p, got[p], want[p])
+		}
+	}
+
+	// A new admission after all that continues above the floor.
+	d.admit(kept.attest(t, "vm-1", rootOf("4"), 8, d.anchor()))
+}
+
+func hexRoot(s string) string {
+	r := rootOf(s)
+	const digits = "0123456789abcdef"
+	b := make([]byte, 64)
+	for i, c := range r {
+		b[2*i], b[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(b)
+}
