@@ -12,8 +12,16 @@
 //
 // The JSON has the shapes of github.com/sigstore/rekor/pkg/generated/models
 // (v1.5.4) field for field; the tests decode every response into those types
-// and run their Validate. All three answer from the latest published
-// checkpoint (Config.Published), never from a tree the world has not seen.
+// and run their Validate, and the package example shows one answer of each
+// endpoint. All three answer from the latest published checkpoint
+// (Config.Published), never from a tree the world has not seen.
+//
+// Verifying an entry with Sigstore's code and the log's public key:
+//
+//	v, _ := signature.LoadED25519Verifier(logPublicKey)
+//	err := verify.VerifyInclusion(ctx, &entry)             // body → leaf → root
+//	err = verify.VerifyCheckpointSignature(&entry, v)      // root ← signed tree head
+//	sth, err := verify.VerifyCurrentCheckpoint(ctx, rekorClient, v, trustedSTH)
 //
 // # One key, two key-ID conventions
 //
@@ -48,9 +56,10 @@
 //   - body is base64 of the exact log entry: our canonical DSSE envelope
 //     (an in-toto Statement inside), not a Rekor "kind" document such as
 //     dsse/v0.0.1 or intoto/v0.0.2. pkg/verify.VerifyInclusion hashes body
-//     as given, so inclusion verifies; clients that unmarshal body as a
-//     Rekor kind (types.UnmarshalEntry, cosign's tlog entry checks) reject it
-//     as an unknown or malformed kind.
+//     as given, so inclusion verifies. Clients that decode body as a Rekor
+//     kind (models.UnmarshalProposedEntry, pkg/types.UnmarshalEntry, as
+//     tools do that compare an entry with an artifact) fail: it has no
+//     "kind". Read body as a DSSE envelope instead.
 //   - integratedTime is 0: the log does not record when each entry was
 //     integrated, and the statement's own time is the co-processor's claim,
 //     not an integration time. 0 fails closed in clients that check a

@@ -692,3 +692,24 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyIsNotARekorKind pins a documented difference: body is our DSSE
+// envelope, so Rekor's decoder of entry kinds (what clients that type-check
+// the body use) refuses it for lack of a kind.
+func TestBodyIsNotARekorKind(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 1)
+	var le models.LogEntry
+	l.getModel(t, "/api/v1/log/entries?logIndex=0", &le)
+	_, e := onlyEntry(t, le)
+	body, err := base64.StdEncoding.DecodeString(e.Body.(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, l.entries[0]) {
+		t.Fatalf("body = %q, want the entry %q", body, l.entries[0])
+	}
+	if pe, err := models.UnmarshalProposedEntry(bytes.NewReader(body), nil); err == nil || !strings.Contains(err.Error(), "kind") {
+		t.Errorf("models.UnmarshalProposedEntry(body) = %v, %v; want an error about the missing kind", pe, err)
+	}
+}
