@@ -99,20 +99,36 @@ func (r *recordingSigner) Sign(msg []byte) ([]byte, error) {
 
 // recordCheckpoint inserts signed (whose text is c) into the history unless
 // a checkpoint of that size is already there, and returns the stored one.
+// It stores nothing if the history already has a larger size. Tessera signs
+// while it holds the TreeState row lock, so calls from all front-ends are
+// serialised already; the locking read below makes the check-then-insert
+// atomic regardless.
 func recordCheckpoint(ctx context.Context, db *sql.DB, c tlog.Checkpoint, signed []byte) ([]byte, error) {
-	if _, err := db.ExecContext(ctx,
-		"INSERT IGNORE INTO `vmledger_checkpoints` (`size`, `root`, `note`, `signed_at`) VALUES (?, ?, ?, ?)",
-		c.Size, c.Root[:], signed, time.Now().UnixMilli()); err != nil {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
 		return nil, fmt.Errorf("tesseralog: recording checkpoint %d: %w", c.Size, err)
 	}
-	// The newest stored checkpoint at or above this size: this size's own
-	// unless the history is ahead of the tree.
+	defer tx.Rollback()
+	// The newest stored checkpoint at or above this size: none, or this
+	// size's own unless the history is ahead of the tree.
 	var size uint64
 	var stored []byte
-	if err := db.QueryRowContext(ctx,
-		"SELECT `size`, `note` FROM `vmledger_checkpoints` WHERE `size` >= ? ORDER BY `size` DESC LIMIT 1",
-		c.Size).Scan(&size, &stored); err != nil {
-		return nil, fmt.Errorf("tesseralog: reading back checkpoint %d: %w", c.Size, err)
+	err = tx.QueryRowContext(ctx,
+		"SELECT `size`, `note` FROM `vmledger_checkpoints` WHERE `size` >= ? ORDER BY `size` DESC LIMIT 1 FOR UPDATE",
+		c.Size).Scan(&size, &stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO `vmledger_checkpoints` (`size`, `root`, `note`, `signed_at`) VALUES (?, ?, ?, ?)",
+			c.Size, c.Root[:], signed, time.Now().UnixMilli()); err != nil {
+			return nil, fmt.Errorf("tesseralog: recording checkpoint %d: %w", c.Size, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, fmt.Errorf("tesseralog: recording checkpoint %d: %w", c.Size, err)
+		}
+		return signed, nil
+	case err != nil:
+		return nil, fmt.Errorf("tesseralog: reading the history at %d: %w", c.Size, err)
 	}
 	text := c.Marshal()
 	if size != c.Size || !bytes.HasPrefix(stored, append(text, '\n')) {
