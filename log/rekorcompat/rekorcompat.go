@@ -49,7 +49,8 @@
 // extension lines; util.Checkpoint treats further lines as optional
 // "other content", which we do not emit). Rekor's own origin line reads
 // "<hostname> - <tree ID>"; ours is the log's origin, since the text must be
-// the one the log signed. Rekor's verifier does not look at the origin.
+// the one the log signed, and the signature line is named after the origin
+// where Rekor puts its hostname. Rekor's verifier looks at neither.
 //
 // # What differs from Rekor
 //
@@ -89,7 +90,8 @@
 //	400 firstSize > lastSize, lastSize beyond the published tree, another
 //	    treeID
 //	404 a logIndex the published tree does not contain yet
-//	503 the engine is closed or the request was cancelled (Retry-After)
+//	503 nothing published yet (a new log waiting for its witnesses), the
+//	    engine is closed, or the request was cancelled (Retry-After: 1)
 //	500 anything else, logged; e.g. a published checkpoint that the
 //	    configured key did not sign
 //
@@ -246,6 +248,9 @@ var (
 	errBadRequest = errors.New("bad request")
 	// errNotFound: the entry is not in the published tree.
 	errNotFound = errors.New("not found")
+	// errUnavailable: nothing is published yet (a log that just started
+	// and waits for its witnesses); retry later.
+	errUnavailable = errors.New("unavailable")
 )
 
 // current returns the head for the latest published checkpoint. It
@@ -253,6 +258,9 @@ var (
 // signs the text under Rekor's convention, and keeps the last result.
 func (h *Handler) current(ctx context.Context) (*head, error) {
 	published, err := h.cfg.Published(ctx)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no checkpoint published yet: %w", errUnavailable, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the published checkpoint: %w", err)
 	}
@@ -402,7 +410,7 @@ func (h *Handler) processLogEntry(ctx context.Context, index uint64) (LogEntry, 
 	}
 	entries, err := tlog.ParseBundle(b)
 	if err != nil {
-		return nil, fmt.Errorf("entry bundle %s: %v", t.Path(), err) // ours, not the client's: no %w of ErrMalformed
+		return nil, fmt.Errorf("entry bundle %s: %w", t.Path(), err)
 	}
 	if len(entries) != t.Count() {
 		return nil, fmt.Errorf("entry bundle %s holds %d entries, want %d", t.Path(), len(entries), t.Count())
@@ -416,7 +424,7 @@ func (h *Handler) processLogEntry(ctx context.Context, index uint64) (LogEntry, 
 	// Serve nothing that would not verify: a mismatch here is a storage
 	// fault, and the client would reject the answer anyway.
 	if err := tlog.VerifyInclusion(index, size, leaf, hashes, hd.cp.Root); err != nil {
-		return nil, fmt.Errorf("entry %d does not verify against the published checkpoint of size %d: %v", index, size, err)
+		return nil, fmt.Errorf("entry %d does not verify against the published checkpoint of size %d: %w", index, size, err)
 	}
 	return LogEntry{
 		h.treeIDHx + hex.EncodeToString(leaf[:]): {
@@ -546,16 +554,20 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusBadRequest
 	case errors.Is(err, errNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrPushback),
+	case errors.Is(err, errUnavailable), errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrPushback),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
 	}
 	msg := err.Error()
-	if status >= 500 {
+	switch {
+	case status == http.StatusInternalServerError:
 		h.log.Error("rekor-compatible request failed", "method", r.Method, "path", r.URL.Path,
 			"query", r.URL.RawQuery, "status", status, "err", err)
-		msg = http.StatusText(status)
+		msg = http.StatusText(status) // no internals to the client
+	case status >= 500:
+		h.log.Warn("rekor-compatible request refused", "method", r.Method, "path", r.URL.Path,
+			"query", r.URL.RawQuery, "status", status, "err", err)
 	}
 	b, _ := json.Marshal(struct {
 		Code    int    `json:"code"`

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/rekorcompat"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -711,5 +712,41 @@ func TestBodyIsNotARekorKind(t *testing.T) {
 	}
 	if pe, err := models.UnmarshalProposedEntry(bytes.NewReader(body), nil); err == nil || !strings.Contains(err.Error(), "kind") {
 		t.Errorf("models.UnmarshalProposedEntry(body) = %v, %v; want an error about the missing kind", pe, err)
+	}
+}
+
+// TestNothingPublishedYet: before the publisher's first checkpoint (it
+// answers engine.ErrNotFound) every endpoint says 503 with Retry-After.
+func TestNothingPublishedYet(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 3)
+	srv, err := server.New(server.Config{Engine: l.e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := rekorcompat.New(rekorcompat.Config{
+		Engine: l.e,
+		Published: func(context.Context) ([]byte, error) {
+			return nil, fmt.Errorf("publish: no checkpoint published yet: %w", engine.ErrNotFound)
+		},
+		Signer: l.key,
+		Origin: origin,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Register(srv)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	for _, path := range []string{"/api/v1/log", "/api/v1/log/entries?logIndex=0", "/api/v1/log/proof?firstSize=1&lastSize=3"} {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !bytes.Contains(b, []byte("no checkpoint published yet")) {
+			t.Errorf("GET %s = %d (Retry-After %q) %s, want 503 with Retry-After and the reason", path, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
 	}
 }
