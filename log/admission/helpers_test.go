@@ -78,7 +78,7 @@ func (g *gatedEngine) Add(ctx context.Context, entry []byte) (uint64, error) {
 // deployment is a real log: a badger engine, a publisher (optionally with
 // witnesses), the HTTP server with the admission service, on a loopback port.
 type deployment struct {
-	t        *testing.T
+	t        testing.TB
 	logDir   string
 	indexDir string
 	skey     string
@@ -96,7 +96,7 @@ type deployment struct {
 	stopPub func()
 }
 
-func newDeployment(t *testing.T, opts func(*Config)) *deployment {
+func newDeployment(t testing.TB, opts func(*Config)) *deployment {
 	t.Helper()
 	return newWitnessedDeployment(t, opts, nil)
 }
@@ -104,7 +104,7 @@ func newDeployment(t *testing.T, opts func(*Config)) *deployment {
 // newWitnessedDeployment starts a deployment whose publisher requires the
 // witness policy made by witnesses (given the log's verifier key); nil
 // means no witnesses.
-func newWitnessedDeployment(t *testing.T, opts func(*Config), witnesses func(logVKey string) *policy.Policy) *deployment {
+func newWitnessedDeployment(t testing.TB, opts func(*Config), witnesses func(logVKey string) *policy.Policy) *deployment {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
 	if err != nil {

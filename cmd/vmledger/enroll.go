@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vmledger/vmledger/log/admission"
+)
+
+// readAdminToken reads the admin bearer token from path: the file's content
+// without surrounding whitespace. The file must not be accessible by group
+// or others. Both `log serve --admin-token-file` and enroll/revoke use it.
+func readAdminToken(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("admin token file %s has mode %04o: it must not be accessible by group or others (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	tok := bytes.TrimSpace(b)
+	if len(tok) < 16 {
+		return nil, fmt.Errorf("admin token file %s holds %d bytes: use at least 16 random characters (e.g. head -c 32 /dev/urandom | base64 > %s)", path, len(tok), path)
+	}
+	return tok, nil
+}
+
+// explainRefusal turns a refusal by the log into an error that says what
+// to do.
+func explainRefusal(what string, err error) error {
+	var re *admission.RefusedError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch re.Reason {
+	case "unauthorized":
+		return fmt.Errorf("%s: the log refused the admin token (%s); check --admin-token-file against the log's", what, re.Detail)
+	case "bad-key":
+		return fmt.Errorf("%s: %s (want the PEM public key that vmledger coproc info prints)", what, re.Detail)
+	case "not-found":
+		return fmt.Errorf("%s: %s (GET /v1/coprocessors lists the enrolled keys)", what, re.Detail)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func printKey(cmd *cobra.Command, k admission.Key) error {
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+	return err
+}
+
+func newLogEnrollCmd() *cobra.Command {
+	var logURL, tokenFile, keyFile, name string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "enroll --log URL --admin-token-file F --key PEM [--name N]",
+		Short: "Enrol a co-processor key with the log (recorded in the log)",
+		Long: `enroll asks the log to accept attestations signed by the co-processor key in
+PEM (the public key, as vmledger coproc info prints it; ECDSA P-256 or Ed25519).
+The log records the enrolment as an entry of its own, so auditors can see which
+keys were valid when. Enrolling a key that is already enrolled changes nothing;
+a revoked key cannot be enrolled again. Prints the key's record as JSON.`,
+		Example: `  vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if logURL == "" || tokenFile == "" || keyFile == "" {
+				return usagef("log enroll needs --log URL, --admin-token-file F and --key PEM")
+			}
+			tok, err := readAdminToken(tokenFile)
+			if err != nil {
+				return err
+			}
+			pemBytes, err := os.ReadFile(keyFile)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c := &admission.EnrolClient{Base: logURL, Token: tok}
+			k, created, err := c.Enrol(ctx, name, pemBytes)
+			if err != nil {
+				return explainRefusal("enrolling "+keyFile, err)
+			}
+			if !created {
+				fmt.Fprintf(cmd.ErrOrStderr(), "key %s was already enrolled at index %d; nothing changed\n", k.KeyID, k.EnrolledIndex)
+			}
+			return printKey(cmd, k)
+		},
+	}
+	cmd.Flags().StringVar(&logURL, "log", "", "the log's base URL, e.g. http://127.0.0.1:8080")
+	cmd.Flags().StringVar(&tokenFile, "admin-token-file", "", "file holding the log's admin bearer token (mode 0600)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "PEM file of the co-processor's public key")
+	cmd.Flags().StringVar(&name, "name", "", "a name for the co-processor (no spaces), recorded with the key")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the log")
+	return cmd
+}
+
+func newLogRevokeCmd() *cobra.Command {
+	var logURL, tokenFile, keyID string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "revoke --log URL --admin-token-file F --keyid ID",
+		Short: "Revoke a co-processor key (recorded in the log; final)",
+		Long: `revoke asks the log to refuse every further attestation signed by the key ID
+(lowercase hex SHA-256 of its DER public key, as vmledger coproc info prints it).
+The log records the revocation as an entry of its own, after the attestations of
+that key already being admitted. Revocation is final. Prints the key's record.`,
+		Example: `  vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --keyid 8cef065b…`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if logURL == "" || tokenFile == "" || keyID == "" {
+				return usagef("log revoke needs --log URL, --admin-token-file F and --keyid ID")
+			}
+			tok, err := readAdminToken(tokenFile)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c := &admission.EnrolClient{Base: logURL, Token: tok}
+			k, err := c.Revoke(ctx, keyID)
+			if err != nil {
+				return explainRefusal("revoking "+keyID, err)
+			}
+			return printKey(cmd, k)
+		},
+	}
+	cmd.Flags().StringVar(&logURL, "log", "", "the log's base URL, e.g. http://127.0.0.1:8080")
+	cmd.Flags().StringVar(&tokenFile, "admin-token-file", "", "file holding the log's admin bearer token (mode 0600)")
+	cmd.Flags().StringVar(&keyID, "keyid", "", "the key ID to revoke (64 lowercase hex digits)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the log")
+	return cmd
+}
