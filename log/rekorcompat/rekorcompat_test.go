@@ -44,6 +44,7 @@ const origin = "rekorcompat.test/log"
 type testLog struct {
 	e        *badgerlog.Engine
 	h        *rekorcompat.Handler
+	srv      *server.Server
 	url      string
 	key      ed25519.PrivateKey // the log key, as ParseNoteKey derived it
 	pub      ed25519.PublicKey
@@ -56,7 +57,7 @@ type testLog struct {
 
 // newTestLog starts a badger log behind log/server with the
 // Rekor-compatible handlers on a loopback HTTP server.
-func newTestLog(t *testing.T, signer func(ed25519.PrivateKey) ed25519.PrivateKey) *testLog {
+func newTestLog(t testing.TB, signer func(ed25519.PrivateKey) ed25519.PrivateKey) *testLog {
 	t.Helper()
 	skey, vkey, err := tlog.GenerateKey(rand.Reader, origin)
 	if err != nil {
@@ -100,6 +101,7 @@ func newTestLog(t *testing.T, signer func(ed25519.PrivateKey) ed25519.PrivateKey
 		t.Fatal(err)
 	}
 	l.h.Register(srv)
+	l.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	l.url = hs.URL
@@ -126,7 +128,7 @@ func (l *testLog) published(ctx context.Context) ([]byte, error) {
 }
 
 // grow appends entries of varied sizes (DSSE-like JSON) until the log has n.
-func (l *testLog) grow(t *testing.T, n int) {
+func (l *testLog) grow(t testing.TB, n int) {
 	t.Helper()
 	var batch [][]byte
 	for i := len(l.entries); i < n; i++ {
@@ -150,7 +152,7 @@ func (l *testLog) grow(t *testing.T, n int) {
 
 // root computes the root at size n from the entries the test added,
 // independently of the log.
-func (l *testLog) root(t *testing.T, n int) []byte {
+func (l *testLog) root(t testing.TB, n int) []byte {
 	t.Helper()
 	if n == 0 {
 		return rfc6962.DefaultHasher.EmptyRoot()
