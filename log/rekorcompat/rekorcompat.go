@@ -63,9 +63,10 @@
 //     "kind". Read body as a DSSE envelope instead.
 //   - integratedTime is 0: the log does not record when each entry was
 //     integrated, and the statement's own time is the co-processor's claim,
-//     not an integration time. 0 fails closed in clients that check a
-//     certificate's validity at integratedTime. pkg/verify's inclusion and
-//     checkpoint checks do not read it.
+//     not an integration time. With 0, a client that checks a certificate's
+//     validity at integratedTime fails closed instead of trusting an
+//     invented time. pkg/verify's inclusion and checkpoint checks do not
+//     read it.
 //   - No signedEntryTimestamp (SET): pkg/verify.VerifySignedEntryTimestamp
 //     and VerifyLogEntry, which requires it, fail; use VerifyInclusion plus
 //     VerifyCheckpointSignature (and VerifyCurrentCheckpoint or
@@ -79,8 +80,9 @@
 //   - A log of size 0 answers /api/v1/log with treeSize 0, which
 //     models.LogInfo.Validate refuses (minimum 1); Rekor never has an empty
 //     tree. The generated client does not validate responses.
-//   - Parameters are parsed strictly: canonical decimals only (Rekor also
-//     takes "007" and "1e3") and each at most once (Rekor takes the last).
+//   - Parameters are parsed strictly: canonical decimals only (Rekor's
+//     strconv.ParseInt also takes "007" and "+7") and each at most once
+//     (Rekor takes the last).
 //
 // # Status codes (as Rekor's go-openapi server answers)
 //
