@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/publish"
+	"github.com/vmledger/vmledger/log/rekorcompat"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness/policy"
@@ -63,7 +64,8 @@ func newLogServeCmd() *cobra.Command {
 		Short: "Serve the log: C2SP tlog-tiles, proofs, checkpoint history, metrics",
 		Long: `serve opens (or creates) the log in DIR with the embedded badger engine and
 serves it on ADDR: /checkpoint, /tile/…, /tile/entries/…, /v1/proof/inclusion,
-/v1/proof/consistency, /v1/checkpoints/<size>, /healthz and /metrics.
+/v1/proof/consistency, /v1/checkpoints/<size>, /healthz and /metrics, and the
+Rekor v1-compatible reads /api/v1/log, /api/v1/log/proof, /api/v1/log/entries.
 The log's origin is the name of the key in FILE (made by vmledger keygen); the
 key file must not be readable by group or others.
 
@@ -177,6 +179,24 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		eng.Close()
 		return err
 	}
+	// Rekor v1-compatible reads, signed with the same key under Rekor's
+	// key-ID convention (package rekorcompat).
+	keyText, err := os.ReadFile(f.key) // its mode was checked by readLogKey
+	if err != nil {
+		eng.Close()
+		return fmt.Errorf("log key: %w", err)
+	}
+	origin, logKey, err := rekorcompat.ParseNoteKey(string(keyText))
+	if err != nil {
+		eng.Close()
+		return fmt.Errorf("log key %s: %w", f.key, err)
+	}
+	rc, err := rekorcompat.New(rekorcompat.Config{Engine: eng, Published: pub.Latest, Signer: logKey, Origin: origin, Logger: logger.With("part", "rekorcompat")})
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	rc.Register(srv)
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		eng.Close()
@@ -190,7 +210,8 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	logger.Info("log serving", "addr", ln.Addr().String(), "origin", signer.Name(), "vkey", vkey,
-		"data", f.data, "allow_raw_entries", f.allowRawEntries, "witness_policy", f.witnessPolicy)
+		"data", f.data, "allow_raw_entries", f.allowRawEntries, "witness_policy", f.witnessPolicy,
+		"rekor_log_id", rc.LogID(), "rekor_tree_id", rc.TreeID())
 
 	g, gctx := errgroup.WithContext(ctx)
 	pctx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
