@@ -55,6 +55,12 @@ type Config struct {
 	// Retry is the pause after a round that failed to reach the quorum
 	// (default 500 ms).
 	Retry time.Duration
+	// MinInterval is the least time between two witnessing rounds (default
+	// 100 ms): witnesses budget each log's requests (vmledger's default is
+	// 20 per second), and a round covers every entry sequenced since the
+	// last, so pacing costs latency, not throughput. Without a policy it
+	// does not apply.
+	MinInterval time.Duration
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the publisher's metrics; nil registers none.
@@ -66,6 +72,8 @@ type Config struct {
 type Publisher struct {
 	cfg Config
 	log *slog.Logger
+
+	lastRound time.Time // start of the last witnessing round; owned by Run
 
 	mu        sync.Mutex
 	published []byte        // latest published signed checkpoint (with cosignatures)
@@ -107,6 +115,9 @@ func New(c Config) (*Publisher, error) {
 	}
 	if c.Retry == 0 {
 		c.Retry = 500 * time.Millisecond
+	}
+	if c.MinInterval == 0 {
+		c.MinInterval = 100 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -230,7 +241,22 @@ func (p *Publisher) round(ctx context.Context) error {
 	if p.cfg.Policy == nil {
 		return p.publish(signed, size)
 	}
+	if wait := time.Until(p.lastRound.Add(p.cfg.MinInterval)); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		// Take the newest checkpoint after the pause.
+		if signed, err = p.cfg.Engine.Checkpoint(ctx); err != nil {
+			return fmt.Errorf("reading the engine's checkpoint: %w", err)
+		}
+		if size, err = parseSize(signed); err != nil {
+			return fmt.Errorf("engine checkpoint: %w", err)
+		}
+	}
 	start := time.Now()
+	p.lastRound = start
 	proofs := func(ctx context.Context, old, new uint64) ([][]byte, error) {
 		return tlog.ConsistencyProof(ctx, tlog.NewTileHashReader(new, p.cfg.Engine), old, new)
 	}
