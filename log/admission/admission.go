@@ -82,6 +82,7 @@ type Service struct {
 	mu        sync.Mutex
 	keys      map[string]*keyState
 	leaves    map[tlog.Hash]*pending // being admitted, or admitted and not yet indexed
+	added     map[uint64]indexEntry  // entries appended here and not yet indexed, by index
 	indexed   uint64                 // entries [0, indexed) are in the index
 	indexedCh chan struct{}          // closed and replaced when indexed grows
 
@@ -164,10 +165,11 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		log:       c.Logger,
 		origin:    cp.Origin,
 		store:     st,
-		fresh:     &freshness{window: c.FreshnessWindow, now: c.Now, superseded: map[uint64]time.Time{}},
+		fresh:     &freshness{window: c.FreshnessWindow, now: c.Now, superseded: map[uint64]supersededAnchor{}},
 		sem:       make(chan struct{}, c.MaxInFlight),
 		keys:      map[string]*keyState{},
 		leaves:    map[tlog.Hash]*pending{},
+		added:     map[uint64]indexEntry{},
 		indexedCh: make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -261,20 +263,62 @@ func (s *Service) applyKeys(changed map[string]*Key) error {
 	return nil
 }
 
-// runIndexer applies new log entries to the index until ctx is done: when
-// kicked after an append, and every second for entries added otherwise.
+// runIndexer applies new log entries to the index until ctx is done: those
+// that this service appended as soon as they are handed over, and every
+// second whatever else the engine has (entries appended otherwise).
 func (s *Service) runIndexer(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("index: catching up with the log", "err", err)
-		}
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
+			err = s.applyAdded()
 		case <-t.C:
+			err = s.catchUp(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("index: catching up with the log", "err", err)
+		}
+	}
+}
+
+// handOff gives the indexer an entry this service appended at index, so
+// that it need not read it back from the engine.
+func (s *Service) handOff(index uint64, e indexEntry) {
+	s.mu.Lock()
+	if index >= s.indexed {
+		s.added[index] = e
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// applyAdded indexes the handed-over entries that continue the index
+// without a gap. Only the indexer goroutine calls it.
+func (s *Service) applyAdded() error {
+	for {
+		s.mu.Lock()
+		next := s.indexed
+		var batch []indexEntry
+		for len(batch) < tlog.TileWidth {
+			e, ok := s.added[next+uint64(len(batch))]
+			if !ok {
+				break
+			}
+			batch = append(batch, e)
+		}
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.applyEntries(next, batch); err != nil {
+			return err
 		}
 	}
 }
@@ -299,23 +343,39 @@ func (s *Service) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		changed, leaves, err := s.store.apply(next, entries)
-		if err != nil {
-			return err
+		batch := make([]indexEntry, len(entries))
+		for i, e := range entries {
+			batch[i].entry = e
 		}
-		if err := s.applyKeys(changed); err != nil {
+		if err := s.applyEntries(next, batch); err != nil {
 			return err
 		}
 		next += uint64(len(entries))
-		s.mu.Lock()
-		for _, h := range leaves {
-			delete(s.leaves, h)
-		}
-		s.indexed = next
-		close(s.indexedCh)
-		s.indexedCh = make(chan struct{})
-		s.mu.Unlock()
 	}
+	return nil
+}
+
+// applyEntries indexes entries first, first+1, … (first is the indexed
+// count), updates the keys in memory, and then publishes the new count.
+func (s *Service) applyEntries(first uint64, entries []indexEntry) error {
+	changed, leaves, err := s.store.apply(first, entries)
+	if err != nil {
+		return err
+	}
+	if err := s.applyKeys(changed); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range leaves {
+		delete(s.leaves, h)
+	}
+	for i := range entries {
+		delete(s.added, first+uint64(i))
+	}
+	s.indexed = first + uint64(len(entries))
+	close(s.indexedCh)
+	s.indexedCh = make(chan struct{})
 	return nil
 }
 
@@ -350,15 +410,30 @@ func (s *Service) waitIndexed(ctx context.Context, n uint64) error {
 			return nil
 		}
 		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ch:
 		}
 	}
+}
+
+// Sync waits until the index covers every entry of the engine's latest
+// checkpoint. Admission answers once the entry is durable in the log; the
+// index (search, GET /v1/vms/…/bundle) follows within moments.
+func (s *Service) Sync(ctx context.Context) error {
+	signed, err := s.cfg.Engine.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := parseSigned(signed)
+	if err != nil {
+		return err
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return s.waitIndexed(ctx, cp.Size)
 }
 
 // Close stops following the log and closes the index. Call it before
@@ -424,23 +499,42 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 	}
 	leaf := tlog.LeafHash(body)
 
-	// Deduplicate: an entry already indexed, or one being admitted.
-	s.mu.Lock()
-	p, busy := s.leaves[leaf]
-	if !busy {
+	// Deduplicate: an entry already indexed, or one being admitted. The
+	// index is read without holding mu (a read can wait for an index
+	// write); the indexer commits a leaf before it drops the leaf's pending
+	// entry and advances indexed under mu, so if indexed did not move while
+	// we read, a leaf missing from both was in neither.
+	var p *pending
+	var busy bool
+	for {
+		s.mu.Lock()
+		gen := s.indexed
+		p, busy = s.leaves[leaf]
+		s.mu.Unlock()
+		if busy {
+			break
+		}
 		idx, found, err := s.store.leaf(leaf)
 		if err != nil {
-			s.mu.Unlock()
 			return 0, false, err
 		}
 		if found {
-			s.mu.Unlock()
 			return idx, true, nil
 		}
-		p = &pending{done: make(chan struct{})}
-		s.leaves[leaf] = p
+		s.mu.Lock()
+		p, busy = s.leaves[leaf]
+		if !busy && s.indexed == gen {
+			p = &pending{done: make(chan struct{})}
+			s.leaves[leaf] = p // ours
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		if busy {
+			break
+		}
+		// The indexer advanced meanwhile: read the index again.
 	}
-	s.mu.Unlock()
 	if busy {
 		select {
 		case <-ctx.Done():
@@ -450,10 +544,10 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 		if p.err != nil {
 			return 0, false, p.err
 		}
-		return p.index, true, s.waitIndexed(ctx, p.index+1)
+		return p.index, true, nil
 	}
 
-	idx, err := s.admitNew(ctx, env, body)
+	idx, att, err := s.admitNew(ctx, env, body)
 	if err != nil {
 		s.mu.Lock()
 		if s.leaves[leaf] == p {
@@ -465,34 +559,35 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 		return 0, false, err
 	}
 	// The indexer drops the pending entry once the index has the leaf.
+	s.handOff(idx, indexEntry{entry: body, att: att})
 	p.index = idx
 	close(p.done)
-	return idx, false, s.waitIndexed(ctx, idx+1)
+	return idx, false, nil
 }
 
 // admitNew checks an envelope that is not in the log and appends it.
-func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byte) (uint64, error) {
+func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byte) (uint64, *Attestation, error) {
 	st, err := env.Statement()
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
+		return 0, nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
 	}
 	keyID := env.Signatures[0].KeyID
 	ks := s.key(keyID)
 	if ks == nil {
-		return 0, fmt.Errorf("%w: %s", ErrUnknownKey, keyID)
+		return 0, nil, fmt.Errorf("%w: %s", ErrUnknownKey, keyID)
 	}
 	ks.mu.Lock()
 	revoked := ks.info.Revoked || ks.revoking
 	ks.mu.Unlock()
 	if revoked {
-		return 0, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+		return 0, nil, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
 	}
 	// Verification runs in the request's goroutine, without locks.
 	if err := coproc.Verify(env, ks.pub); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return 0, nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	if err := s.checkAnchor(ctx, st.Anchor()); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 
 	// Reserve the counter: from here until the append returns, no other
@@ -501,11 +596,11 @@ func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byt
 	ks.mu.Lock()
 	if ks.info.Revoked || ks.revoking {
 		ks.mu.Unlock()
-		return 0, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+		return 0, nil, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
 	}
 	if floor := ks.floor(); counter <= floor {
 		ks.mu.Unlock()
-		return 0, fmt.Errorf("%w: counter %d, key %s is at %d", ErrReplayedCounter, counter, keyID, floor)
+		return 0, nil, fmt.Errorf("%w: counter %d, key %s is at %d", ErrReplayedCounter, counter, keyID, floor)
 	}
 	ks.reserved = append(ks.reserved, counter)
 	ks.mu.Unlock()
@@ -526,9 +621,9 @@ func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byt
 	}
 	ks.mu.Unlock()
 	if err != nil {
-		return 0, fmt.Errorf("appending: %w", err)
+		return 0, nil, fmt.Errorf("appending: %w", err)
 	}
-	return idx, nil
+	return idx, summarize(st), nil
 }
 
 // checkToken reports whether header carries the admin bearer token.
@@ -564,10 +659,12 @@ func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) 
 		}
 		return k, false, nil
 	}
-	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), rec.Marshal())
+	entry := rec.Marshal()
+	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), entry)
 	if err != nil {
 		return Key{}, false, fmt.Errorf("recording the enrolment: %w", err)
 	}
+	s.handOff(idx, indexEntry{entry: entry})
 	if err := s.waitIndexed(ctx, idx+1); err != nil {
 		return Key{}, false, err
 	}
@@ -604,7 +701,11 @@ func (s *Service) Revoke(ctx context.Context, keyID string) (k Key, changed bool
 		ks.idle.Wait()
 	}
 	ks.mu.Unlock()
-	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), NewRevocation(keyID, s.cfg.Now()).Marshal())
+	entry := NewRevocation(keyID, s.cfg.Now()).Marshal()
+	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), entry)
+	if err == nil {
+		s.handOff(idx, indexEntry{entry: entry})
+	}
 	if err != nil {
 		ks.mu.Lock()
 		ks.revoking = false

@@ -27,9 +27,14 @@ type freshness struct {
 	now    func() time.Time
 
 	mu         sync.Mutex
-	current    uint64               // size of the latest published checkpoint
-	have       bool                 // current is set
-	superseded map[uint64]time.Time // older published sizes → when replaced
+	current    tlog.Checkpoint             // the latest published checkpoint
+	have       bool                        // current is set
+	superseded map[uint64]supersededAnchor // older published sizes, within the window
+}
+
+type supersededAnchor struct {
+	root tlog.Hash
+	at   time.Time // when a newer checkpoint was published
 }
 
 func parseSigned(signed []byte) (tlog.Checkpoint, error) {
@@ -40,51 +45,76 @@ func parseSigned(signed []byte) (tlog.Checkpoint, error) {
 	return tlog.ParseCheckpoint(signed[:i+1])
 }
 
-// observe records that the checkpoint of size is published now.
-func (f *freshness) observe(size uint64) {
+// observe records that c is published now.
+func (f *freshness) observe(c tlog.Checkpoint) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.have && size <= f.current {
+	if f.have && c.Size <= f.current.Size {
 		return
 	}
 	now := f.now()
 	if f.have {
-		f.superseded[f.current] = now
+		f.superseded[f.current.Size] = supersededAnchor{root: f.current.Root, at: now}
 	}
-	f.current, f.have = size, true
-	for s, t := range f.superseded {
-		if now.Sub(t) > f.window {
-			delete(f.superseded, s)
+	f.current, f.have = c, true
+	for size, a := range f.superseded {
+		if now.Sub(a.at) > f.window {
+			delete(f.superseded, size)
 		}
 	}
 }
 
-// check decides whether size is a fresh anchor. published reports whether
-// size was ever published (it is at most the current size).
-func (f *freshness) check(size uint64) error {
+// errNotTracked: the anchor's size is not a published checkpoint the
+// tracker knows; the caller asks the engine what it is.
+var errNotTracked = errors.New("anchor not tracked")
+
+// check decides whether a is a fresh anchor of this log, from the
+// published checkpoints it knows.
+func (f *freshness) check(a coproc.Anchor) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case !f.have || size > f.current:
-		return fmt.Errorf("%w: size %d has not been published", ErrUnknownAnchor, size)
-	case size == f.current:
+	if !f.have || a.Size > f.current.Size {
+		return errNotTracked
+	}
+	if a.Size == f.current.Size {
+		if a.Root != f.current.Root {
+			return fmt.Errorf("%w: root of size %d differs from this log's", ErrUnknownAnchor, a.Size)
+		}
 		return nil
 	}
-	t, ok := f.superseded[size]
+	old, ok := f.superseded[a.Size]
 	if !ok {
-		return fmt.Errorf("%w: the checkpoint of size %d was not the published checkpoint within the last %s (latest: %d); anchor to the current checkpoint", ErrStaleFreshness, size, f.window, f.current)
+		return errNotTracked
 	}
-	if age := f.now().Sub(t); age > f.window {
-		return fmt.Errorf("%w: the checkpoint of size %d was replaced %s ago, more than %s; anchor to the current checkpoint", ErrStaleFreshness, size, age.Round(time.Second), f.window)
+	if a.Root != old.root {
+		return fmt.Errorf("%w: root of size %d differs from this log's", ErrUnknownAnchor, a.Size)
+	}
+	if age := f.now().Sub(old.at); age > f.window {
+		return fmt.Errorf("%w: the checkpoint of size %d was replaced %s ago, more than %s; anchor to the current checkpoint", ErrStaleFreshness, a.Size, age.Round(time.Second), f.window)
 	}
 	return nil
 }
 
-// checkAnchor verifies a statement's freshness anchor: this log's origin, a
-// checkpoint the engine signed at that size with that root, and fresh.
+// checkAnchor verifies a statement's freshness anchor: this log's origin,
+// and a checkpoint that is published and fresh. Known published
+// checkpoints are checked from memory; for others the engine says whether
+// it signed that checkpoint (stale-freshness) or not (unknown-anchor).
 func (s *Service) checkAnchor(ctx context.Context, a coproc.Anchor) error {
 	if a.Origin != s.origin {
 		return fmt.Errorf("%w: origin %q, this log is %q", ErrUnknownAnchor, a.Origin, s.origin)
+	}
+	err := s.fresh.check(a)
+	if !errors.Is(err, errNotTracked) {
+		return err
+	}
+	// The tracker may lag the publisher by a moment: catch up and retry.
+	if latest, err := s.cfg.Publisher.Latest(ctx); err == nil {
+		if c, err := parseSigned(latest); err == nil {
+			s.fresh.observe(c)
+		}
+	}
+	if err = s.fresh.check(a); !errors.Is(err, errNotTracked) {
+		return err
 	}
 	signed, err := s.cfg.Engine.CheckpointAt(ctx, a.Size)
 	if errors.Is(err, engine.ErrNotFound) {
@@ -100,13 +130,13 @@ func (s *Service) checkAnchor(ctx context.Context, a coproc.Anchor) error {
 	if cp.Root != a.Root {
 		return fmt.Errorf("%w: root of size %d differs from this log's", ErrUnknownAnchor, a.Size)
 	}
-	// The tracker may lag the publisher by a moment: catch up first.
-	if latest, err := s.cfg.Publisher.Latest(ctx); err == nil {
-		if c, err := parseSigned(latest); err == nil {
-			s.fresh.observe(c.Size)
-		}
+	s.fresh.mu.Lock()
+	current := s.fresh.current.Size
+	s.fresh.mu.Unlock()
+	if a.Size > current {
+		return fmt.Errorf("%w: the checkpoint of size %d is signed but not published (latest published: %d)", ErrUnknownAnchor, a.Size, current)
 	}
-	return s.fresh.check(a.Size)
+	return fmt.Errorf("%w: the checkpoint of size %d was not the published checkpoint within the last %s (latest: %d); anchor to the current checkpoint", ErrStaleFreshness, a.Size, s.cfg.FreshnessWindow, current)
 }
 
 // trackFreshness follows the publisher until ctx is done.
@@ -122,7 +152,7 @@ func (s *Service) trackFreshness(ctx context.Context) {
 			s.log.Error("published checkpoint does not parse", "err", err)
 			return
 		}
-		s.fresh.observe(c.Size)
+		s.fresh.observe(c)
 		want = c.Size + 1
 	}
 }

@@ -342,8 +342,12 @@ func (d *deployment) post(body []byte, query string) reply {
 	return do(d.t, http.MethodPost, d.hs.URL+"/v1/attestations"+query, body)
 }
 
+// get waits for the index to cover the log (Service.Sync), then GETs path.
 func (d *deployment) get(path string) reply {
 	d.t.Helper()
+	if err := d.svc.Sync(d.t.Context()); err != nil {
+		d.t.Fatal(err)
+	}
 	return do(d.t, http.MethodGet, d.hs.URL+path, nil)
 }
 

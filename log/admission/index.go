@@ -174,7 +174,14 @@ func (s *store) keys() ([]*Key, error) {
 // one transaction. It returns the key records it changed and the leaf
 // hashes it indexed. Entries that are neither attestations nor enrolment
 // records are counted but not indexed.
-func (s *store) apply(first uint64, entries [][]byte) (map[string]*Key, []tlog.Hash, error) {
+// indexEntry is one log entry to index; att, if set, is the entry's
+// attestation already parsed by admission (nil: parse the entry).
+type indexEntry struct {
+	entry []byte
+	att   *Attestation
+}
+
+func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tlog.Hash, error) {
 	changed := map[string]*Key{}
 	var leaves []tlog.Hash
 	err := s.db.Update(func(txn *badger.Txn) error {
@@ -197,8 +204,9 @@ func (s *store) apply(first uint64, entries [][]byte) (map[string]*Key, []tlog.H
 			}
 			return &k, nil
 		}
-		for i, e := range entries {
+		for i, ie := range entries {
 			index := first + uint64(i)
+			e := ie.entry
 			h := tlog.LeafHash(e)
 			leaves = append(leaves, h)
 			if _, err := txn.Get(leafKey(h)); errors.Is(err, badger.ErrKeyNotFound) {
@@ -227,17 +235,21 @@ func (s *store) apply(first uint64, entries [][]byte) (map[string]*Key, []tlog.H
 				}
 				continue
 			}
-			env, err := coproc.ParseEnvelope(e)
-			if err != nil {
-				continue
+			a := ie.att
+			if a == nil {
+				env, err := coproc.ParseEnvelope(e)
+				if err != nil {
+					continue
+				}
+				st, err := env.Statement()
+				if err != nil {
+					continue
+				}
+				a = summarize(st)
 			}
-			st, err := env.Statement()
-			if err != nil {
-				continue
-			}
-			root := st.ConfigRoot()
-			a := Attestation{Index: index, VMID: st.VMID(), ConfigRoot: hex.EncodeToString(root[:]),
-				KeyID: st.Predicate.Coprocessor.KeyID, Counter: st.Predicate.Coprocessor.Counter, Time: st.Predicate.Time}
+			a.Index = index
+			var root [32]byte
+			hex.Decode(root[:], []byte(a.ConfigRoot))
 			v, _ := json.Marshal(a)
 			for _, p := range [][]byte{vmPrefix(a.VMID), rootPrefix(root), copPrefix(a.KeyID)} {
 				if err := txn.Set(u64(p, index), v); err != nil {
@@ -265,6 +277,13 @@ func (s *store) apply(first uint64, entries [][]byte) (map[string]*Key, []tlog.H
 		return nil, nil, fmt.Errorf("admission: indexing entries %d..%d: %w", first, first+uint64(len(entries))-1, err)
 	}
 	return changed, leaves, nil
+}
+
+// summarize returns the search record of a statement (without its index).
+func summarize(st *coproc.Statement) *Attestation {
+	root := st.ConfigRoot()
+	return &Attestation{VMID: st.VMID(), ConfigRoot: hex.EncodeToString(root[:]),
+		KeyID: st.Predicate.Coprocessor.KeyID, Counter: st.Predicate.Coprocessor.Counter, Time: st.Predicate.Time}
 }
 
 // list returns up to limit attestations under prefix with an index above
