@@ -7,7 +7,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/spf13/cobra"
+	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/soft"
 	"github.com/vmledger/vmledger/coproc/spec"
@@ -180,6 +182,11 @@ func writeCoprocInfo(w io.Writer, in *coproc.Info) {
 		row("latest root", "none yet")
 	}
 	fmt.Fprintf(w, "public key:\n%s", in.PublicKeyPEM)
+	if pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(in.PublicKeyPEM)); err == nil {
+		if line, err := client.TrustLine("NAME", pub); err == nil {
+			fmt.Fprintf(w, "trust file line (name it):\n%s\n", line)
+		}
+	}
 }
 
 // coprocError turns a co-processor failure into what to do next.
