@@ -206,6 +206,10 @@ func (d *deployment) anchor() coproc.Anchor {
 	if err != nil {
 		d.t.Fatal(err)
 	}
+	// What the service's tracker does when it sees the publication; done
+	// here too so that the replacement time is taken before the test
+	// moves the clock.
+	d.svc.fresh.observe(c)
 	return coproc.Anchor{Origin: c.Origin, Size: c.Size, Root: c.Root}
 }
 

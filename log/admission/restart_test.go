@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/http"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // TestRestart closes and reopens the engine and the service on the same
@@ -17,6 +19,7 @@ func TestRestart(t *testing.T) {
 	d.enrol(kept, "kept")
 	d.enrol(gone, "gone")
 	a := d.anchor()
+	beforeRestart := a
 	d.admit(kept.attest(t, "vm-1", rootOf("1"), 5, a))
 	d.admit(gone.attest(t, "vm-2", rootOf("2"), 1, a))
 	if _, err := d.client().Revoke(t.Context(), gone.id); err != nil {
@@ -55,6 +58,7 @@ func TestRestart(t *testing.T) {
 			{"floor from the admitted entry", kept.attest(t, "vm-9", rootOf("9"), 5, a), 409, "replayed-counter"},
 			{"revoked", gone.attest(t, "vm-9", rootOf("9"), 2, a), 403, "revoked-key"},
 			{"unknown", newDevice(t, true).attest(t, "vm-9", rootOf("9"), 1, a), 403, "unknown-key"},
+			{"anchor from before the restart", kept.attest(t, "vm-9", rootOf("9"), 100, beforeRestart), 409, "stale-freshness"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				before := d.size()
@@ -104,4 +108,72 @@ func hexRoot(s string) string {
 		b[2*i], b[2*i+1] = digits[c>>4], digits[c&15]
 	}
 	return string(b)
+}
+
+// TestQuietLogAnchor: on a log that does not grow, the latest published
+// checkpoint stays a valid anchor however old it is; once replaced, it
+// stays valid for the window only.
+func TestQuietLogAnchor(t *testing.T) {
+	d := newDeployment(t, nil)
+	dv := newDevice(t, false)
+	d.enrol(dv, "dv")
+	a := d.anchor()
+	d.clock.Add(3 * time.Hour)
+	d.admit(dv.attest(t, "vm-1", rootOf("1"), 1, a))
+	d.anchor() // the admission's checkpoint is published: a is replaced now
+	d.clock.Add(9 * time.Minute)
+	d.admit(dv.attest(t, "vm-2", rootOf("2"), 2, a))
+	d.clock.Add(2 * time.Minute)
+	if r := d.post(dv.attest(t, "vm-3", rootOf("3"), 3, a), ""); r.status != 409 || r.reason(t) != "stale-freshness" {
+		t.Errorf("anchor replaced 11 minutes ago: %d %s, want 409 stale-freshness", r.status, r.body)
+	}
+}
+
+// TestRevokeWaitsForAdmissions holds an admission inside the append while
+// the key is revoked: new admissions are refused at once, and the
+// revocation is recorded after the admission in flight.
+func TestRevokeWaitsForAdmissions(t *testing.T) {
+	d := newDeployment(t, nil)
+	dv := newDevice(t, true)
+	d.enrol(dv, "dv")
+	a := d.anchor()
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	d.gated.mu.Lock()
+	d.gated.gate, d.gated.entered = gate, entered
+	d.gated.mu.Unlock()
+	admitted := make(chan reply)
+	go func() { admitted <- d.post(dv.attest(t, "vm-1", rootOf("1"), 1, a), "") }()
+	<-entered
+	d.gated.mu.Lock()
+	d.gated.gate = nil // the revocation's own append passes
+	d.gated.mu.Unlock()
+	revoked := make(chan Key)
+	go func() {
+		k, err := d.client().Revoke(t.Context(), dv.id)
+		if err != nil {
+			t.Error(err)
+		}
+		revoked <- k
+	}()
+	ks := d.svc.key(dv.id)
+	for { // until the revocation has begun (a state, not a duration)
+		ks.mu.Lock()
+		started := ks.revoking
+		ks.mu.Unlock()
+		if started {
+			break
+		}
+		runtime.Gosched()
+	}
+	if r := d.post(dv.attest(t, "vm-2", rootOf("2"), 2, a), ""); r.status != 403 || r.reason(t) != "revoked-key" {
+		t.Errorf("admission during the revocation: %d %s, want 403 revoked-key", r.status, r.body)
+	}
+	close(gate)
+	r := <-admitted
+	k := <-revoked
+	var got AdmitResponse
+	r.json(t, &got)
+	if r.status != 202 || k.RevokedIndex == nil || *k.RevokedIndex <= got.Index {
+		t.Errorf("admission in flight = %d index %d, revocation at %v: want the revocation after it", r.status, got.Index, k.RevokedIndex)
+	}
 }
