@@ -207,6 +207,9 @@ func New(ctx context.Context, c Config) (*Service, error) {
 
 // load reads the key records and catches the index up with the log.
 func (s *Service) load(ctx context.Context, size uint64) error {
+	if err := s.store.checkOrigin(s.origin); err != nil {
+		return fmt.Errorf("admission: %s: %w; delete the directory to rebuild it", s.cfg.Dir, err)
+	}
 	next, err := s.store.next()
 	if err != nil {
 		return fmt.Errorf("admission: index: %w", err)

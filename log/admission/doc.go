@@ -9,7 +9,7 @@
 //		AdminToken: token, Registry: srv.Registry(), Logger: logger,
 //	})
 //	svc.Register(srv)
-//	defer svc.Close() // before eng.Close()
+//	// on shutdown: http.Server.Shutdown, then svc.Close(), then eng.Close()
 //
 // # Endpoints
 //
@@ -70,9 +70,9 @@
 // that key between its check and its append — and the append runs without
 // any lock, so appends of all keys share the engine's group commit. If the
 // append fails the reservation is dropped and the same envelope can be
-// retried. The response is sent once the index holds the entry (so a
-// search right after sees it), and with ?wait=1 once a published
-// checkpoint includes it.
+// retried. The response is sent once the entry is durable in the log (the
+// engine's Add), and with ?wait=1 once a published checkpoint includes it;
+// the search index follows within moments ([Service.Sync] waits for it).
 //
 // Freshness: an anchor must name this log's origin, a size at which the
 // engine signed a checkpoint with the anchor's root, and a checkpoint the
@@ -117,8 +117,10 @@
 // from there to the engine's latest checkpoint (reading entry bundles and
 // tlog.ParseBundle) before serving, so a crash between an append and the
 // index update loses nothing, and an empty directory is rebuilt from the
-// whole log. While running, an indexer goroutine applies new entries after
-// every append (and every second, for entries added otherwise). Entries
+// whole log. While running, one indexer goroutine applies the entries that
+// admission, enrolment and revocation hand it after their appends (with the
+// statement already parsed), and every second reads whatever else the
+// engine has from its entry bundles (entries appended otherwise). Entries
 // that are neither envelopes nor records (the server's raw test endpoint)
 // are skipped; envelopes are indexed without re-verifying their signatures,
 // since only admission appends them.

@@ -19,6 +19,7 @@ import (
 // binary fields:
 //
 //	'm'                          u64 number of log entries applied (next index)
+//	'o'                          the log's origin (an index of another log is refused)
 //	'k' ‖ keyid (32 bytes)       Key JSON: enrolment, revocation, counter floor
 //	'h' ‖ leaf hash (32 bytes)   u64 index of the first entry with that leaf hash
 //	'v' ‖ vm id ‖ 0x00 ‖ u64 i   Attestation JSON (VM ids contain no NUL)
@@ -28,12 +29,13 @@ import (
 // It is written without fsync: a crash may lose its tail, which the next
 // start re-applies from the log.
 const (
-	tagMeta = 'm'
-	tagKey  = 'k'
-	tagLeaf = 'h'
-	tagVM   = 'v'
-	tagRoot = 'r'
-	tagCop  = 'c'
+	tagMeta   = 'm'
+	tagOrigin = 'o'
+	tagKey    = 'k'
+	tagLeaf   = 'h'
+	tagVM     = 'v'
+	tagRoot   = 'r'
+	tagCop    = 'c'
 )
 
 // Attestation is one search result: an admitted attestation's index and
@@ -127,6 +129,26 @@ func (s *store) next() (uint64, error) {
 		})
 	})
 	return n, err
+}
+
+// checkOrigin records origin in a new index and refuses an index of
+// another log.
+func (s *store) checkOrigin(origin string) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{tagOrigin})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set([]byte{tagOrigin}, []byte(origin))
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if string(v) != origin {
+				return fmt.Errorf("the index is of log %q, not %q", v, origin)
+			}
+			return nil
+		})
+	})
 }
 
 // leaf returns the index of the entry with leaf hash h.
