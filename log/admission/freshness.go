@@ -16,7 +16,7 @@ import (
 // freshness tracks which published checkpoints are fresh anchors.
 //
 // An anchor is fresh while it is the latest published checkpoint and for
-// Window after a newer one replaced it. (Measuring from when it was first
+// the window after a newer one replaced it. (Measuring from when it was first
 // published instead would refuse every anchor of a quiet log after Window:
 // with no new entries there is no newer checkpoint to anchor to.) The
 // replacement times live in memory only: after a restart the log knows
