@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmledger/vmledger/log/admission"
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/publish"
 	"github.com/vmledger/vmledger/log/rekorcompat"
@@ -28,7 +29,7 @@ func newLogCmd() *cobra.Command {
 		Use:   "log",
 		Short: "The log (Attestation Service)",
 	}
-	cmd.AddCommand(newLogServeCmd())
+	cmd.AddCommand(newLogServeCmd(), newLogEnrollCmd(), newLogRevokeCmd())
 	return cmd
 }
 
@@ -41,6 +42,8 @@ type logServeFlags struct {
 	shutdownTimeout   time.Duration
 	memoryLimitMiB    int64
 	witnessPolicy     string
+	adminTokenFile    string
+	freshnessWindow   time.Duration
 }
 
 // defaultMemoryLimitMiB is the Go heap's soft limit for the log. Badger's
@@ -69,8 +72,14 @@ Rekor v1-compatible reads /api/v1/log, /api/v1/log/proof, /api/v1/log/entries.
 The log's origin is the name of the key in FILE (made by vmledger keygen); the
 key file must not be readable by group or others.
 
-Layout of DIR: engine/ (the badger database), published (the latest published
+Layout of DIR: engine/ (the badger database), index/ (admission state and the
+search index, rebuilt from the log if lost), published (the latest published
 checkpoint).
+
+Admission (POST /v1/attestations) accepts DSSE envelopes signed by enrolled
+co-processor keys; enrolment (POST/DELETE /v1/coprocessors) needs the bearer
+token in --admin-token-file. Also served: search, offline bundles
+(/v1/bundles/<index>, /v1/vms/<id>/bundle).
 
 With --witness-policy, a checkpoint is published (served at /checkpoint and used
 for bundles) only once the policy's quorum of witnesses cosigned it: after each
@@ -80,8 +89,11 @@ checkpoint is published as it is.
 
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
 finish (every acknowledged entry is already durable), and closes the log.`,
-		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key`,
-		Args:    cobra.NoArgs,
+		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key
+  head -c 32 /dev/urandom | base64 > admin.token && chmod 600 admin.token
+  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key \
+      --witness-policy witnesses.txt --admin-token-file admin.token`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.data == "" || f.listen == "" || f.key == "" {
 				return usagef("log serve needs --data DIR, --listen ADDR and --key FILE")
@@ -97,6 +109,8 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().Int64Var(&f.memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB (0: none; GOMEMLIMIT overrides)")
+	cmd.Flags().StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of the enrolment endpoints (mode 0600; none: enrolment disabled)")
+	cmd.Flags().DurationVar(&f.freshnessWindow, "freshness-window", 10*time.Minute, "how long a replaced published checkpoint stays a valid freshness anchor")
 	cmd.Flags().StringVar(&f.witnessPolicy, "witness-policy", "", "C2SP tlog-policy file of witnesses (with URLs), groups and quorum: publish only checkpoints they cosign")
 	return cmd
 }
@@ -134,6 +148,12 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	applyMemoryLimit(f.memoryLimitMiB)
 	if err := os.MkdirAll(f.data, 0o700); err != nil {
 		return fmt.Errorf("creating --data %s: %w", f.data, err)
+	}
+	var adminToken []byte
+	if f.adminTokenFile != "" {
+		if adminToken, err = readAdminToken(f.adminTokenFile); err != nil {
+			return err
+		}
 	}
 	var wpol *policy.Policy
 	if f.witnessPolicy != "" {
@@ -197,8 +217,19 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return err
 	}
 	rc.Register(srv)
+	svc, err := admission.New(ctx, admission.Config{
+		Engine: eng, Publisher: pub, Dir: filepath.Join(f.data, "index"),
+		AdminToken: adminToken, FreshnessWindow: f.freshnessWindow,
+		Logger: logger.With("part", "admission"), Registry: srv.Registry(),
+	})
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	svc.Register(srv)
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
+		svc.Close()
 		eng.Close()
 		return fmt.Errorf("--listen %s: %w", f.listen, err)
 	}
@@ -232,6 +263,9 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
+	if cerr := svc.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
 	stopPublishing()
 	<-published
 	// Every Add that was acknowledged is durable already; Close also
