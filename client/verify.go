@@ -267,7 +267,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		notRun(CheckWitnesses, "the log signature did not verify")
 	default:
 		logOK = true
-		pass(CheckLogSignature, "signed by "+v.Log.Origin+" ("+v.Log.VKey[:strings.LastIndexByte(v.Log.VKey, '+')]+")")
+		pass(CheckLogSignature, fmt.Sprintf("signed by %s (key %08x)", v.Log.Origin, v.Log.Verifier.KeyHash()))
 		for _, w := range v.Cosigners {
 			r.Cosigners = append(r.Cosigners, w.Name)
 		}
