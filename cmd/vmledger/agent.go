@@ -247,6 +247,7 @@ func printMeasurement(w io.Writer, source string, m *measure.Measurement, zeroSe
 // flowFlags are the flags that attest, launch and hook share.
 type flowFlags struct {
 	vmID, coproc, logURL, trust, store, state string
+	expected                                  string
 	timeout                                   time.Duration
 }
 
@@ -259,6 +260,20 @@ func (f *flowFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.store, "store", "", "VM configuration store directory: per-VM secret, last manifest and bundle")
 	fl.StringVar(&f.state, "state", "", "consistency state file for the log (the agent's view, kept across runs)")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up (and refuse) after this long")
+	fl.StringVar(&f.expected, "expected", "", "the configuration the VM's owner ordered (default: --config); the attestation must match it")
+}
+
+// loadExpected loads --expected, with the same packages file as --config.
+func (ff *flowFlags) loadExpected(cmd *cobra.Command, f *measureFlags) (*measure.Config, error) {
+	if ff.expected == "" {
+		return nil, nil
+	}
+	ef := measureFlags{config: ff.expected, packages: f.packages}
+	cfg, err := ef.load(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("--expected: %w", err)
+	}
+	return cfg, nil
 }
 
 // agentFileConfig is the agent configuration file that `agent hook` reads
@@ -278,7 +293,7 @@ type agentFileConfig struct {
 
 // runFlow opens what the flags name and runs the attestation flow. The
 // returned error is the reason the launch must not happen.
-func runFlow(cmd *cobra.Command, ff *flowFlags, cfg *measure.Config, secret measure.Secret) (*attest.Result, error) {
+func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, secret measure.Secret) (*attest.Result, error) {
 	ctx := cmd.Context()
 	logger, err := newLogger()
 	if err != nil {
@@ -325,7 +340,7 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg *measure.Config, secret meas
 			return nil, fmt.Errorf("--state: %w", err)
 		}
 	}
-	return attest.Attest(ctx, c, attest.Request{VMID: ff.vmID, Config: cfg, Secret: secret})
+	return attest.Attest(ctx, c, attest.Request{VMID: ff.vmID, Config: cfg, Secret: secret, Expected: expected})
 }
 
 // printFlow tells what happened, for a person.
@@ -368,7 +383,11 @@ exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
 			if err != nil {
 				return err
 			}
-			r, err := runFlow(cmd, &ff, cfg, secret)
+			expected, err := ff.loadExpected(cmd, &f)
+			if err != nil {
+				return err
+			}
+			r, err := runFlow(cmd, &ff, cfg, expected, secret)
 			if err != nil {
 				return flowError(err)
 			}
@@ -398,8 +417,9 @@ func flowError(err error) error {
 
 func newAgentLaunchCmd() *cobra.Command {
 	var (
-		f  measureFlags
-		ff flowFlags
+		f   measureFlags
+		ff  flowFlags
+		out string
 	)
 	cmd := &cobra.Command{
 		Use:   "launch --vm ID --config FILE --vm-secret FILE --coproc SPEC --log URL --trust FILE -- CMD [ARGS...]",
@@ -432,7 +452,11 @@ nothing, and exits 3.`,
 			if err != nil {
 				return err
 			}
-			r, err := runFlow(cmd, &ff, cfg, secret)
+			expected, err := ff.loadExpected(cmd, &f)
+			if err != nil {
+				return err
+			}
+			r, err := runFlow(cmd, &ff, cfg, expected, secret)
 			if err != nil {
 				var ue usageError
 				if errors.As(err, &ue) {
@@ -442,12 +466,18 @@ nothing, and exits 3.`,
 				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
 			}
 			printFlow(cmd.ErrOrStderr(), r)
+			if out != "" {
+				if err := os.WriteFile(out, r.BundleJSON, 0o644); err != nil {
+					return fmt.Errorf("--out: %w (nothing launched)", err)
+				}
+			}
 			logger.Info("attestation verified, launching", "vm", ff.vmID, "index", r.Index, "command", path)
 			return syscall.Exec(path, args, os.Environ())
 		},
 	}
 	f.register(cmd)
 	ff.register(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "also write the verified bundle here before launching")
 	return cmd
 }
 
@@ -519,7 +549,7 @@ The agent configuration file (JSON):
 				var cfg *measure.Config
 				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{}); err == nil {
 					var r *attest.Result
-					if r, err = runFlow(cmd, &ff, cfg, secret); err == nil {
+					if r, err = runFlow(cmd, &ff, cfg, nil, secret); err == nil {
 						logger.Info("attestation verified, libvirt may start the domain", "vm", domain, "index", r.Index, "root", r.Measurement.Root.String())
 						return nil
 					}
