@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// report is the part of `vmledger verify --json` (client.Report) the tests
+// read.
+type report struct {
+	OK     bool `json:"ok"`
+	Checks []struct {
+		Check  string `json:"check"`
+		Status string `json:"status"`
+		Detail string `json:"detail"`
+	} `json:"checks"`
+	VMID        string   `json:"vm_id"`
+	ConfigRoot  string   `json:"config_root"`
+	CoprocKeyID string   `json:"coprocessor_keyid"`
+	Origin      string   `json:"log"`
+	Index       uint64   `json:"index"`
+	Cosigners   []string `json:"cosigners"`
+}
+
+// failed returns the names of the checks that failed.
+func (r *report) failed() []string {
+	var out []string
+	for _, c := range r.Checks {
+		if c.Status == "fail" {
+			out = append(out, c.Check)
+		}
+	}
+	return out
+}
+
+// verify runs `vmledger verify --json` with args and decodes its report.
+func verify(t *testing.T, args ...string) (*result, *report) {
+	t.Helper()
+	r := vmledger(t, append([]string{"verify", "--json"}, args...)...)
+	var rep report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("verify --json: stdout is not a report: %v\n%s", err, r)
+	}
+	return r, &rep
+}
+
+// mustVerify verifies bundle as the customer of v does (expected
+// configuration and VM secret) and fails the test unless every check
+// passes.
+func mustVerify(t *testing.T, d *deployment, bundle string, v vm) *report {
+	t.Helper()
+	r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret, "--vm", v.id)
+	if r.code != 0 || !rep.OK || len(rep.failed()) > 0 {
+		t.Fatalf("verify %s: exit %d, ok %v, failed checks %q; want exit 0, every check passed\n%s", filepath.Base(bundle), r.code, rep.OK, rep.failed(), r)
+	}
+	return rep
+}
+
+// measuredRoot is the configuration root `vmledger agent measure` computes
+// for v.
+func measuredRoot(t *testing.T, v vm) string {
+	t.Helper()
+	r := mustRun(t, "agent", "measure", "--config", v.config, "--vm-secret", v.secret, "--json")
+	var m struct {
+		Root string `json:"root"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.Root == "" {
+		t.Fatalf("agent measure --json: no root (%v)\n%s", err, r)
+	}
+	return m.Root
+}
+
+// launchArgs are the arguments of `vmledger agent launch` for v whose
+// command writes "launched <id>" to marker.
+func launchArgs(d *deployment, v vm, coproc, trust, marker string, extra ...string) []string {
+	args := []string{"agent", "launch", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
+		"--coproc", coproc, "--log", d.logURL, "--trust", trust}
+	args = append(args, extra...)
+	return append(args, "--", "/bin/sh", "-c", `echo "launched $1" > "$2"`, "sh", v.id, marker)
+}
+
+// TestAttestVerifyOffline runs the whole chain as separate processes:
+// several VMs attested (and one launched) through a real swtpm, the log and
+// three witnesses; each bundle verified by the customer; the monitor; then
+// every process stopped and every bundle verified again, offline.
+func TestAttestVerifyOffline(t *testing.T) {
+	d := deploy(t)
+
+	vms := []vm{
+		d.newVM("web01", "4GiB", 0x58),
+		d.newVM("db01", "16GiB", 0x59),
+		d.newVM("cache01", "2GiB", 0x5a),
+	}
+	bundles := map[string]string{} // VM id → bundle path
+	indexes := map[uint64]string{} // log index → VM id
+	for _, v := range vms {
+		bundle := d.path(v.id + ".bundle.json")
+		r := mustRun(t, "agent", "attest", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
+			"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
+		if !strings.Contains(r.stdout, "bundle written to "+bundle) {
+			t.Errorf("agent attest --vm %s: stdout does not say the bundle was written\n%s", v.id, r)
+		}
+		bundles[v.id] = bundle
+	}
+
+	// One VM through agent launch: the command runs only after the chain
+	// verified. --store keeps its bundle.
+	app := d.newVM("app01", "8GiB", 0x5b)
+	vms = append(vms, app)
+	marker := d.path("app01.launched")
+	store := d.path("agent-store")
+	r := mustRun(t, launchArgs(d, app, d.coproc(), d.trust, marker, "--store", store)...)
+	if got, err := os.ReadFile(marker); err != nil || string(got) != "launched app01\n" {
+		t.Fatalf("agent launch --vm app01: marker = %q (%v), want %q\n%s", got, err, "launched app01\n", r)
+	}
+	if !strings.Contains(r.stderr, "attestation verified, launching") {
+		t.Errorf("agent launch --vm app01: stderr does not say it verified before launching\n%s", r)
+	}
+	bundles[app.id] = filepath.Join(store, app.id, "bundle")
+
+	// The customer verifies each bundle against what they ordered.
+	for _, v := range vms {
+		rep := mustVerify(t, d, bundles[v.id], v)
+		if want := measuredRoot(t, v); rep.VMID != v.id || rep.ConfigRoot != want || rep.CoprocKeyID != d.tpmKeyID || rep.Origin != origin {
+			t.Errorf("verify %s: report says vm %q, root %s, key %s, log %q; want %q, %s, %s, %q",
+				v.id, rep.VMID, rep.ConfigRoot, rep.CoprocKeyID, rep.Origin, v.id, want, d.tpmKeyID, origin)
+		}
+		if len(rep.Cosigners) < 2 {
+			t.Errorf("verify %s: cosigners %q, want at least 2 of the 3 witnesses", v.id, rep.Cosigners)
+		}
+		if other, dup := indexes[rep.Index]; dup {
+			t.Errorf("verify %s: log index %d is also %s's", v.id, rep.Index, other)
+		}
+		indexes[rep.Index] = v.id
+	}
+
+	t.Run("monitor", func(t *testing.T) { testMonitor(t, d, vms[0]) })
+
+	// Stop every process, then verify every bundle again: the bundles
+	// carry all the evidence.
+	for _, w := range d.witnesses {
+		if code := w.stop(); code != 0 {
+			t.Errorf("%s: exit %d after SIGTERM, want 0\n%s", w.name, code, w.output())
+		}
+	}
+	if code := d.log.stop(); code != 0 {
+		t.Errorf("log: exit %d after SIGTERM, want 0\n%s", code, d.log.output())
+	}
+	d.tpm.Stop()
+
+	for _, v := range vms {
+		mustVerify(t, d, bundles[v.id], v)
+	}
+
+	t.Run("refused offline", func(t *testing.T) { testVerifyRefused(t, d, vms[0], bundles[vms[0].id]) })
+}
+
+// testMonitor attests a watched VM with one changed parameter and checks
+// that `vmledger monitor --once --json` reports it, and that it reports
+// nothing for a VM attested as expected.
+func testMonitor(t *testing.T, d *deployment, good vm) {
+	watch := func(name string, v vm) string {
+		dir := d.path(name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		w := fmt.Sprintf(`{"vms": [{"vm": %q, "config": %q, "vm_secret": %q}]}`, v.id, v.config, v.secret)
+		return writeFile(t, filepath.Join(dir, "watch.json"), []byte(w), 0o644)
+	}
+
+	t.Run("as expected", func(t *testing.T) {
+		r := vmledger(t, "monitor", "--log", d.logURL, "--trust", d.trust, "--watch", watch("watch-good", good), "--once", "--json")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "" {
+			t.Errorf("monitor --once watching %s: exit %d, stdout %q; want exit 0, no alert\n%s", good.id, r.code, r.stdout, r)
+		}
+	})
+
+	t.Run("changed parameter", func(t *testing.T) {
+		// The owner ordered 4 GiB; the host runs (and attests) 6 GiB.
+		ordered := d.newVM("mon01", "4GiB", 0x60)
+		ran := ordered
+		ran.config = d.writeConfig("mon01-ran.json", "6GiB", 0x60)
+		bundle := d.path("mon01.bundle.json")
+		mustRun(t, "agent", "attest", "--vm", ran.id, "--config", ran.config, "--vm-secret", ran.secret,
+			"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
+		rep := mustVerify(t, d, bundle, ran) // what the host ran verifies…
+		// …but not as what the owner ordered.
+		if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
+			t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
+		}
+
+		r := vmledger(t, "monitor", "--log", d.logURL, "--trust", d.trust, "--watch", watch("watch-mon01", ordered), "--once", "--json")
+		if r.code != 3 {
+			t.Fatalf("monitor --once watching mon01: exit %d, want 3 (an alert)\n%s", r.code, r)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 1 {
+			t.Fatalf("monitor --once watching mon01: %d lines on stdout, want 1 alert\n%s", len(lines), r)
+		}
+		var alert struct {
+			Kind   string `json:"kind"`
+			VMID   string `json:"vm_id"`
+			Index  uint64 `json:"index"`
+			Detail string `json:"detail"`
+		}
+		if err := json.Unmarshal([]byte(lines[0]), &alert); err != nil {
+			t.Fatalf("monitor alert %q: %v", lines[0], err)
+		}
+		if alert.Kind != "unexpected-config" || alert.VMID != "mon01" || alert.Index != rep.Index {
+			t.Errorf("monitor alert = kind %q, vm %q, index %d; want unexpected-config, mon01, %d\n%s", alert.Kind, alert.VMID, alert.Index, rep.Index, r)
+		}
+	})
+}
+
+// testVerifyRefused runs the customer's verification of a good bundle with
+// one wrong input at a time; each must be refused (exit 3) by the check
+// that owns that input.
+func testVerifyRefused(t *testing.T, d *deployment, v vm, bundle string) {
+	// A log key with the right origin that is not the log's.
+	otherLogVKey := strings.TrimSpace(mustRun(t, "keygen", "--name", origin, "--out", d.path("other-log.key")).stdout)
+	// Witness keys that are not the witnesses'.
+	var otherWitnesses strings.Builder
+	for i := range 3 {
+		name := fmt.Sprintf("w%d.e2e.vmledger.test", i+1)
+		vkey := strings.TrimSpace(mustRun(t, "keygen", "--name", name, "--out", d.path(fmt.Sprintf("other-w%d.key", i+1))).stdout)
+		fmt.Fprintf(&otherWitnesses, "witness w%d %s\n", i+1, vkey)
+	}
+	otherWitnesses.WriteString("group witnesses 2 w1 w2 w3\nquorum witnesses\n")
+	_, softPEM := d.softKey("stranger")
+
+	coprocLine := "coprocessor host-a " + d.tpmPEM
+	tests := []struct {
+		name       string
+		trust      string
+		expected   string
+		secret     string
+		vmID       string
+		wantFailed string
+	}{
+		{"wrong VM secret", d.trust, v.config, d.newSecret("wrong.secret"), v.id, "configuration"},
+		{"changed parameter", d.trust, d.writeConfig("web01-8g.json", "8GiB", 0x58), v.secret, v.id, "configuration"},
+		{"another VM", d.trust, v.config, v.secret, "db01", "statement"},
+		{"wrong log key", d.writeTrust("trust-other-log.txt", otherLogVKey, d.witnessLines, coprocLine), v.config, v.secret, v.id, "log signature"},
+		{"wrong witness keys", d.writeTrust("trust-other-witnesses.txt", d.logVKey, otherWitnesses.String(), coprocLine), v.config, v.secret, v.id, "witness quorum"},
+		{"wrong co-processor key", d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+softPEM), v.config, v.secret, v.id, "coprocessor signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, rep := verify(t, "--bundle", bundle, "--trust", tt.trust, "--expected", tt.expected, "--vm-secret", tt.secret, "--vm", tt.vmID)
+			if r.code != 3 || rep.OK || !slices.Contains(rep.failed(), tt.wantFailed) {
+				t.Errorf("verify (%s): exit %d, ok %v, failed checks %q; want exit 3, %q failed\n%s", tt.name, r.code, rep.OK, rep.failed(), tt.wantFailed, r)
+			}
+		})
+	}
+}
