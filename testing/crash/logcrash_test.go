@@ -1,0 +1,208 @@
+package crash
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmledger/vmledger/coproc/soft"
+)
+
+// TestLogCrash kills `vmledger log serve` with SIGKILL at random moments
+// while co-processors admit attestations concurrently, restarts it on the
+// same data directory, and after every restart checks the whole log (see
+// checkAfterRestart). VMLEDGER_CRASH_KILLS sets the number of kills
+// (default 20).
+func TestLogCrash(t *testing.T) {
+	testLogCrash(t, 0)
+}
+
+// TestLogCrashWitnessed is TestLogCrash with three `vmledger witness serve`
+// processes and a 2-of-3 --witness-policy: only cosigned checkpoints are
+// published, so the log is killed also between signing a checkpoint and
+// publishing it.
+func TestLogCrashWitnessed(t *testing.T) {
+	testLogCrash(t, 3)
+}
+
+func testLogCrash(t *testing.T, witnesses int) {
+	kills := envInt(t, "VMLEDGER_CRASH_KILLS", 20)
+	ctx := t.Context()
+	dir := t.TempDir()
+	hc := &http.Client{Timeout: time.Minute}
+	start := time.Now()
+
+	srv, err := NewLogServer(ctx, vmledgerBin, dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if witnesses > 0 {
+		var pol strings.Builder
+		fmt.Fprintf(&pol, "log %s\n", srv.VKey)
+		var names []string
+		for i := range witnesses {
+			name := fmt.Sprintf("w%d", i+1)
+			w, err := NewWitnessServer(ctx, vmledgerBin, filepath.Join(dir, name), "vmledger.test/"+name, []string{srv.VKey}, "--rate", "0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(w.Proc.Kill)
+			fmt.Fprintf(&pol, "witness %s %s %s/\n", name, w.VKey, w.Proc.URL)
+			names = append(names, name)
+		}
+		fmt.Fprintf(&pol, "group quorum-group 2 %s\nquorum quorum-group\n", strings.Join(names, " "))
+		polFile := filepath.Join(dir, "witnesses.policy")
+		if err := writeFile(polFile, pol.String()); err != nil {
+			t.Fatal(err)
+		}
+		srv.Args = append(srv.Args, "--witness-policy", polFile)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Proc.Kill() })
+
+	const workers = 4
+	var cps []*coprocessor
+	for i := range workers + 1 { // the last one is the probe
+		alg := soft.Ed25519
+		if i%2 == 1 {
+			alg = soft.ECDSAP256
+		}
+		c := newCoprocessor(t, filepath.Join(dir, fmt.Sprintf("coproc-%d", i)), alg)
+		if _, err := srv.Enrol(ctx, hc, fmt.Sprintf("host-%d", i), c.cp.PublicKey()); err != nil {
+			t.Fatalf("enrolling host-%d: %v", i, err)
+		}
+		cps = append(cps, c)
+	}
+	probe := cps[workers]
+
+	led := newLedger()
+	g := newGate(srv.URL())
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() { work(ctx, g, hc, cps[i], fmt.Sprintf("vm-%d", i), led, srv) })
+	}
+	// A reader that collects every checkpoint the log publishes.
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			base, ok := g.enter()
+			if !ok {
+				return
+			}
+			if b, err := Get(ctx, hc, base+"/checkpoint"); err == nil {
+				led.saw(b)
+			}
+			g.leave()
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	defer func() {
+		g.stop()
+		wg.Wait()
+	}()
+
+	survived := 0
+	for k := range kills {
+		// A random moment: somewhere in the next 30–600 ms of admissions.
+		time.Sleep(time.Duration(30+rand.IntN(570)) * time.Millisecond)
+		srv.Proc.Kill()
+		g.pause()
+		if err := srv.Start(ctx); err != nil {
+			t.Fatalf("kill %d: restarting the log: %v", k+1, err)
+		}
+		checkAfterRestart(t, fmt.Sprintf("after kill %d", k+1), hc, srv, led, cps[0], probe)
+		if t.Failed() {
+			t.Logf("log of the log server: %s", srv.LogPath())
+			break
+		}
+		survived++
+		g.resume(srv.URL())
+	}
+	g.stop()
+	wg.Wait()
+	led.mu.Lock()
+	failures := led.failures
+	led.mu.Unlock()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	// Last, a clean stop and one more check of everything.
+	if err := srv.Proc.Stop(); err != nil {
+		t.Errorf("log serve after SIGTERM: %v, want exit status 0", err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkAfterRestart(t, "after the final clean restart", hc, srv, led, cps[0], probe)
+	t.Logf("kills survived: %d of %d (witnesses: %d); %s; %v", survived, kills, witnesses, led.summary(), time.Since(start).Round(time.Millisecond))
+}
+
+// checkAfterRestart checks, with no admission in flight: every
+// acknowledged entry is at its index, every checkpoint seen is a prefix of
+// the log's tree, admission refuses a replayed counter of a co-processor
+// whose last envelope was acknowledged before the crash, and the log
+// accepts a new admission (the probe's).
+func checkAfterRestart(t *testing.T, when string, hc *http.Client, srv *LogServer, led *ledger, victim, probe *coprocessor) {
+	t.Helper()
+	ctx := t.Context()
+	seen, acked, maxIdx := led.snapshot()
+	final, err := srv.WaitCheckpoint(ctx, hc, maxIdx+1)
+	if err != nil {
+		t.Errorf("%s: %v", when, err)
+		return
+	}
+	if _, err := CheckLog(ctx, hc, srv.URL(), srv.Verifier, final, seen, acked); err != nil {
+		t.Errorf("%s: the log lost or changed what it acknowledged or published:\n%v", when, err)
+		return
+	}
+
+	// A replayed counter: the victim's last acknowledged counter again,
+	// with a fresh root and anchor.
+	led.mu.Lock()
+	last := led.lastCounter[victim.dir]
+	led.mu.Unlock()
+	if last > 0 {
+		cur, err := victim.counter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := victim.setCounter(last - 1); err != nil {
+			t.Fatal(err)
+		}
+		body, n, err := victim.envelope(ctx, hc, srv.URL(), "vm-0", led, srv)
+		if err != nil {
+			t.Fatalf("%s: signing a replay: %v", when, err)
+		}
+		if err := victim.setCounter(cur); err != nil {
+			t.Fatal(err)
+		}
+		a, err := admit(ctx, hc, srv.URL(), body)
+		switch {
+		case err != nil:
+			t.Errorf("%s: admitting a replayed counter: %v", when, err)
+		case a.status != 409 || a.reason != "replayed-counter":
+			t.Errorf("%s: admission of counter %d (already acknowledged) = %d %s, want 409 replayed-counter", when, n, a.status, a.reason)
+		}
+	}
+
+	// The log still accepts writes.
+	body, n, err := probe.envelope(ctx, hc, srv.URL(), "vm-probe", led, srv)
+	if err != nil {
+		t.Fatalf("%s: signing the probe: %v", when, err)
+	}
+	a, err := admit(ctx, hc, srv.URL(), body)
+	if err != nil || a.status != 202 || a.index < 0 {
+		t.Errorf("%s: admission of a fresh envelope = %+v, %v; want 202 with an index", when, a, err)
+		return
+	}
+	led.ack(a.index, body, probe.dir, n)
+}

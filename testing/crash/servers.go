@@ -1,0 +1,171 @@
+package crash
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vmledger/vmledger/log/admission"
+)
+
+// keygen runs `vmledger keygen` and returns the verifier key it prints.
+func keygen(ctx context.Context, bin, name, out string) (string, error) {
+	b, err := exec.CommandContext(ctx, bin, "keygen", "--name", name, "--out", out).Output()
+	if err != nil {
+		return "", fmt.Errorf("vmledger keygen --name %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// LogServer is a `vmledger log serve` on a data directory that outlives its
+// processes.
+type LogServer struct {
+	Bin      string
+	Dir      string // holds key, token, data/ and log.txt
+	Data     string // --data
+	KeyFile  string
+	VKey     string
+	Origin   string
+	Verifier note.Verifier
+	Token    []byte
+	Args     []string // extra flags of log serve
+	Proc     *Process // the running process, nil before Start
+}
+
+// NewLogServer makes a log key and an admin token in dir; the data
+// directory is dir/data unless data is not empty.
+func NewLogServer(ctx context.Context, bin, dir, data string, args ...string) (*LogServer, error) {
+	l := &LogServer{Bin: bin, Dir: dir, Data: data, KeyFile: filepath.Join(dir, "log.key"), Origin: "vmledger.test/ledger", Args: args}
+	if l.Data == "" {
+		l.Data = filepath.Join(dir, "data")
+	}
+	var err error
+	if l.VKey, err = keygen(ctx, bin, l.Origin, l.KeyFile); err != nil {
+		return nil, err
+	}
+	if l.Verifier, err = note.NewVerifier(l.VKey); err != nil {
+		return nil, err
+	}
+	tok := make([]byte, 32)
+	rand.Read(tok)
+	l.Token = []byte(base64.StdEncoding.EncodeToString(tok))
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), append(l.Token, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// LogPath is the file that collects the stderr of every run.
+func (l *LogServer) LogPath() string { return filepath.Join(l.Dir, "log.txt") }
+
+// Start starts the log (again) on its data directory.
+func (l *LogServer) Start(ctx context.Context) error {
+	args := append([]string{"--log-format", "json", "log", "serve", "--data", l.Data, "--listen", "127.0.0.1:0",
+		"--key", l.KeyFile, "--admin-token-file", filepath.Join(l.Dir, "admin.token")}, l.Args...)
+	p, err := Start(ctx, l.Bin, l.LogPath(), "log serving", args...)
+	if err != nil {
+		return err
+	}
+	l.Proc = p
+	return nil
+}
+
+// URL is the running log's base URL.
+func (l *LogServer) URL() string { return l.Proc.URL }
+
+// WaitCheckpoint polls /checkpoint until the log publishes one of at least
+// size minSize, and returns it. The bound is generous: it is for readiness.
+func (l *LogServer) WaitCheckpoint(ctx context.Context, hc *http.Client, minSize int64) ([]byte, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	var last error
+	for time.Now().Before(deadline) {
+		b, err := Get(ctx, hc, l.URL()+"/checkpoint")
+		if err == nil {
+			c, err2 := OpenCheckpoint(b, l.Verifier)
+			if err2 != nil {
+				return nil, err2
+			}
+			if c.Size >= minSize {
+				return b, nil
+			}
+			err = fmt.Errorf("published size %d < %d", c.Size, minSize)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("no checkpoint of size ≥ %d within 2 minutes: %v", minSize, last)
+}
+
+// Enrol enrols a co-processor public key through the HTTP API.
+func (l *LogServer) Enrol(ctx context.Context, hc *http.Client, name string, pub crypto.PublicKey) (admission.Key, error) {
+	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	if err != nil {
+		return admission.Key{}, err
+	}
+	ec := admission.EnrolClient{Base: l.URL(), Token: l.Token, HTTP: hc}
+	k, _, err := ec.Enrol(ctx, name, pemKey)
+	return k, err
+}
+
+// WitnessServer is a `vmledger witness serve` on a data directory that
+// outlives its processes.
+type WitnessServer struct {
+	Bin     string
+	Dir     string
+	Name    string
+	KeyFile string
+	VKey    string // as keygen printed it (Ed25519 note key)
+	Args    []string
+	Proc    *Process
+}
+
+// NewWitnessServer makes a witness key and a --logs file naming the logs'
+// verifier keys in dir.
+func NewWitnessServer(ctx context.Context, bin, dir, name string, logVKeys []string, args ...string) (*WitnessServer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	w := &WitnessServer{Bin: bin, Dir: dir, Name: name, KeyFile: filepath.Join(dir, "witness.key"), Args: args}
+	var err error
+	if w.VKey, err = keygen(ctx, bin, name, w.KeyFile); err != nil {
+		return nil, err
+	}
+	var logs strings.Builder
+	for _, v := range logVKeys {
+		fmt.Fprintf(&logs, "log %s\n", v)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "logs"), []byte(logs.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// LogPath is the file that collects the stderr of every run.
+func (w *WitnessServer) LogPath() string { return filepath.Join(w.Dir, "log.txt") }
+
+// Start starts the witness (again) on its data directory.
+func (w *WitnessServer) Start(ctx context.Context) error {
+	args := append([]string{"--log-format", "json", "witness", "serve", "--data", filepath.Join(w.Dir, "data"),
+		"--listen", "127.0.0.1:0", "--key", w.KeyFile, "--logs", filepath.Join(w.Dir, "logs")}, w.Args...)
+	p, err := Start(ctx, w.Bin, w.LogPath(), "witness serving", args...)
+	if err != nil {
+		return err
+	}
+	w.Proc = p
+	return nil
+}
