@@ -53,8 +53,13 @@ func (t *Tree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // Root is the tree hash of the first size entries.
 func (t *Tree) Root(size int64) (tlog.Hash, error) { return tlog.TreeHash(size, t) }
 
-// Proof is the consistency proof from old to new.
-func (t *Tree) Proof(old, new int64) (tlog.TreeProof, error) { return tlog.ProveTree(new, old, t) }
+// Proof is the consistency proof from old to new (empty from 0).
+func (t *Tree) Proof(old, new int64) (tlog.TreeProof, error) {
+	if old == 0 {
+		return nil, nil
+	}
+	return tlog.ProveTree(new, old, t)
+}
 
 // Checkpoint is a parsed C2SP tlog-checkpoint body.
 type Checkpoint struct {
