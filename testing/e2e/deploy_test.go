@@ -27,7 +27,8 @@ type deployment struct {
 	logVKey   string
 	log       *proc
 	witnesses []*proc
-	// witnessLines are the witness, group and quorum lines of the policy.
+	// witnessLines are the witness, group and quorum lines of the
+	// customer's trust file.
 	witnessLines string
 
 	tpm        *swtpmtest.Swtpm
@@ -51,11 +52,12 @@ func deploy(t *testing.T) *deployment {
 	d := &deployment{t: t, dir: t.TempDir(), tpm: tpm}
 
 	d.logVKey = strings.TrimSpace(mustRun(t, "keygen", "--name", origin, "--out", d.path("log.key")).stdout)
-	var wkeys []string
+	var wkeys, wvkeys []string
 	for i := range 3 {
 		name := fmt.Sprintf("w%d.e2e.vmledger.test", i+1)
-		mustRun(t, "keygen", "--name", name, "--out", d.path(fmt.Sprintf("w%d.key", i+1)))
-		wkeys = append(wkeys, d.path(fmt.Sprintf("w%d.key", i+1)))
+		key := d.path(fmt.Sprintf("w%d.key", i+1))
+		wvkeys = append(wvkeys, strings.TrimSpace(mustRun(t, "keygen", "--name", name, "--out", key).stdout))
+		wkeys = append(wkeys, key)
 	}
 	token := make([]byte, 32)
 	rand.Read(token)
@@ -66,7 +68,7 @@ func deploy(t *testing.T) *deployment {
 	// (--listen 127.0.0.1:0, read back from their log line), then the log.
 	// If someone took the log's port meanwhile, start over.
 	for attempt := 1; ; attempt++ {
-		err := d.startServers(attempt, wkeys)
+		err := d.startServers(attempt, wkeys, wvkeys)
 		if err == nil {
 			break
 		}
@@ -112,10 +114,15 @@ func deploy(t *testing.T) *deployment {
 	return d
 }
 
-// startServers starts the three witnesses and the log, in directories of
-// their own under attempt-N. It returns an error only if the log's port was
-// taken; any other failure fails the test.
-func (d *deployment) startServers(attempt int, wkeys []string) error {
+// startServers starts the three witnesses (private keys wkeys, verifier keys
+// wvkeys as keygen printed them) and the log, in directories of their own
+// under attempt-N. It returns an error only if the log's port was taken; any
+// other failure fails the test.
+//
+// The log's witness policy names each witness by the Ed25519 verifier key
+// keygen printed (as the README does); the customer's trust file by the
+// cosignature/v1 key witness serve prints. Both must work.
+func (d *deployment) startServers(attempt int, wkeys, wvkeys []string) error {
 	t := d.t
 	dir := d.path(fmt.Sprintf("attempt-%d", attempt))
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -126,7 +133,7 @@ func (d *deployment) startServers(attempt int, wkeys []string) error {
 	logs := writeFile(t, filepath.Join(dir, "logs.txt"), []byte("log "+d.logVKey+" "+d.logURL+"\n"), 0o644)
 
 	d.witnesses = nil
-	var pol strings.Builder
+	var pol, trustPol strings.Builder
 	for i, key := range wkeys {
 		name := fmt.Sprintf("w%d", i+1)
 		w := startProc(t, dir, "witness-"+name, "witness", "serve",
@@ -146,12 +153,15 @@ func (d *deployment) startServers(attempt int, wkeys []string) error {
 		if !strings.HasPrefix(vkey, fmt.Sprintf("w%d.e2e.vmledger.test+", i+1)) {
 			t.Fatalf("witness %s printed %q on stdout, want its verifier key", name, out)
 		}
-		fmt.Fprintf(&pol, "witness %s %s %s\n", name, vkey, url)
+		fmt.Fprintf(&pol, "witness %s %s %s\n", name, wvkeys[i], url)
+		fmt.Fprintf(&trustPol, "witness %s %s %s\n", name, vkey, url)
 		d.witnesses = append(d.witnesses, w)
 	}
-	pol.WriteString("group witnesses 2 w1 w2 w3\nquorum witnesses\n")
-	d.witnessLines = pol.String()
-	policyFile := writeFile(t, filepath.Join(dir, "witness-policy.txt"), []byte(d.witnessLines), 0o644)
+	const quorum = "group witnesses 2 w1 w2 w3\nquorum witnesses\n"
+	pol.WriteString(quorum)
+	trustPol.WriteString(quorum)
+	d.witnessLines = trustPol.String()
+	policyFile := writeFile(t, filepath.Join(dir, "witness-policy.txt"), []byte(pol.String()), 0o644)
 
 	d.log = startProc(t, dir, "log", "log", "serve",
 		"--data", filepath.Join(dir, "log"), "--listen", logAddr, "--key", d.path("log.key"),

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -114,14 +115,21 @@ func TestAttestVerifyOffline(t *testing.T) {
 	vms = append(vms, app)
 	marker := d.path("app01.launched")
 	store := d.path("agent-store")
-	r := mustRun(t, launchArgs(d, app, d.coproc(), d.trust, marker, "--store", store)...)
+	bundles[app.id] = d.path("app01.bundle.json")
+	r := mustRun(t, launchArgs(d, app, d.coproc(), d.trust, marker, "--store", store, "--out", bundles[app.id])...)
 	if got, err := os.ReadFile(marker); err != nil || string(got) != "launched app01\n" {
 		t.Fatalf("agent launch --vm app01: marker = %q (%v), want %q\n%s", got, err, "launched app01\n", r)
 	}
 	if !strings.Contains(r.stderr, "attestation verified, launching") {
 		t.Errorf("agent launch --vm app01: stderr does not say it verified before launching\n%s", r)
 	}
-	bundles[app.id] = filepath.Join(store, app.id, "bundle")
+	out, err := os.ReadFile(bundles[app.id])
+	if err != nil {
+		t.Fatalf("agent launch --out: %v", err)
+	}
+	if kept, err := os.ReadFile(filepath.Join(store, app.id, "bundle")); err != nil || !bytes.Equal(kept, out) {
+		t.Errorf("agent launch --store: the store's bundle of app01 (%v) is not the one written to --out", err)
+	}
 
 	// The customer verifies each bundle against what they ordered.
 	for _, v := range vms {

@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// launchCase is one `vmledger agent launch` with one thing wrong.
+type launchCase struct {
+	name string
+	// args are the launch arguments; the command writes marker.
+	args   []string
+	marker string
+	// reason must appear in stderr after "attestation failed, launch
+	// aborted".
+	reason string
+}
+
+// mustRefuse runs a launch that must be refused: exit 3, the abort logged
+// with its reason, and the command never run.
+func mustRefuse(t *testing.T, c launchCase) {
+	t.Helper()
+	r := vmledger(t, c.args...)
+	if r.code != 3 {
+		t.Errorf("agent launch (%s): exit %d, want 3\n%s", c.name, r.code, r)
+	}
+	const aborted = "attestation failed, launch aborted"
+	if i := strings.Index(r.stderr, aborted); i < 0 || !strings.Contains(r.stderr[i:], c.reason) {
+		t.Errorf("agent launch (%s): stderr lacks %q with the reason %q\n%s", c.name, aborted, c.reason, r)
+	}
+	if _, err := os.Stat(c.marker); !os.IsNotExist(err) {
+		t.Errorf("agent launch (%s): the command ran (stat %s: %v), want nothing launched\n%s", c.name, c.marker, err, r)
+	}
+}
+
+// mustLaunch runs a launch that must run its command.
+func mustLaunch(t *testing.T, name string, args []string, marker string) {
+	t.Helper()
+	r := vmledger(t, args...)
+	if _, err := os.Stat(marker); r.code != 0 || err != nil {
+		t.Fatalf("agent launch (%s): exit %d, marker: %v; want exit 0 and the command run\n%s", name, r.code, err, r)
+	}
+}
+
+// TestLaunchRefused shows that `vmledger agent launch` runs nothing, and
+// exits 3 with the reason, when any key is wrong or any component is
+// stopped: each case differs from a launch that works in that one thing.
+func TestLaunchRefused(t *testing.T) {
+	d := deploy(t)
+	app := d.newVM("app01", "4GiB", 0x70)
+	marker := func(name string) string { return d.path(name + ".launched") }
+
+	// The control: everything right, including --expected.
+	mustLaunch(t, "control", launchArgs(d, app, d.coproc(), d.trust, marker("control"), "--expected", app.config), marker("control"))
+
+	ran := d.writeConfig("app01-ran.json", "6GiB", 0x70) // one parameter changed
+	soft, softPEM := d.softKey("stranger")
+	otherLogVKey := strings.TrimSpace(mustRun(t, "keygen", "--name", origin, "--out", d.path("other-log.key")).stdout)
+	withRan := app
+	withRan.config = ran
+
+	for _, c := range []launchCase{
+		{
+			name:   "changed parameter",
+			args:   launchArgs(d, withRan, d.coproc(), d.trust, marker("changed"), "--expected", app.config),
+			marker: marker("changed"),
+			reason: "attested configuration is not the expected one",
+		},
+		{
+			name:   "co-processor key not enrolled",
+			args:   launchArgs(d, app, soft, d.trust, marker("unenrolled"), "--expected", app.config),
+			marker: marker("unenrolled"),
+			reason: "unknown-key",
+		},
+		{
+			name: "co-processor key not in the trust file",
+			args: launchArgs(d, app,
+				d.coproc(), d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+softPEM),
+				marker("untrusted-coproc"), "--expected", app.config),
+			marker: marker("untrusted-coproc"),
+			reason: "not signed by a trusted co-processor",
+		},
+		{
+			name: "log key not in the trust file",
+			args: launchArgs(d, app,
+				d.coproc(), d.writeTrust("trust-other-log.txt", otherLogVKey, d.witnessLines, "coprocessor host-a "+d.tpmPEM),
+				marker("untrusted-log"), "--expected", app.config),
+			marker: marker("untrusted-log"),
+			reason: "not signed by a trusted log",
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) { mustRefuse(t, c) })
+	}
+
+	// Components stopped, one after the other. The swtpm comes back (on
+	// another port) and a launch works again before the next one stops.
+	t.Run("swtpm stopped", func(t *testing.T) {
+		d.tpm.Kill()
+		mustRefuse(t, launchCase{
+			name:   "swtpm stopped",
+			args:   launchArgs(d, app, d.coproc(), d.trust, marker("no-tpm"), "--expected", app.config),
+			marker: marker("no-tpm"),
+			reason: "opening co-processor",
+		})
+		d.tpm.Restart()
+		mustLaunch(t, "swtpm restarted", launchArgs(d, app, d.coproc(), d.trust, marker("tpm-back"), "--expected", app.config), marker("tpm-back"))
+	})
+
+	t.Run("2 of 3 witnesses stopped", func(t *testing.T) {
+		d.witnesses[0].kill()
+		d.witnesses[1].kill()
+		mustRefuse(t, launchCase{
+			name:   "2 of 3 witnesses stopped",
+			args:   launchArgs(d, app, d.coproc(), d.trust, marker("one-witness"), "--expected", app.config, "--timeout", "5s"),
+			marker: marker("one-witness"),
+			reason: "deadline exceeded",
+		})
+	})
+
+	t.Run("log stopped", func(t *testing.T) {
+		d.log.kill()
+		mustRefuse(t, launchCase{
+			name:   "log stopped",
+			args:   launchArgs(d, app, d.coproc(), d.trust, marker("no-log"), "--expected", app.config, "--timeout", "5s"),
+			marker: marker("no-log"),
+			reason: "the log is unreachable",
+		})
+	})
+}
