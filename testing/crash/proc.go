@@ -184,3 +184,20 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// crashReport returns the first lines of a Go panic or fatal error in the
+// log at path (the reason and the crashing goroutine), or its tail.
+func crashReport(path string) string {
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	for _, marker := range []string{"\npanic: ", "\nfatal error: ", "\nunexpected fault address", "\nSIGBUS", "\nSIGSEGV"} {
+		if i := strings.Index(s, marker); i >= 0 {
+			lines := strings.SplitN(s[i+1:], "\n", 16)
+			if len(lines) > 15 {
+				lines = lines[:15]
+			}
+			return strings.Join(lines, "\n")
+		}
+	}
+	return tail(path, 30)
+}
