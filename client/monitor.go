@@ -16,6 +16,7 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -160,7 +161,7 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(m.path, b, 0o600); err != nil {
+	if err := atomicfile.Write(m.path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("saving monitor state: %w", err)
 	}
 	return alerts, nil

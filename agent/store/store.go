@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 
 	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 )
 
 // Errors for decisions.
@@ -116,7 +117,7 @@ func (s *Store) ImportSecret(id string, sec measure.Secret) error {
 	if _, err := os.Lstat(p); err == nil {
 		return fmt.Errorf("secret of VM %s: %w", id, ErrExists)
 	}
-	return writeAtomic(p, sec[:])
+	return atomicfile.Write(p, sec[:], 0o600)
 }
 
 // Secret returns VM id's secret.
@@ -148,7 +149,7 @@ func (s *Store) SaveManifest(id string, m *measure.Measurement) error {
 		return err
 	}
 	d, _ := s.vmDir(id)
-	return writeAtomic(filepath.Join(d, "manifest.json"), b)
+	return atomicfile.Write(filepath.Join(d, "manifest.json"), b, 0o600)
 }
 
 // Manifest returns VM id's last manifest, refusing it (ErrTampered) unless it
@@ -186,7 +187,7 @@ func (s *Store) SaveBundle(id string, bundle []byte) error {
 	if _, err := os.Stat(filepath.Join(d, "secret")); err != nil {
 		return fmt.Errorf("VM %s: %w", id, ErrNotFound)
 	}
-	return writeAtomic(filepath.Join(d, "bundle"), bundle)
+	return atomicfile.Write(filepath.Join(d, "bundle"), bundle, 0o600)
 }
 
 // Bundle returns VM id's last bundle.
@@ -219,40 +220,4 @@ func (s *Store) read(id, name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, at most %d: %w", p, st.Size(), limit, ErrTampered)
 	}
 	return io.ReadAll(io.LimitReader(f, limit))
-}
-
-// writeAtomic replaces path with data, mode 0600.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -46,6 +46,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 )
 
 // Algorithm names a software key type.
@@ -113,7 +114,7 @@ func Init(ctx context.Context, dir string, alg Algorithm) (created bool, err err
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("soft: %w", err)
 	}
-	return true, syncDir(dir)
+	return true, atomicfile.SyncDir(dir)
 }
 
 func keyAlg(k crypto.Signer) Algorithm {
@@ -212,7 +213,7 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(c.dir, rootFile, []byte(hex.EncodeToString(cl.Root[:])+"\n")); err != nil {
+	if err := atomicfile.Write(filepath.Join(c.dir, rootFile), []byte(hex.EncodeToString(cl.Root[:])+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("soft: writing root: %w", err)
 	}
 	n, _, err := readCounter(c.dir)
@@ -226,7 +227,7 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 		return nil, err
 	}
 	n++
-	if err := writeFileAtomic(c.dir, counterFile, []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
+	if err := atomicfile.Write(filepath.Join(c.dir, counterFile), []byte(strconv.FormatUint(n, 10)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("soft: writing counter: %w", err)
 	}
 	// From here on, a failure burns counter value n.
@@ -307,43 +308,4 @@ func (c *CoProcessor) lock() (unlock func(), err error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
-}
-
-// writeFileAtomic replaces dir/name with data: temporary file, fsync,
-// rename, fsync of the directory.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, name+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -24,12 +24,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness"
@@ -272,7 +272,7 @@ func (p *Publisher) round(ctx context.Context) error {
 
 func (p *Publisher) publish(signed []byte, size uint64) error {
 	if p.cfg.StateFile != "" {
-		if err := writeFileAtomic(p.cfg.StateFile, signed); err != nil {
+		if err := atomicfile.Write(p.cfg.StateFile, signed, 0o644); err != nil {
 			return fmt.Errorf("saving published checkpoint: %w", err)
 		}
 	}
@@ -284,33 +284,4 @@ func (p *Publisher) publish(signed []byte, size uint64) error {
 	p.pubSize.Set(float64(size))
 	p.log.Debug("published checkpoint", "size", size)
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".published-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
