@@ -147,6 +147,26 @@ func TestAttestVerifyOffline(t *testing.T) {
 		indexes[rep.Index] = v.id
 	}
 
+	// A customer who keeps state: each bundle's checkpoint (the tree grows
+	// from one to the next) must be consistent with the one verified
+	// before, proved from the log's tiles.
+	t.Run("consistency state", func(t *testing.T) {
+		state := d.path("customer-state.json")
+		for i, v := range vms {
+			r, rep := verify(t, "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret,
+				"--state", state, "--log", d.logURL)
+			consistency := ""
+			for _, c := range rep.Checks {
+				if c.Check == "consistency" && c.Status == "pass" {
+					consistency = c.Detail
+				}
+			}
+			if r.code != 0 || consistency == "" || (i > 0 && !strings.Contains(consistency, "consistent with the trusted size")) {
+				t.Errorf("verify %s --state: exit %d, consistency %q; want exit 0, consistency proved against the state\n%s", v.id, r.code, consistency, r)
+			}
+		}
+	})
+
 	t.Run("monitor", func(t *testing.T) { testMonitor(t, d, vms[0]) })
 
 	// Stop every process, then verify every bundle again: the bundles
@@ -168,59 +188,79 @@ func TestAttestVerifyOffline(t *testing.T) {
 	t.Run("refused offline", func(t *testing.T) { testVerifyRefused(t, d, vms[0], bundles[vms[0].id]) })
 }
 
+// alert is one line of `vmledger monitor --json` (client.Alert).
+type alert struct {
+	Kind   string `json:"kind"`
+	VMID   string `json:"vm_id"`
+	Index  uint64 `json:"index"`
+	Detail string `json:"detail"`
+}
+
+// monitorOnce runs one round of `vmledger monitor --once --json` and
+// decodes its alerts.
+func monitorOnce(t *testing.T, d *deployment, watch string) (*result, []alert) {
+	t.Helper()
+	r := vmledger(t, "monitor", "--log", d.logURL, "--trust", d.trust, "--watch", watch, "--once", "--json")
+	var alerts []alert
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if line == "" {
+			continue
+		}
+		var a alert
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("monitor --json: line %q is not an alert: %v\n%s", line, err, r)
+		}
+		alerts = append(alerts, a)
+	}
+	return r, alerts
+}
+
 // testMonitor attests a watched VM with one changed parameter and checks
-// that `vmledger monitor --once --json` reports it, and that it reports
-// nothing for a VM attested as expected.
+// that `vmledger monitor --once --json` reports exactly that attestation,
+// and nothing for a VM attested as expected.
 func testMonitor(t *testing.T, d *deployment, good vm) {
-	watch := func(name string, v vm) string {
+	watch := func(name string, vms ...vm) string {
 		dir := d.path(name)
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		w := fmt.Sprintf(`{"vms": [{"vm": %q, "config": %q, "vm_secret": %q}]}`, v.id, v.config, v.secret)
+		var entries []string
+		for _, v := range vms {
+			entries = append(entries, fmt.Sprintf(`{"vm": %q, "config": %q, "vm_secret": %q}`, v.id, v.config, v.secret))
+		}
+		w := `{"vms": [` + strings.Join(entries, ", ") + `]}`
 		return writeFile(t, filepath.Join(dir, "watch.json"), []byte(w), 0o644)
 	}
 
-	t.Run("as expected", func(t *testing.T) {
-		r := vmledger(t, "monitor", "--log", d.logURL, "--trust", d.trust, "--watch", watch("watch-good", good), "--once", "--json")
-		if r.code != 0 || strings.TrimSpace(r.stdout) != "" {
-			t.Errorf("monitor --once watching %s: exit %d, stdout %q; want exit 0, no alert\n%s", good.id, r.code, r.stdout, r)
+	// The owner of mon01 ordered 4 GiB; the host runs (and attests) 6 GiB.
+	ordered := d.newVM("mon01", "4GiB", 0x60)
+	ran := ordered
+	ran.config = d.writeConfig("mon01-ran.json", "6GiB", 0x60)
+	bundle := d.path("mon01.bundle.json")
+	mustRun(t, "agent", "attest", "--vm", ran.id, "--config", ran.config, "--vm-secret", ran.secret,
+		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
+	rep := mustVerify(t, d, bundle, ran) // what the host ran verifies…
+	// …but not as what the owner ordered.
+	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
+		t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
+	}
+
+	t.Run("changed parameter", func(t *testing.T) {
+		w := watch("watch-both", good, ordered)
+		r, alerts := monitorOnce(t, d, w)
+		want := alert{Kind: "unexpected-config", VMID: "mon01", Index: rep.Index}
+		if r.code != 3 || len(alerts) != 1 || alerts[0].Kind != want.Kind || alerts[0].VMID != want.VMID || alerts[0].Index != want.Index {
+			t.Fatalf("monitor --once watching %s and mon01: exit %d, alerts %+v; want exit 3 and only %+v\n%s", good.id, r.code, alerts, want, r)
+		}
+		// The next round resumes from the state: nothing new to report.
+		if r, alerts := monitorOnce(t, d, w); r.code != 0 || len(alerts) != 0 {
+			t.Errorf("monitor --once again (same state): exit %d, alerts %+v; want exit 0, none\n%s", r.code, alerts, r)
 		}
 	})
 
-	t.Run("changed parameter", func(t *testing.T) {
-		// The owner ordered 4 GiB; the host runs (and attests) 6 GiB.
-		ordered := d.newVM("mon01", "4GiB", 0x60)
-		ran := ordered
-		ran.config = d.writeConfig("mon01-ran.json", "6GiB", 0x60)
-		bundle := d.path("mon01.bundle.json")
-		mustRun(t, "agent", "attest", "--vm", ran.id, "--config", ran.config, "--vm-secret", ran.secret,
-			"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
-		rep := mustVerify(t, d, bundle, ran) // what the host ran verifies…
-		// …but not as what the owner ordered.
-		if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
-			t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
-		}
-
-		r := vmledger(t, "monitor", "--log", d.logURL, "--trust", d.trust, "--watch", watch("watch-mon01", ordered), "--once", "--json")
-		if r.code != 3 {
-			t.Fatalf("monitor --once watching mon01: exit %d, want 3 (an alert)\n%s", r.code, r)
-		}
-		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-		if len(lines) != 1 {
-			t.Fatalf("monitor --once watching mon01: %d lines on stdout, want 1 alert\n%s", len(lines), r)
-		}
-		var alert struct {
-			Kind   string `json:"kind"`
-			VMID   string `json:"vm_id"`
-			Index  uint64 `json:"index"`
-			Detail string `json:"detail"`
-		}
-		if err := json.Unmarshal([]byte(lines[0]), &alert); err != nil {
-			t.Fatalf("monitor alert %q: %v", lines[0], err)
-		}
-		if alert.Kind != "unexpected-config" || alert.VMID != "mon01" || alert.Index != rep.Index {
-			t.Errorf("monitor alert = kind %q, vm %q, index %d; want unexpected-config, mon01, %d\n%s", alert.Kind, alert.VMID, alert.Index, rep.Index, r)
+	t.Run("as expected", func(t *testing.T) {
+		if r, alerts := monitorOnce(t, d, watch("watch-good", good)); r.code != 0 || len(alerts) != 0 {
+			t.Errorf("monitor --once watching %s: exit %d, alerts %+v; want exit 0, none\n%s", good.id, r.code, alerts, r)
 		}
 	})
 }
