@@ -343,6 +343,24 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	return attest.Attest(ctx, c, attest.Request{VMID: ff.vmID, Config: cfg, Secret: secret, Expected: expected})
 }
 
+// runFlowFromFlags loads the secret, the configuration and the expected
+// configuration that the flags name, and runs the flow.
+func runFlowFromFlags(cmd *cobra.Command, f *measureFlags, ff *flowFlags) (*attest.Result, error) {
+	secret, err := f.secret(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := f.load(cmd)
+	if err != nil {
+		return nil, err
+	}
+	expected, err := ff.loadExpected(cmd, f)
+	if err != nil {
+		return nil, err
+	}
+	return runFlow(cmd, ff, cfg, expected, secret)
+}
+
 // printFlow tells what happened, for a person.
 func printFlow(w io.Writer, r *attest.Result) {
 	fmt.Fprintf(w, "config root   %s\n", r.Measurement.Root)
@@ -375,19 +393,7 @@ exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
 			if out == "" {
 				return usagef("--out FILE is required: where to write the bundle")
 			}
-			secret, err := f.secret(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			cfg, err := f.load(cmd)
-			if err != nil {
-				return err
-			}
-			expected, err := ff.loadExpected(cmd, &f)
-			if err != nil {
-				return err
-			}
-			r, err := runFlow(cmd, &ff, cfg, expected, secret)
+			r, err := runFlowFromFlags(cmd, &f, &ff)
 			if err != nil {
 				return flowError(err)
 			}
@@ -444,19 +450,7 @@ nothing, and exits 3.`,
 			if err != nil {
 				return err
 			}
-			secret, err := f.secret(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			cfg, err := f.load(cmd)
-			if err != nil {
-				return err
-			}
-			expected, err := ff.loadExpected(cmd, &f)
-			if err != nil {
-				return err
-			}
-			r, err := runFlow(cmd, &ff, cfg, expected, secret)
+			r, err := runFlowFromFlags(cmd, &f, &ff)
 			if err != nil {
 				var ue usageError
 				if errors.As(err, &ue) {
