@@ -131,6 +131,11 @@ func TestAttestVerifyOffline(t *testing.T) {
 		t.Errorf("agent launch --store: the store's bundle of app01 (%v) is not the one written to --out", err)
 	}
 
+	// One VM started the libvirt way: agent hook with the domain XML.
+	hooked, hookBundle := hookVM(t, d, "web02")
+	vms = append(vms, hooked)
+	bundles[hooked.id] = hookBundle
+
 	// The customer verifies each bundle against what they ordered.
 	for _, v := range vms {
 		rep := mustVerify(t, d, bundles[v.id], v)

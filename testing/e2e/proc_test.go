@@ -73,9 +73,16 @@ func (r *result) String() string {
 // commandTimeout.
 func vmledger(t *testing.T, args ...string) *result {
 	t.Helper()
+	return vmledgerStdin(t, "", args...)
+}
+
+// vmledgerStdin is vmledger with stdin as the process's standard input.
+func vmledgerStdin(t *testing.T, stdin string, args ...string) *result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vmledgerBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
