@@ -188,6 +188,11 @@ func TestAttestVerifyOffline(t *testing.T) {
 
 	for _, v := range vms {
 		mustVerify(t, d, bundles[v.id], v)
+		// And as a person reads it.
+		r := vmledger(t, "verify", "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret)
+		if want := "VERIFIED: VM " + v.id + ","; r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("verify %s (text): exit %d; want exit 0 and %q\n%s", v.id, r.code, want, r)
+		}
 	}
 
 	t.Run("refused offline", func(t *testing.T) { testVerifyRefused(t, d, vms[0], bundles[vms[0].id]) })
