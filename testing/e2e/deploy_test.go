@@ -189,20 +189,30 @@ func (d *deployment) writeTrust(name, logVKey, witnessLines, coprocLine string) 
 	return writeFile(d.t, d.path(name), []byte(text), 0o644)
 }
 
-// softKey makes a software co-processor key in a new directory (a key the
-// log has never enrolled) and returns its SPEC and the path of its PEM.
-func (d *deployment) softKey(name string) (spec, pemPath string) {
+// softCoproc is a software co-processor key.
+type softCoproc struct {
+	spec  string // soft:DIR
+	pem   string // path of its public key's PEM
+	keyID string
+}
+
+// softKey makes a software co-processor key (ECDSA P-256, like a TPM's) in
+// a new directory: a key the log has not enrolled.
+func (d *deployment) softKey(name string) softCoproc {
 	t := d.t
-	spec = "soft:" + d.path(name)
-	mustRun(t, "coproc", "init", "--coproc", spec, "--soft-alg", "ecdsa-p256")
-	r := mustRun(t, "coproc", "info", "--coproc", spec, "--json")
+	k := softCoproc{spec: "soft:" + d.path(name)}
+	mustRun(t, "coproc", "init", "--coproc", k.spec, "--soft-alg", "ecdsa-p256")
+	r := mustRun(t, "coproc", "info", "--coproc", k.spec, "--json")
 	var info struct {
+		KeyID        string `json:"keyid"`
 		PublicKeyPEM string `json:"publicKeyPEM"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.PublicKeyPEM == "" {
-		t.Fatalf("coproc info --json: no publicKeyPEM (%v)\n%s", err, r)
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.PublicKeyPEM == "" || info.KeyID == "" {
+		t.Fatalf("coproc info --json: no keyid or publicKeyPEM (%v)\n%s", err, r)
 	}
-	return spec, writeFile(t, d.path(name+".pem"), []byte(info.PublicKeyPEM), 0o644)
+	k.keyID = info.KeyID
+	k.pem = writeFile(t, d.path(name+".pem"), []byte(info.PublicKeyPEM), 0o644)
+	return k
 }
 
 // vm is one VM: its configuration file and its secret.

@@ -289,7 +289,7 @@ func testVerifyRefused(t *testing.T, d *deployment, v vm, bundle string) {
 		fmt.Fprintf(&otherWitnesses, "witness w%d %s\n", i+1, vkey)
 	}
 	otherWitnesses.WriteString("group witnesses 2 w1 w2 w3\nquorum witnesses\n")
-	_, softPEM := d.softKey("stranger")
+	stranger := d.softKey("stranger")
 
 	coprocLine := "coprocessor host-a " + d.tpmPEM
 	tests := []struct {
@@ -305,7 +305,7 @@ func testVerifyRefused(t *testing.T, d *deployment, v vm, bundle string) {
 		{"another VM", d.trust, v.config, v.secret, "db01", "statement"},
 		{"wrong log key", d.writeTrust("trust-other-log.txt", otherLogVKey, d.witnessLines, coprocLine), v.config, v.secret, v.id, "log signature"},
 		{"wrong witness keys", d.writeTrust("trust-other-witnesses.txt", d.logVKey, otherWitnesses.String(), coprocLine), v.config, v.secret, v.id, "witness quorum"},
-		{"wrong co-processor key", d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+softPEM), v.config, v.secret, v.id, "coprocessor signature"},
+		{"wrong co-processor key", d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+stranger.pem), v.config, v.secret, v.id, "coprocessor signature"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,10 +55,17 @@ func TestLaunchRefused(t *testing.T) {
 	mustLaunch(t, "control", launchArgs(d, app, d.coproc(), d.trust, marker("control"), "--expected", app.config), marker("control"))
 
 	ran := d.writeConfig("app01-ran.json", "6GiB", 0x70) // one parameter changed
-	soft, softPEM := d.softKey("stranger")
+	stranger := d.softKey("stranger")
 	otherLogVKey := strings.TrimSpace(mustRun(t, "keygen", "--name", origin, "--out", d.path("other-log.key")).stdout)
 	withRan := app
 	withRan.config = ran
+
+	// Enrolment needs the log's admin token: with another one, the key
+	// stays unknown to the log (the next case shows it).
+	wrongToken := writeFile(t, d.path("wrong.token"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	if r := vmledger(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", wrongToken, "--key", stranger.pem); r.code != 1 || !strings.Contains(r.stderr, "the log refused the admin token") {
+		t.Errorf("log enroll with a wrong admin token: exit %d; want exit 1, the token refused\n%s", r.code, r)
+	}
 
 	for _, c := range []launchCase{
 		{
@@ -69,14 +76,14 @@ func TestLaunchRefused(t *testing.T) {
 		},
 		{
 			name:   "co-processor key not enrolled",
-			args:   launchArgs(d, app, soft, d.trust, marker("unenrolled"), "--expected", app.config),
+			args:   launchArgs(d, app, stranger.spec, d.trust, marker("unenrolled"), "--expected", app.config),
 			marker: marker("unenrolled"),
 			reason: "unknown-key",
 		},
 		{
 			name: "co-processor key not in the trust file",
 			args: launchArgs(d, app,
-				d.coproc(), d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+softPEM),
+				d.coproc(), d.writeTrust("trust-other-coproc.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+stranger.pem),
 				marker("untrusted-coproc"), "--expected", app.config),
 			marker: marker("untrusted-coproc"),
 			reason: "not signed by a trusted co-processor",
@@ -92,6 +99,21 @@ func TestLaunchRefused(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) { mustRefuse(t, c) })
 	}
+
+	// A key enrolled, then revoked: launches stop at once.
+	t.Run("co-processor key revoked", func(t *testing.T) {
+		trust := d.writeTrust("trust-with-stranger.txt", d.logVKey, d.witnessLines,
+			"coprocessor host-a "+d.tpmPEM+"\ncoprocessor host-b "+stranger.pem)
+		mustRun(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", stranger.pem, "--name", "host-b")
+		mustLaunch(t, "enrolled software key", launchArgs(d, app, stranger.spec, trust, marker("host-b"), "--expected", app.config), marker("host-b"))
+		mustRun(t, "log", "revoke", "--log", d.logURL, "--admin-token-file", d.adminToken, "--keyid", stranger.keyID)
+		mustRefuse(t, launchCase{
+			name:   "revoked key",
+			args:   launchArgs(d, app, stranger.spec, trust, marker("revoked"), "--expected", app.config),
+			marker: marker("revoked"),
+			reason: "revoked-key",
+		})
+	})
 
 	// Components stopped, one after the other. The swtpm comes back (on
 	// another port) and a launch works again before the next one stops.
