@@ -86,9 +86,11 @@ func launchArgs(d *deployment, v vm, coproc, trust, marker string, extra ...stri
 }
 
 // TestAttestVerifyOffline runs the whole chain as separate processes:
-// several VMs attested (and one launched) through a real swtpm, the log and
-// three witnesses; each bundle verified by the customer; the monitor; then
-// every process stopped and every bundle verified again, offline.
+// several VMs attested through a real swtpm, the log and three witnesses
+// (agent attest; one VM with agent launch, one with agent hook as libvirt
+// runs it); each bundle verified by the customer, also with a consistency
+// state; the monitor; then every process stopped and every bundle verified
+// again, offline, and refused offline when one input is wrong.
 func TestAttestVerifyOffline(t *testing.T) {
 	d := deploy(t)
 
