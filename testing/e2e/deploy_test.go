@@ -48,6 +48,7 @@ func (d *deployment) coproc() string { return "swtpm:" + d.tpm.Addr }
 // killed when the test ends.
 func deploy(t *testing.T) *deployment {
 	t.Helper()
+	statSources()
 	tpm := swtpmtest.Start(t) // skips, or fails with VMLEDGER_REQUIRE_SWTPM=1, without swtpm
 	d := &deployment{t: t, dir: t.TempDir(), tpm: tpm}
 

@@ -12,14 +12,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// vmledgerBin is the binary TestMain builds from ./cmd/vmledger.
-var vmledgerBin string
+// vmledgerBin is the binary TestMain builds from ./cmd/vmledger, and
+// binarySources the files of this module it is built from.
+var (
+	vmledgerBin   string
+	binarySources []string
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -32,6 +38,10 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if binarySources, err = sourcesOf(root, "./cmd/vmledger"); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "vmledger-e2e-bin-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
@@ -47,6 +57,46 @@ func buildAndRun(m *testing.M) int {
 	}
 	return m.Run()
 }
+
+// sourcesOf lists the files of the main module that go into the binary of
+// package pkg, and go.mod and go.sum (which pin every other file).
+func sourcesOf(root, pkg string) ([]string, error) {
+	list := exec.Command("go", "list", "-deps", "-json=Dir,GoFiles,CgoFiles,EmbedFiles,Module", pkg)
+	list.Dir = root
+	out, err := list.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list -deps %s: %w", pkg, err)
+	}
+	files := []string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p struct {
+			Dir                           string
+			GoFiles, CgoFiles, EmbedFiles []string
+			Module                        *struct{ Main bool }
+		}
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("go list -deps %s: %w", pkg, err)
+		}
+		if p.Module == nil || !p.Module.Main {
+			continue
+		}
+		for _, f := range slices.Concat(p.GoFiles, p.CgoFiles, p.EmbedFiles) {
+			files = append(files, filepath.Join(p.Dir, f))
+		}
+	}
+	return files, nil
+}
+
+// statSources stats every file the binary is built from, once per test
+// process. The test binary does not import ./cmd/vmledger, so without this
+// `go test` would replay a cached result after the product changed: it
+// reruns a cached test only when a file the test opened or stat'ed changed.
+var statSources = sync.OnceFunc(func() {
+	for _, f := range binarySources {
+		os.Stat(f)
+	}
+})
 
 // Bounds on waiting. They only stop a broken test from hanging; no test
 // asserts how long anything takes.
