@@ -126,10 +126,17 @@ func keyAlg(k crypto.Signer) Algorithm {
 
 func loadKey(dir string) (crypto.Signer, error) {
 	path := filepath.Join(dir, keyFile)
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("soft: %s: %w", path, coproc.ErrNotInitialized)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("soft: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("soft: %s has mode %04o: the private key must not be accessible by group or others (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("soft: %w", err)
 	}

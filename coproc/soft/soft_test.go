@@ -201,3 +201,30 @@ func BenchmarkAttestSoft(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyFileMode: Open refuses a key file that group or others can
+// access, as log serve and witness serve do for theirs (issue 11).
+func TestKeyFileMode(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "cp")
+	if _, err := soft.Init(ctx, dir, soft.Ed25519); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "key.pem")
+	for _, m := range []os.FileMode{0o640, 0o604, 0o644, 0o660, 0o666} {
+		if err := os.Chmod(key, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := soft.Open(ctx, dir, soft.Options{}); err == nil {
+			t.Errorf("Open with key.pem mode %04o = nil error, want a refusal", m)
+		}
+	}
+	for _, m := range []os.FileMode{0o600, 0o400} {
+		if err := os.Chmod(key, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := soft.Open(ctx, dir, soft.Options{}); err != nil {
+			t.Errorf("Open with key.pem mode %04o = %v, want success", m, err)
+		}
+	}
+}
