@@ -143,6 +143,9 @@ func testLogCrash(t *testing.T, witnesses int) {
 		t.Fatal(err)
 	}
 	checkAfterRestart(t, "after the final clean restart", hc, srv, led, cps[0], probe)
+	if err := srv.CheckNoSecrets(); err != nil {
+		t.Error(err)
+	}
 	t.Logf("kills survived: %d of %d (witnesses: %d); %s; %v", survived, kills, witnesses, led.summary(), time.Since(start).Round(time.Millisecond))
 }
 

@@ -169,3 +169,27 @@ func (w *WitnessServer) Start(ctx context.Context) error {
 	w.Proc = p
 	return nil
 }
+
+// CheckNoSecrets returns an error if the log's stderr (every run) holds
+// its admin token or its private key.
+func (l *LogServer) CheckNoSecrets() error {
+	key, err := os.ReadFile(l.KeyFile)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(l.LogPath())
+	if err != nil {
+		return err
+	}
+	text := string(b)
+	skey := strings.TrimSpace(string(key))
+	// The private key's last field is its secret part.
+	secret := skey[strings.LastIndex(skey, "+")+1:]
+	switch {
+	case strings.Contains(text, string(l.Token)):
+		return fmt.Errorf("the log's stderr (%s) contains the admin token", l.LogPath())
+	case strings.Contains(text, secret):
+		return fmt.Errorf("the log's stderr (%s) contains the private key", l.LogPath())
+	}
+	return nil
+}

@@ -316,6 +316,9 @@ func (s *setup) checkUnchanged(t *testing.T, before []string) {
 			t.Errorf("state %d changed after the hostile requests:\n%s\nbecame\n%s", i, before[i], after[i])
 		}
 	}
+	if err := s.log.CheckNoSecrets(); err != nil {
+		t.Error(err)
+	}
 	for _, p := range []*crash.Process{s.log.Proc, s.witness.Proc} {
 		if exited, err := p.Exited(); exited {
 			t.Errorf("a server exited during the hostile requests: %v", err)
