@@ -20,6 +20,8 @@
 //  7. consistency: with a state file, the checkpoint is consistent with the
 //     last one this client trusted (proven with a consistency proof from the
 //     log when the sizes differ); a contradiction is kept as evidence.
+//     Without a state file this check is "not requested": there is nothing
+//     earlier to compare with.
 //  8. configuration: the attested root equals the root recomputed from the
 //     expected configuration and VM secret, or a manifest / disclosures
 //     recompute to it; then any Rules hold over the proven values.
@@ -85,6 +87,9 @@ const (
 	Pass   Status = "pass"
 	Fail   Status = "fail"
 	NotRun Status = "not run"
+	// NotRequested marks the consistency check when no state was given:
+	// there is nothing earlier to compare with. It does not fail a report.
+	NotRequested Status = "not requested"
 )
 
 // Result is the outcome of one check.
@@ -261,9 +266,15 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	case errors.As(err, &bad) && bad.Witness:
 		pass(CheckLogSignature, "signed by "+cp.Origin)
 		logOK = true
-		fail(CheckWitnesses, ErrWitnessPolicy, err)
+		fail(CheckWitnesses, ErrWitnessPolicy, fmt.Errorf("%w: the cosignature by witness key %s+%08x does not verify", ErrWitnessPolicy, bad.Name, bad.KeyHash))
+	case errors.As(err, &bad):
+		fail(CheckLogSignature, ErrLogSignature, fmt.Errorf("%w: the signature by log key %s+%08x does not verify", ErrLogSignature, bad.Name, bad.KeyHash))
+		notRun(CheckWitnesses, "the log signature did not verify")
+	case errors.Is(err, policy.ErrNoLogSignature):
+		fail(CheckLogSignature, ErrLogSignature, fmt.Errorf("%w: no valid signature by a log of the trust file on this checkpoint of %q", ErrLogSignature, cp.Origin))
+		notRun(CheckWitnesses, "the log signature did not verify")
 	case err != nil && !errors.Is(err, policy.ErrQuorumNotMet):
-		fail(CheckLogSignature, ErrLogSignature, err)
+		fail(CheckLogSignature, ErrLogSignature, fmt.Errorf("%w: %s", ErrLogSignature, strings.TrimPrefix(err.Error(), "policy: ")))
 		notRun(CheckWitnesses, "the log signature did not verify")
 	default:
 		logOK = true
@@ -272,7 +283,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 			r.Cosigners = append(r.Cosigners, w.Name)
 		}
 		if err != nil {
-			fail(CheckWitnesses, ErrWitnessPolicy, fmt.Errorf("%w; cosigned by %s", err, namesOrNone(r.Cosigners)))
+			fail(CheckWitnesses, ErrWitnessPolicy, fmt.Errorf("%w: cosigned by %s, which is not the policy's quorum", ErrWitnessPolicy, namesOrNone(r.Cosigners)))
 			break
 		}
 		newest, err := newestCosignature(b.Proof.Checkpoint, v)
@@ -294,7 +305,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	// 7. Consistency.
 	switch {
 	case opts.State == nil:
-		pass(CheckConsistency, "no state file: nothing earlier to compare with (give --state to track the log across runs)")
+		r.Results = append(r.Results, Result{Check: CheckConsistency, Status: NotRequested, Detail: "no state file: nothing earlier to compare with (give --state to track the log across runs)"})
 	case !logOK || !quorumOK:
 		notRun(CheckConsistency, "the checkpoint is not trusted, so it is not compared or recorded")
 	default:
@@ -317,7 +328,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 
 	r.OK = true
 	for _, c := range r.Results {
-		if c.Status != Pass {
+		if c.Status != Pass && c.Status != NotRequested {
 			r.OK = false
 		}
 	}

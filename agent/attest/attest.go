@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -43,8 +44,12 @@ var (
 	ErrFreshness   = errors.New("the log's checkpoint is not trusted")
 	ErrCoprocessor = errors.New("the co-processor failed to attest")
 	ErrRefused     = errors.New("the log refused the attestation")
-	ErrVerify      = errors.New("the attestation does not verify")
-	ErrStore       = errors.New("saving the manifest or bundle failed")
+	// ErrNotWitnessed: the log did not answer with a witness-cosigned
+	// checkpoint before the deadline — the entry may be admitted, but the
+	// witness quorum did not cosign a checkpoint containing it in time.
+	ErrNotWitnessed = errors.New("no witness-cosigned checkpoint included the attestation in time (is the witness quorum up?)")
+	ErrVerify       = errors.New("the attestation does not verify")
+	ErrStore        = errors.New("saving the manifest or bundle failed")
 )
 
 // Config is what the agent needs. CoProcessor, LogURL and Trust are
@@ -228,6 +233,12 @@ func submit(ctx context.Context, hc *http.Client, base string, entry []byte) (ui
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
 		if err != nil {
+			var ne net.Error
+			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout() && ctx.Err() != nil) {
+				// Connected and sent, then no answer until the deadline:
+				// the log waits for a cosigned checkpoint.
+				return 0, nil, fmt.Errorf("%w: %w", ErrNotWitnessed, err)
+			}
 			return 0, nil, fmt.Errorf("%w: %w", ErrLog, err)
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, bundle.MaxSize+4096))

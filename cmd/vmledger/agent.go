@@ -33,7 +33,7 @@ func newAgentCmd() *cobra.Command {
 (schema vmledger/config/v1), has the co-processor attest the root, records the
 attestation in the log, and launches the VM only when the whole chain verifies.`,
 	}
-	cmd.AddCommand(newAgentMeasureCmd(), newAgentAttestCmd(), newAgentLaunchCmd(), newAgentHookCmd())
+	cmd.AddCommand(newAgentMeasureCmd(), newAgentAttestCmd(), newAgentLaunchCmd(), newAgentHookCmd(), newAgentSecretCmd())
 	return cmd
 }
 
@@ -315,7 +315,7 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	}
 	cp, err := spec.Open(ctx, sp, spec.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("opening co-processor %s: %w (run 'vmledger coproc init --coproc %s' first?)", ff.coproc, err, ff.coproc)
+		return nil, coprocError("open", sp, err)
 	}
 	defer cp.Close()
 	c := attest.Config{CoProcessor: cp, LogURL: ff.logURL, Trust: trust, Logger: logger, WaitTimeout: ff.timeout}
@@ -411,6 +411,65 @@ exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
 	return cmd
 }
 
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func newAgentSecretCmd() *cobra.Command {
+	var storeDir, vmID, importPath, out string
+	cmd := &cobra.Command{
+		Use:   "secret --store DIR --vm ID (--out FILE | --import FILE)",
+		Short: "Create or import a VM's secret in the agent's store",
+		Long: `secret provisions the 32-byte VM secret that salts a VM's configuration tree: the
+provider's agent keeps it in its store (0600), and the VM's owner keeps a copy to
+recompute the expected root. Without --import it creates a random secret and writes
+the owner's copy to --out; with --import it stores a secret the owner chose. A VM's
+secret is never replaced.`,
+		Example: `  vmledger agent secret --store /var/lib/vmledger/agent --vm web01 --out web01.secret
+  vmledger agent secret --store /var/lib/vmledger/agent --vm web02 --import owner-chosen.secret`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if storeDir == "" || vmID == "" || (out == "") == (importPath == "") {
+				return usagef("give --store DIR, --vm ID and exactly one of --out FILE (new secret) or --import FILE")
+			}
+			st, err := store.Open(storeDir)
+			if err != nil {
+				return fmt.Errorf("--store: %w", err)
+			}
+			if importPath != "" {
+				f := measureFlags{vmSecret: importPath}
+				sec, err := f.secret(cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				if err := st.ImportSecret(vmID, sec); err != nil {
+					return fmt.Errorf("importing the secret of %s: %w", vmID, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "stored the secret of VM %s in %s\n", vmID, storeDir)
+				return nil
+			}
+			if fileExists(out) {
+				return usagef("--out %s exists; refusing to overwrite a secret", out)
+			}
+			sec, err := st.CreateSecret(vmID)
+			if err != nil {
+				return fmt.Errorf("creating the secret of %s: %w", vmID, err)
+			}
+			if err := os.WriteFile(out, sec[:], 0o600); err != nil {
+				return fmt.Errorf("--out: %w (the secret is in the store; copy it from there)", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created the secret of VM %s; the owner's copy is %s (32 bytes, keep it private)\n", vmID, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&storeDir, "store", "", "the agent's VM configuration store directory")
+	cmd.Flags().StringVar(&vmID, "vm", "", "the VM's id")
+	cmd.Flags().StringVar(&out, "out", "", "write the new secret here, for the VM's owner (mode 0600)")
+	cmd.Flags().StringVar(&importPath, "import", "", "store this secret file (32 raw bytes or 64 hex) instead of creating one")
+	return cmd
+}
+
 // flowError classifies a flow failure: a broken link of the chain is a
 // refusal (exit 3); a usage error stays one.
 func flowError(err error) error {
@@ -488,8 +547,10 @@ func newAgentHookCmd() *cobra.Command {
 
 libvirt runs it with DOMAIN prepare begin - and the domain XML on stdin before it
 starts a VM; the hook measures that XML (VM id = the domain name; its secret comes
-from the store, and its packages from <store>/<domain>/packages.json if present),
-attests, and exits non-zero — which makes libvirt
+from the store — see 'agent secret' — and its packages from
+<store>/<domain>/packages.json if present), attests, verifies against the
+configuration the owner ordered if <store>/<domain>/expected.json holds it (a
+vmledger/config/v1 JSON or YAML file; otherwise against the XML itself), and exits non-zero — which makes libvirt
 abort the start — unless everything verifies. Other operations exit 0 at once.
 
 The agent configuration file (JSON):
@@ -538,12 +599,22 @@ The agent configuration file (JSON):
 			if pk, err := vmconfig.LoadPackagesFile(filepath.Join(ac.Store, domain, "packages.json")); err == nil {
 				opts.Packages = pk
 			}
+			// The configuration the owner ordered, if the store has it: the
+			// domain XML must measure to the same root.
+			var expected *measure.Config
+			if p := filepath.Join(ac.Store, domain, "expected.json"); fileExists(p) {
+				ef := measureFlags{config: p}
+				if expected, err = ef.load(cmd); err != nil {
+					logger.Error("attestation failed, launch aborted", "vm", domain, "reason", err)
+					return refusedError{fmt.Errorf("attestation failed, launch aborted: %s: %w", p, err)}
+				}
+			}
 			vc, err := vmconfig.ParseLibvirt(xmlData, opts)
 			if err == nil {
 				var cfg *measure.Config
 				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{}); err == nil {
 					var r *attest.Result
-					if r, err = runFlow(cmd, &ff, cfg, nil, secret); err == nil {
+					if r, err = runFlow(cmd, &ff, cfg, expected, secret); err == nil {
 						logger.Info("attestation verified, libvirt may start the domain", "vm", domain, "index", r.Index, "root", r.Measurement.Root.String())
 						return nil
 					}

@@ -187,6 +187,8 @@ func printReport(w io.Writer, r *client.Report) {
 			mark = "✗"
 		case client.NotRun:
 			mark = "·"
+		case client.NotRequested:
+			mark = "–"
 		}
 		fmt.Fprintf(w, "%s %d. %-22s %s\n", mark, i+1, c.Check, c.Detail)
 	}

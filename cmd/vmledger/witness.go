@@ -51,7 +51,11 @@ URL, if given, is where gossip reads the log's checkpoint and tiles).
 The witness cosigns a checkpoint only with a valid consistency proof from the last
 checkpoint it cosigned for that log, kept in a badger database under --data.
 Also served: GET /<hex sha256(origin)>/checkpoint (latest cosigned checkpoint),
-GET /v1/evidence (fork evidence, JSON), /metrics, /healthz.`,
+GET /v1/evidence (fork evidence, JSON), /metrics, /healthz.
+
+At start it prints its verifier key on stdout in the cosignature/v1 form (key type
+0x04). Either that or the plain Ed25519 key that keygen printed can go in a
+policy's "witness" line: vmledger (and Tessera) convert the latter.`,
 		Example: `  vmledger keygen --name witness.example/w1 --out w1.key
   echo "log example.com/ledger+edb3e1ea+AYE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU http://127.0.0.1:8080/" > logs
   vmledger witness serve --data ./w1 --listen 127.0.0.1:7001 --key w1.key --logs logs \

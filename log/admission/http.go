@@ -50,7 +50,11 @@ type errorBody struct {
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, reason := status(err)
 	msg := err.Error()
-	if code >= 500 {
+	if code >= 500 && r.Context().Err() != nil {
+		// The client went away (an agent that gave up waiting): not a
+		// server failure.
+		s.log.Debug("request abandoned by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if code >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 		if code == http.StatusInternalServerError {
 			msg = "internal error"

@@ -217,7 +217,11 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusServiceUnavailable
 	}
 	msg := err.Error()
-	if status >= 500 {
+	if status >= 500 && r.Context().Err() != nil {
+		// The client went away (an agent that gave up waiting): not a
+		// server failure.
+		s.log.Debug("request abandoned by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 		if status == http.StatusInternalServerError {
 			msg = "internal error"

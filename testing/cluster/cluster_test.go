@@ -138,8 +138,8 @@ func TestLaunchRefusals(t *testing.T) {
 		a := c.Agent()
 		a.WaitTimeout = 2e9
 		_, err := attest.Attest(ctx, a, attest.Request{VMID: "vm-quorum", Config: cfg, Secret: secret(1)})
-		if !errors.Is(err, attest.ErrLog) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want ErrLog after the deadline", err)
+		if !errors.Is(err, attest.ErrNotWitnessed) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want ErrNotWitnessed after the deadline", err)
 		}
 	})
 }

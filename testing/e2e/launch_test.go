@@ -123,7 +123,7 @@ func TestLaunchRefused(t *testing.T) {
 			name:   "swtpm stopped",
 			args:   launchArgs(d, app, d.coproc(), d.trust, marker("no-tpm"), "--expected", app.config),
 			marker: marker("no-tpm"),
-			reason: "opening co-processor",
+			reason: "coproc open",
 		})
 		d.tpm.Restart()
 		mustLaunch(t, "swtpm restarted", launchArgs(d, app, d.coproc(), d.trust, marker("tpm-back"), "--expected", app.config), marker("tpm-back"))
