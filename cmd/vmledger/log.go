@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/vmledger/vmledger/log/admission"
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/publish"
 	"github.com/vmledger/vmledger/log/rekorcompat"
 	"github.com/vmledger/vmledger/log/server"
+	"github.com/vmledger/vmledger/log/tesseralog"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness/policy"
 )
@@ -44,6 +47,10 @@ type logServeFlags struct {
 	witnessPolicy     string
 	adminTokenFile    string
 	freshnessWindow   time.Duration
+
+	engine             string
+	mysqlDSN           string
+	checkpointInterval time.Duration
 }
 
 // defaultMemoryLimitMiB is the Go heap's soft limit for the log. Badger's
@@ -98,6 +105,18 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 			if f.data == "" || f.listen == "" || f.key == "" {
 				return usagef("log serve needs --data DIR, --listen ADDR and --key FILE")
 			}
+			switch f.engine {
+			case "badger":
+				if f.mysqlDSN != "" {
+					return usagef("--mysql-dsn needs --engine tessera")
+				}
+			case "tessera":
+				if f.mysqlDSN == "" {
+					return usagef("--engine tessera needs --mysql-dsn user:password@tcp(host:port)/dbname")
+				}
+			default:
+				return usagef("--engine %q: want badger or tessera", f.engine)
+			}
 			return runLogServe(cmd.Context(), f)
 		},
 	}
@@ -109,10 +128,50 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().Int64Var(&f.memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB (0: none; GOMEMLIMIT overrides)")
+	cmd.Flags().StringVar(&f.engine, "engine", "badger", "log engine: badger (embedded, in DATA/engine) or tessera (Tessera on MySQL/MariaDB at --mysql-dsn)")
+	cmd.Flags().StringVar(&f.mysqlDSN, "mysql-dsn", "", "with --engine tessera: the log's database, user:password@tcp(host:3306)/dbname (it must exist; tables are created)")
+	cmd.Flags().DurationVar(&f.checkpointInterval, "checkpoint-interval", time.Second, "with --engine tessera: how often a checkpoint is published (at least 1s)")
 	cmd.Flags().StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of the enrolment endpoints (mode 0600; none: enrolment disabled)")
 	cmd.Flags().DurationVar(&f.freshnessWindow, "freshness-window", 10*time.Minute, "how long a replaced published checkpoint stays a valid freshness anchor")
 	cmd.Flags().StringVar(&f.witnessPolicy, "witness-policy", "", "C2SP tlog-policy file of witnesses (with URLs), groups and quorum: publish only checkpoints they cosign")
 	return cmd
+}
+
+// openEngine opens the engine --engine names.
+func openEngine(ctx context.Context, f logServeFlags, signer note.Signer, logger *slog.Logger) (engine.Engine, error) {
+	if f.engine == "tessera" {
+		if f.batchMaxSize < 0 {
+			return nil, usagef("--batch-max-size must be ≥ 0")
+		}
+		e, err := tesseralog.Open(ctx, tesseralog.Config{
+			DSN:                f.mysqlDSN,
+			Signer:             signer,
+			Logger:             logger.With("part", "engine"),
+			CheckpointInterval: f.checkpointInterval,
+			BatchMaxAge:        f.batchMaxAge,
+			BatchMaxSize:       uint(f.batchMaxSize),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--engine tessera: %w", err)
+		}
+		return e, nil
+	}
+	return badgerlog.Open(ctx, badgerlog.Config{
+		Dir:          filepath.Join(f.data, "engine"),
+		Signer:       signer,
+		Logger:       logger,
+		BatchMaxAge:  f.batchMaxAge,
+		BatchMaxSize: f.batchMaxSize,
+	})
+}
+
+// pollFor is how often the publisher asks the engine for a new checkpoint:
+// on tessera that is a database query, not a memory read.
+func pollFor(engine string) time.Duration {
+	if engine == "tessera" {
+		return 100 * time.Millisecond
+	}
+	return 0 // the publisher's default
 }
 
 // readLogKey reads a note private key file, refusing one that group or
@@ -165,13 +224,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 			return fmt.Errorf("--witness-policy %s: %w", f.witnessPolicy, err)
 		}
 	}
-	eng, err := badgerlog.Open(ctx, badgerlog.Config{
-		Dir:          filepath.Join(f.data, "engine"),
-		Signer:       signer,
-		Logger:       logger,
-		BatchMaxAge:  f.batchMaxAge,
-		BatchMaxSize: f.batchMaxSize,
-	})
+	eng, err := openEngine(ctx, f, signer, logger)
 	if err != nil {
 		return err
 	}
@@ -179,6 +232,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		Engine:    eng,
 		Policy:    wpol,
 		StateFile: filepath.Join(f.data, "published"),
+		Poll:      pollFor(f.engine),
 		Logger:    logger.With("part", "publish"),
 	})
 	if err != nil {

@@ -30,8 +30,10 @@ import (
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/spec"
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/publish"
 	"github.com/vmledger/vmledger/log/server"
+	"github.com/vmledger/vmledger/log/tesseralog"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness"
 	"github.com/vmledger/vmledger/witness/policy"
@@ -51,6 +53,9 @@ type Options struct {
 	Witnesses, Quorum int
 	// Logger receives every part's logs; nil discards them.
 	Logger *slog.Logger
+	// MySQLDSN, if set, runs the log on the Tessera engine (log/tesseralog)
+	// with this database instead of the embedded badger engine.
+	MySQLDSN string
 }
 
 // Cluster is a running deployment.
@@ -71,7 +76,7 @@ type Cluster struct {
 	AdminTokenFile string
 
 	adminToken []byte
-	engine     *badgerlog.Engine
+	engine     engine.Engine
 	publisher  *publish.Publisher
 	closers    []func() error
 	servers    []*http.Server // log first, then witnesses
@@ -174,7 +179,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.engine, err = badgerlog.Open(ctx, badgerlog.Config{Dir: filepath.Join(o.Dir, "log"), Signer: signer, Logger: o.Logger.With("part", "log")})
+	if o.MySQLDSN != "" {
+		c.engine, err = tesseralog.Open(ctx, tesseralog.Config{DSN: o.MySQLDSN, Signer: signer, Logger: o.Logger.With("part", "log")})
+	} else {
+		c.engine, err = badgerlog.Open(ctx, badgerlog.Config{Dir: filepath.Join(o.Dir, "log"), Signer: signer, Logger: o.Logger.With("part", "log")})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +192,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.publisher, err = publish.New(publish.Config{Engine: c.engine, Policy: pp, StateFile: filepath.Join(o.Dir, "log-published"), Logger: o.Logger.With("part", "publish")})
+	poll := time.Duration(0)
+	if o.MySQLDSN != "" {
+		poll = 100 * time.Millisecond // a database query, not a memory read
+	}
+	c.publisher, err = publish.New(publish.Config{Engine: c.engine, Policy: pp, Poll: poll, StateFile: filepath.Join(o.Dir, "log-published"), Logger: o.Logger.With("part", "publish")})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/coproc/soft"
 	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/testing/mysqltest"
 )
 
 func testConfig() *measure.Config {
@@ -34,8 +35,18 @@ func secret(b byte) measure.Secret {
 // TestDeployment attests several VMs through the whole deployment, then
 // stops every server and verifies the bundles offline.
 func TestDeployment(t *testing.T) {
+	testDeployment(t, Options{Dir: t.TempDir()})
+}
+
+// TestDeploymentTessera is TestDeployment with the log on Tessera and
+// MariaDB: admission, witnesses and the client on the other engine.
+func TestDeploymentTessera(t *testing.T) {
+	testDeployment(t, Options{Dir: t.TempDir(), MySQLDSN: mysqltest.NewDatabase(t)})
+}
+
+func testDeployment(t *testing.T, o Options) {
 	ctx := t.Context()
-	c, err := Start(ctx, Options{Dir: t.TempDir()})
+	c, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
