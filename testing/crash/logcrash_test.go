@@ -16,8 +16,9 @@ import (
 // TestLogCrash kills `vmledger log serve` with SIGKILL at random moments
 // while co-processors admit attestations concurrently, restarts it on the
 // same data directory, and after every restart checks the whole log (see
-// checkAfterRestart). VMLEDGER_CRASH_KILLS sets the number of kills
-// (default 20).
+// checkAfterRestart). Every fourth time it is also killed once while it
+// starts (0–300 ms after exec, mostly during recovery).
+// VMLEDGER_CRASH_KILLS sets the number of kills (default 20).
 func TestLogCrash(t *testing.T) {
 	testLogCrash(t, 0)
 }
@@ -110,12 +111,18 @@ func testLogCrash(t *testing.T, witnesses int) {
 		wg.Wait()
 	}()
 
-	survived := 0
+	survived, recoveryKills := 0, 0
 	for k := range kills {
 		// A random moment: somewhere in the next 30–600 ms of admissions.
 		time.Sleep(time.Duration(30+rand.IntN(570)) * time.Millisecond)
 		srv.Proc.Kill()
 		g.pause()
+		if k%4 == 3 { // and once more while it recovers
+			if err := srv.KillDuringStart(ctx, time.Duration(rand.IntN(300))*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			recoveryKills++
+		}
 		if err := srv.Start(ctx); err != nil {
 			t.Fatalf("kill %d: restarting the log: %v", k+1, err)
 		}
@@ -146,7 +153,7 @@ func testLogCrash(t *testing.T, witnesses int) {
 	if err := srv.CheckNoSecrets(); err != nil {
 		t.Error(err)
 	}
-	t.Logf("kills survived: %d of %d (witnesses: %d); %s; %v", survived, kills, witnesses, led.summary(), time.Since(start).Round(time.Millisecond))
+	t.Logf("kills survived: %d of %d, plus %d during recovery (witnesses: %d); %s; %v", survived, kills, recoveryKills, witnesses, led.summary(), time.Since(start).Round(time.Millisecond))
 }
 
 // checkAfterRestart checks, with no admission in flight: every

@@ -69,11 +69,35 @@ func NewLogServer(ctx context.Context, bin, dir, data string, args ...string) (*
 // LogPath is the file that collects the stderr of every run.
 func (l *LogServer) LogPath() string { return filepath.Join(l.Dir, "log.txt") }
 
+func (l *LogServer) args() []string {
+	return append([]string{"--log-format", "json", "log", "serve", "--data", l.Data, "--listen", "127.0.0.1:0",
+		"--key", l.KeyFile, "--admin-token-file", filepath.Join(l.Dir, "admin.token")}, l.Args...)
+}
+
+// KillDuringStart starts the log and kills it with SIGKILL after d,
+// whether or not it finished opening its engine and index by then: a crash
+// during recovery.
+func (l *LogServer) KillDuringStart(ctx context.Context, d time.Duration) error {
+	lf, err := os.OpenFile(l.LogPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "=== start, to be killed after %v\n", d)
+	cmd := exec.CommandContext(ctx, l.Bin, l.args()...)
+	cmd.Stderr = lf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	time.Sleep(d)
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil
+}
+
 // Start starts the log (again) on its data directory.
 func (l *LogServer) Start(ctx context.Context) error {
-	args := append([]string{"--log-format", "json", "log", "serve", "--data", l.Data, "--listen", "127.0.0.1:0",
-		"--key", l.KeyFile, "--admin-token-file", filepath.Join(l.Dir, "admin.token")}, l.Args...)
-	p, err := Start(ctx, l.Bin, l.LogPath(), "log serving", args...)
+	p, err := Start(ctx, l.Bin, l.LogPath(), "log serving", l.args()...)
 	if err != nil {
 		return err
 	}
