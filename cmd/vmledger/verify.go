@@ -14,6 +14,7 @@ import (
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/witness"
 )
 
 // verifyFlags are the flags of `vmledger verify`.
@@ -22,6 +23,7 @@ type verifyFlags struct {
 	expected                     measureFlags
 	manifest, disclosures, rules string
 	vmID                         string
+	evidence                     string
 	asJSON                       bool
 }
 
@@ -51,7 +53,9 @@ Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
 inputs cannot be read.`,
 		Example: `  vmledger verify --bundle vm-1.bundle.json --trust trust.txt --expected web01.json --vm-secret vm.secret
   vmledger verify --bundle b.json --trust trust.txt --manifest manifest.json --rules rules.json --json
-  vmledger verify --bundle b.json --trust trust.txt --disclosures memory.json --state ~/.vmledger/state.json --log https://log.example`,
+  vmledger verify --bundle b.json --trust trust.txt --disclosures memory.json --state ~/.vmledger/state.json --log https://log.example
+  curl -s http://witness.example/v1/evidence > evidence.json
+  vmledger verify --evidence evidence.json --trust trust.txt   # exit 0: the log provably forked`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd, &f)
@@ -70,11 +74,64 @@ inputs cannot be read.`,
 	fl.StringVar(&f.vmID, "vm", "", "the VM id the attestation must be for")
 	fl.StringVar(&f.state, "state", "", "state file: the last checkpoint trusted per log (created if missing)")
 	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs for --state")
+	fl.StringVar(&f.evidence, "evidence", "", "instead of a bundle: check fork evidence (a witness's GET /v1/evidence JSON) against the trust file's log keys")
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
 
+// runVerifyEvidence checks fork evidence offline: each record must show two
+// checkpoints, both signed by a log of the trust file, that cannot both be
+// true. Exit 0 means the log provably forked.
+func runVerifyEvidence(cmd *cobra.Command, f *verifyFlags) error {
+	trust, err := client.LoadTrust(f.trust)
+	if err != nil {
+		return fmt.Errorf("--trust %s: %w", f.trust, err)
+	}
+	raw, err := readSmallFile(f.evidence, 16<<20)
+	if err != nil {
+		return fmt.Errorf("--evidence: %w", err)
+	}
+	var list []*witness.Evidence
+	if err := json.Unmarshal(raw, &list); err != nil {
+		var one witness.Evidence
+		if err2 := json.Unmarshal(raw, &one); err2 != nil {
+			return fmt.Errorf("--evidence %s: neither a list of evidence records nor one: %w", f.evidence, err)
+		}
+		list = []*witness.Evidence{&one}
+	}
+	if len(list) == 0 {
+		return refusedError{fmt.Errorf("--evidence %s holds no evidence records", f.evidence)}
+	}
+	out := cmd.OutOrStdout()
+	bad := 0
+	for i, e := range list {
+		l := trust.Policy.Log(e.Origin)
+		switch {
+		case l == nil:
+			bad++
+			fmt.Fprintf(out, "✗ %d. %s: not a log of the trust file\n", i+1, e.Origin)
+		default:
+			if err := witness.VerifyEvidence(e, l.Verifier); err != nil {
+				bad++
+				fmt.Fprintf(out, "✗ %d. %s (%s): %v\n", i+1, e.Origin, e.Kind, err)
+			} else {
+				fmt.Fprintf(out, "✓ %d. %s (%s): the log signed two checkpoints that cannot both be true\n", i+1, e.Origin, e.Kind)
+			}
+		}
+	}
+	if bad > 0 {
+		return refusedError{fmt.Errorf("%d of %d evidence records do not prove a fork", bad, len(list))}
+	}
+	return nil
+}
+
 func runVerify(cmd *cobra.Command, f *verifyFlags) error {
+	if f.evidence != "" {
+		if f.bundle != "" || f.trust == "" {
+			return usagef("--evidence FILE goes with --trust FILE and without --bundle")
+		}
+		return runVerifyEvidence(cmd, f)
+	}
 	if f.bundle == "" || f.trust == "" {
 		return usagef("--bundle FILE and --trust FILE are required")
 	}
