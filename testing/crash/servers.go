@@ -78,13 +78,17 @@ func (l *LogServer) args() []string {
 // whether or not it finished opening its engine and index by then: a crash
 // during recovery.
 func (l *LogServer) KillDuringStart(ctx context.Context, d time.Duration) error {
-	lf, err := os.OpenFile(l.LogPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	return killDuringStart(ctx, l.Bin, l.LogPath(), l.args(), d)
+}
+
+func killDuringStart(ctx context.Context, bin, logPath string, args []string, d time.Duration) error {
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer lf.Close()
 	fmt.Fprintf(lf, "=== start, to be killed after %v\n", d)
-	cmd := exec.CommandContext(ctx, l.Bin, l.args()...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = lf
 	if err := cmd.Start(); err != nil {
 		return err
@@ -182,11 +186,19 @@ func NewWitnessServer(ctx context.Context, bin, dir, name string, logVKeys []str
 // LogPath is the file that collects the stderr of every run.
 func (w *WitnessServer) LogPath() string { return filepath.Join(w.Dir, "log.txt") }
 
+func (w *WitnessServer) args() []string {
+	return append([]string{"--log-format", "json", "witness", "serve", "--data", filepath.Join(w.Dir, "data"),
+		"--listen", "127.0.0.1:0", "--key", w.KeyFile, "--logs", filepath.Join(w.Dir, "logs")}, w.Args...)
+}
+
+// KillDuringStart starts the witness and kills it with SIGKILL after d.
+func (w *WitnessServer) KillDuringStart(ctx context.Context, d time.Duration) error {
+	return killDuringStart(ctx, w.Bin, w.LogPath(), w.args(), d)
+}
+
 // Start starts the witness (again) on its data directory.
 func (w *WitnessServer) Start(ctx context.Context) error {
-	args := append([]string{"--log-format", "json", "witness", "serve", "--data", filepath.Join(w.Dir, "data"),
-		"--listen", "127.0.0.1:0", "--key", w.KeyFile, "--logs", filepath.Join(w.Dir, "logs")}, w.Args...)
-	p, err := Start(ctx, w.Bin, w.LogPath(), "witness serving", args...)
+	p, err := Start(ctx, w.Bin, w.LogPath(), "witness serving", w.args()...)
 	if err != nil {
 		return err
 	}

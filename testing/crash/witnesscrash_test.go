@@ -143,7 +143,8 @@ func (l *testLog) submit(ctx context.Context, hc *http.Client, base string) (bac
 // went back (its size is at least every size it answered 200 for, and it
 // is on the log's tree) and that it refuses forks signed with the same log
 // key: the same size with another root, and a larger tree that rewrote
-// history (409 or 422, never 200), and a smaller size (4xx). The number of
+// history (409 or 422, never 200), and a smaller size (4xx). Every fourth
+// time it is also killed once while it starts. The number of
 // kills is VMLEDGER_CRASH_KILLS (default 20).
 func TestWitnessCrash(t *testing.T) {
 	kills := envInt(t, "VMLEDGER_CRASH_KILLS", 20)
@@ -197,11 +198,17 @@ func TestWitnessCrash(t *testing.T) {
 		wg.Wait()
 	}()
 
-	survived, forks := 0, 0
+	survived, forks, recoveryKills := 0, 0, 0
 	for k := range kills {
 		time.Sleep(time.Duration(20+mrand.IntN(400)) * time.Millisecond)
 		w.Proc.Kill()
 		g.pause()
+		if k%4 == 3 { // and once more while it starts
+			if err := w.KillDuringStart(ctx, time.Duration(mrand.IntN(200))*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			recoveryKills++
+		}
 		if err := w.Start(ctx); err != nil {
 			t.Fatalf("kill %d: restarting the witness: %v", k+1, err)
 		}
@@ -256,8 +263,8 @@ func TestWitnessCrash(t *testing.T) {
 	if l.cosigned == 0 {
 		t.Errorf("the witness never cosigned anything (answers %v)", l.counts)
 	}
-	t.Logf("kills survived: %d of %d; submissions=%d answers=%v largest cosigned size=%d; fork attempts refused=%d; %v",
-		survived, kills, l.submissions, l.counts, l.cosigned, forks, time.Since(start).Round(time.Millisecond))
+	t.Logf("kills survived: %d of %d, plus %d while starting; submissions=%d answers=%v largest cosigned size=%d; fork attempts refused=%d; %v",
+		survived, kills, recoveryKills, l.submissions, l.counts, l.cosigned, forks, time.Since(start).Round(time.Millisecond))
 }
 
 func sha256Sum(s string) []byte {
