@@ -199,6 +199,7 @@ func TestWitnessCrash(t *testing.T) {
 	}()
 
 	survived, forks, recoveryKills := 0, 0, 0
+	var prevStored int64
 	for k := range kills {
 		time.Sleep(time.Duration(20+mrand.IntN(400)) * time.Millisecond)
 		w.Proc.Kill()
@@ -231,6 +232,10 @@ func TestWitnessCrash(t *testing.T) {
 			}
 		}
 		l.mu.Lock()
+		if stored.Size < prevStored {
+			t.Errorf("%s: the witness's stored size is %d, after %d at the previous restart: it went backwards", when, stored.Size, prevStored)
+		}
+		prevStored = stored.Size
 		if stored.Size < cosigned {
 			t.Errorf("%s: the witness's stored size is %d, but it cosigned size %d before the crash: it went backwards", when, stored.Size, cosigned)
 		}
