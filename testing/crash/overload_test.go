@@ -149,9 +149,15 @@ func TestOverload(t *testing.T) {
 	})
 
 	var refusals, transportErrs atomic.Int64
+	// A bound on the run, not an assertion: past it, clients stop early.
+	stopAt := time.Now().Add(time.Minute)
 	for i, c := range clients {
 		wg.Go(func() {
 			for range rounds {
+				if time.Now().After(stopAt) {
+					led.count("stopped-early")
+					return
+				}
 				body, err := c.envelope(*anchor.Load(), fmt.Sprintf("vm-%d", i))
 				if err != nil {
 					led.fail("signing: %v", err)
