@@ -81,6 +81,8 @@ func status(err error) (code int, reason string) {
 		return http.StatusTooManyRequests, "overloaded"
 	case errors.Is(err, engine.ErrPushback):
 		return http.StatusServiceUnavailable, "pushback"
+	case errors.Is(err, engine.ErrFailed):
+		return http.StatusServiceUnavailable, "storage-failure"
 	case errors.Is(err, engine.ErrClosed), errors.Is(err, errClosed):
 		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -52,6 +52,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -95,6 +96,18 @@ type Config struct {
 	// badgerOptions); 0 means the default, 96 MiB.
 	MemoryBudget int64
 
+	// MinFreeBytes is the free space the database's filesystem must keep:
+	// below it a batch is refused with engine.ErrPushback (HTTP 503) before
+	// anything is written, and accepted again once space is freed. Badger
+	// writes its memtable log through a memory-mapped file, and a write
+	// into it on a full filesystem kills the process with SIGBUS, so the
+	// check must come first. Default 64 MiB; negative disables it.
+	MinFreeBytes int64
+
+	// testHookFree, if set, replaces the filesystem's free-space query
+	// (tests only).
+	testHookFree func() (uint64, error)
+
 	// testHookCommit, if set, runs before each commit; an error makes the
 	// commit fail as a crash would (tests only).
 	testHookCommit func() error
@@ -121,6 +134,8 @@ type Engine struct {
 	cr     *compact.Range
 	edge   map[uint64]*edgeTile // right-edge tile per tile level
 	failed error
+	// health is failed, for readers outside the sequencer.
+	health atomic.Pointer[error]
 }
 
 type edgeTile struct {
@@ -392,7 +407,7 @@ func (e *Engine) process(batch []*request) {
 	if e.failed != nil {
 		for _, r := range batch {
 			e.pendingBytes.Add(-int64(r.size))
-			r.done <- result{err: fmt.Errorf("badgerlog: sequencing stopped after a failed commit: %w", e.failed)}
+			r.done <- result{err: fmt.Errorf("badgerlog: sequencing stopped after a failed commit (%w): %w", engine.ErrFailed, e.failed)}
 		}
 		return
 	}
@@ -401,11 +416,21 @@ func (e *Engine) process(batch []*request) {
 	for _, r := range batch {
 		entries = append(entries, r.entries...)
 	}
+	if err := e.checkFreeSpace(); err != nil {
+		e.log.Error("refusing writes: disk nearly full", "err", err, "size", start)
+		for _, r := range batch {
+			e.pendingBytes.Add(-int64(r.size))
+			r.done <- result{err: err}
+		}
+		return
+	}
 	err := e.commit(entries)
 	if err != nil {
 		e.failed = err
+		ferr := fmt.Errorf("badgerlog: %w: %w", engine.ErrFailed, err)
+		e.health.Store(&ferr)
 		e.log.Error("commit failed; sequencing stopped until the log is reopened", "err", err, "size", start)
-		err = fmt.Errorf("badgerlog: commit: %w", err)
+		err = fmt.Errorf("badgerlog: commit: %w: %w", engine.ErrFailed, err)
 	}
 	next := start
 	for _, r := range batch {
@@ -417,6 +442,45 @@ func (e *Engine) process(batch []*request) {
 
 // commit appends entries to the tree and commits them with the new tiles,
 // the new signed checkpoint and the state in one transaction.
+// Health implements engine.Health.
+func (e *Engine) Health() error {
+	if p := e.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// checkFreeSpace refuses a batch when the filesystem holds less than
+// MinFreeBytes (see Config.MinFreeBytes).
+func (e *Engine) checkFreeSpace() error {
+	min := e.cfg.MinFreeBytes
+	if min < 0 {
+		return nil
+	}
+	if min == 0 {
+		min = 64 << 20
+	}
+	free, err := e.freeBytes()
+	if err != nil {
+		return nil // cannot tell: let the write show
+	}
+	if free < uint64(min) {
+		return fmt.Errorf("badgerlog: %w: %d MiB free on the log's filesystem, at least %d MiB needed", engine.ErrPushback, free>>20, min>>20)
+	}
+	return nil
+}
+
+func (e *Engine) freeBytes() (uint64, error) {
+	if e.cfg.testHookFree != nil {
+		return e.cfg.testHookFree()
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(e.cfg.Dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
 func (e *Engine) commit(entries [][]byte) error {
 	txn := e.db.NewTransaction(true)
 	defer txn.Discard()

@@ -399,3 +399,62 @@ func TestPushbackBytes(t *testing.T) {
 		t.Errorf("Add(60 KiB) with nothing pending = %v", err)
 	}
 }
+
+// TestFailStopIsReported: after a failed commit every Add fails with
+// engine.ErrFailed and Health reports it, so the server answers 503 and
+// /healthz tells a supervisor to restart the process.
+func TestFailStopIsReported(t *testing.T) {
+	ctx := t.Context()
+	s, _ := newKey(t)
+	var fail atomic.Bool
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20, testHookCommit: func() error {
+		if fail.Load() {
+			return errors.New("simulated fsync failure")
+		}
+		return nil
+	}})
+	if _, err := e.Add(ctx, []byte("ok")); err != nil || e.Health() != nil {
+		t.Fatalf("Add = %v, Health = %v; want both nil", err, e.Health())
+	}
+	fail.Store(true)
+	if _, err := e.Add(ctx, []byte("x")); !errors.Is(err, engine.ErrFailed) {
+		t.Fatalf("Add during a failing commit = %v, want ErrFailed", err)
+	}
+	fail.Store(false)
+	if _, err := e.Add(ctx, []byte("y")); !errors.Is(err, engine.ErrFailed) {
+		t.Fatalf("Add after a failed commit = %v, want ErrFailed", err)
+	}
+	if err := e.Health(); !errors.Is(err, engine.ErrFailed) {
+		t.Fatalf("Health() = %v, want ErrFailed", err)
+	}
+}
+
+// TestDiskNearlyFull: below MinFreeBytes a batch is refused with
+// ErrPushback before anything is written, the engine stays healthy, and
+// writes resume once space is freed.
+func TestDiskNearlyFull(t *testing.T) {
+	ctx := t.Context()
+	s, _ := newKey(t)
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20, MinFreeBytes: 64 << 20,
+		testHookFree: func() (uint64, error) { return free.Load(), nil }})
+	if _, err := e.Add(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.Checkpoint(ctx)
+	free.Store(10 << 20)
+	if _, err := e.Add(ctx, []byte("b")); !errors.Is(err, engine.ErrPushback) {
+		t.Fatalf("Add on a nearly full disk = %v, want ErrPushback", err)
+	}
+	if after, _ := e.Checkpoint(ctx); !bytes.Equal(after, before) {
+		t.Fatal("the checkpoint moved although the batch was refused")
+	}
+	if err := e.Health(); err != nil {
+		t.Fatalf("Health() = %v on a nearly full disk, want nil (it is not a failure)", err)
+	}
+	free.Store(1 << 40)
+	if i, err := e.Add(ctx, []byte("c")); err != nil || i != 1 {
+		t.Fatalf("Add after space was freed = %d, %v; want index 1", i, err)
+	}
+}

@@ -29,7 +29,19 @@ var (
 	ErrPushback = errors.New("pushback")
 	// ErrClosed: the engine has been closed.
 	ErrClosed = errors.New("engine closed")
+	// ErrFailed: the engine stopped after a storage failure (a failed write
+	// or fsync) and refuses writes until it is reopened; nothing it did not
+	// acknowledge was persisted. Callers answer 503 and report unhealthy,
+	// so that a supervisor restarts the process.
+	ErrFailed = errors.New("engine stopped after a storage failure")
 )
+
+// Health is implemented by engines that can fail while running: Health
+// returns nil while the engine accepts writes, or an error wrapping
+// ErrFailed once it has stopped.
+type Health interface {
+	Health() error
+}
 
 // Engine is a verifiable log's storage and sequencer. All methods are safe
 // for concurrent use.

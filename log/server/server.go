@@ -10,7 +10,8 @@
 //	GET  /v1/proof/inclusion?index=&size= {"hashes": ["<base64>", …]}
 //	GET  /v1/proof/consistency?old=&new=  {"hashes": ["<base64>", …]}
 //	GET  /v1/checkpoints/<size>           the checkpoint signed at that size
-//	GET  /healthz                         200 "ok" while the engine answers
+//	GET  /healthz                         200 "ok" while the engine answers and
+//	                                      accepts writes; 503 once it stopped
 //	GET  /metrics                         Prometheus metrics
 //	POST /v1/entries                      raw entry → {"index": N}; only with
 //	                                      Config.AllowRawEntries
@@ -210,7 +211,7 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, engine.ErrEntryTooLarge), errors.Is(err, tlog.ErrEntryTooLarge):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, engine.ErrPushback), errors.Is(err, engine.ErrClosed):
+	case errors.Is(err, engine.ErrPushback), errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrFailed):
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", retryAfter)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -427,6 +428,12 @@ func (s *Server) writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
+	if h, ok := s.cfg.Engine.(engine.Health); ok {
+		if err := h.Health(); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+	}
 	if _, err := s.latestSize(r.Context()); err != nil {
 		s.Error(w, r, err)
 		return

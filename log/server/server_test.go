@@ -524,6 +524,7 @@ func TestErrorStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", engine.ErrEntryTooLarge), 413, false},
 		{fmt.Errorf("x: %w", engine.ErrPushback), 503, true},
 		{fmt.Errorf("x: %w", engine.ErrClosed), 503, true},
+		{fmt.Errorf("x: %w", engine.ErrFailed), 503, true},
 		{context.Canceled, 503, false},
 		{fmt.Errorf("disk on fire"), 500, false},
 	} {
