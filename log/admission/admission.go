@@ -750,12 +750,16 @@ func (s *Service) Bundle(ctx context.Context, index uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.bundleAt(ctx, index, signed)
+	return s.bundleAt(ctx, index, nil, signed)
 }
 
 // bundleAt builds the bundle of index against the published checkpoint
 // signed.
-func (s *Service) bundleAt(ctx context.Context, index uint64, signed []byte) ([]byte, error) {
+//
+// entry, if not nil, is the entry at index, which the caller knows (an
+// admission: the log's entry is the envelope as posted); nil reads it from
+// the log.
+func (s *Service) bundleAt(ctx context.Context, index uint64, entry, signed []byte) ([]byte, error) {
 	cp, err := parseSigned(signed)
 	if err != nil {
 		return nil, fmt.Errorf("published checkpoint: %w", err)
@@ -763,9 +767,12 @@ func (s *Service) bundleAt(ctx context.Context, index uint64, signed []byte) ([]
 	if index >= cp.Size {
 		return nil, fmt.Errorf("entry %d is not in the published checkpoint of size %d (yet): %w", index, cp.Size, engine.ErrNotFound)
 	}
-	entries, err := s.readEntries(ctx, index, cp.Size)
-	if err != nil {
-		return nil, err
+	if entry == nil {
+		entries, err := s.readEntries(ctx, index, cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		entry = entries[0]
 	}
 	proof, err := tlog.InclusionProof(ctx, tlog.NewTileHashReader(cp.Size, s.cfg.Engine), index, cp.Size)
 	if err != nil {
@@ -775,7 +782,7 @@ func (s *Service) bundleAt(ctx context.Context, index uint64, signed []byte) ([]
 	for i, h := range proof {
 		hashes[i] = tlog.Hash(h)
 	}
-	b := &bundle.Bundle{Entry: entries[0], Proof: tlog.Proof{Index: index, Hashes: hashes, Checkpoint: signed}}
+	b := &bundle.Bundle{Entry: entry, Proof: tlog.Proof{Index: index, Hashes: hashes, Checkpoint: signed}}
 	return b.Marshal()
 }
 

@@ -124,7 +124,7 @@ func (s *Service) postAttestation(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		if resp.Bundle, err = s.bundleAt(r.Context(), index, signed); err != nil {
+		if resp.Bundle, err = s.bundleAt(r.Context(), index, body, signed); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -261,7 +261,7 @@ func (s *Service) getBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) writeBundle(w http.ResponseWriter, r *http.Request, index uint64, signed []byte) {
-	b, err := s.bundleAt(r.Context(), index, signed)
+	b, err := s.bundleAt(r.Context(), index, nil, signed)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
