@@ -20,7 +20,7 @@ target. --json prints the same as JSON. See BENCHMARKS.md.`,
   vmledger bench hash --size 1GiB`,
 	}
 	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
-	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchHashCmd())
+	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchHashCmd())
 	return cmd
 }
 

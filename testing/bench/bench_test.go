@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // check runs a mode at a tiny size and checks the shape of its report, its
@@ -47,4 +48,9 @@ func TestAppend(t *testing.T) {
 func TestAdmit(t *testing.T) {
 	r, err := Admit(t.Context(), AdmitConfig{Dir: t.TempDir(), Admissions: 20, Clients: 4})
 	check(t, r, err, 4, 2)
+}
+
+func TestLatency(t *testing.T) {
+	r, err := Latency(t.Context(), LatencyConfig{Dir: t.TempDir(), Rate: 50, Duration: time.Second})
+	check(t, r, err, 1, 2)
 }
