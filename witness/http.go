@@ -67,6 +67,10 @@ func (w *Witness) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		io.WriteString(rw, strconv.FormatUint(conflict.Size, 10)+"\n")
 	case errors.Is(err, ErrUnprocessable):
 		w.reply(rw, http.StatusUnprocessableEntity, err.Error()+"\n")
+	case errors.Is(err, ErrStorageFull):
+		w.logger.ErrorContext(r.Context(), "refusing add-checkpoint: disk nearly full", "err", err)
+		rw.Header().Set("Retry-After", "5")
+		w.reply(rw, http.StatusServiceUnavailable, err.Error()+"\n")
 	default:
 		w.logger.ErrorContext(r.Context(), "add-checkpoint failed", "err", err)
 		w.reply(rw, http.StatusInternalServerError, "internal error\n")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -26,7 +27,8 @@ import (
 // from the read. So the stored size of an origin never decreases, whatever
 // the concurrency.
 type Store struct {
-	db *badger.DB
+	db  *badger.DB
+	dir string
 
 	// testHookUpdated, if set, runs inside Update between fn and the commit
 	// (tests use it to hold racing transactions open together).
@@ -55,7 +57,27 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, dir: dir}, nil
+}
+
+// MinFreeBytes is the free space the store's filesystem must keep for an
+// update: badger writes its memtable log through a memory-mapped file, and
+// a write into it on a full filesystem kills the process (SIGBUS), so
+// updates are refused first (ErrStorageFull, HTTP 503).
+const MinFreeBytes = 32 << 20
+
+// ErrStorageFull: the store's filesystem is nearly full; nothing was written.
+var ErrStorageFull = errors.New("witness storage nearly full")
+
+func (s *Store) checkFree() error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return nil // cannot tell: let the write show
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < MinFreeBytes {
+		return fmt.Errorf("%w: %d MiB free, at least %d MiB needed", ErrStorageFull, free>>20, MinFreeBytes>>20)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -95,6 +117,9 @@ func getState(txn *badger.Txn, origin string) (*State, error) {
 // the read and the write, fn runs again on the new state. An error from fn
 // aborts without writing. Update returns once the new state is on disk.
 func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (*State, error)) error {
+	if err := s.checkFree(); err != nil {
+		return err
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -127,6 +152,9 @@ func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (
 // AddEvidence stores e unless the same evidence is already stored, and
 // reports whether it was new.
 func (s *Store) AddEvidence(ctx context.Context, e *Evidence) (bool, error) {
+	if err := s.checkFree(); err != nil {
+		return false, err
+	}
 	v, err := json.Marshal(e)
 	if err != nil {
 		return false, err

@@ -71,7 +71,7 @@ func (f *measureFlags) secret(stderr io.Writer) (measure.Secret, error) {
 		return measure.Secret{}, fmt.Errorf("--vm-secret: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(stderr, "vmledger: WARNING: VM secret %s is readable by group or others (mode %v); run chmod 600 %s\n", f.vmSecret, st.Mode().Perm(), f.vmSecret)
+		return measure.Secret{}, fmt.Errorf("--vm-secret %s is accessible by group or others (mode %04o): anyone who reads it can confirm guessed parameter values; run chmod 600 %s", f.vmSecret, st.Mode().Perm(), f.vmSecret)
 	}
 	if st.Size() > 4096 {
 		return measure.Secret{}, fmt.Errorf("--vm-secret %s: %d bytes; want 32 raw bytes or 64 hex characters", f.vmSecret, st.Size())

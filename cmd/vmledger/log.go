@@ -51,6 +51,7 @@ type logServeFlags struct {
 	engine             string
 	mysqlDSN           string
 	checkpointInterval time.Duration
+	tls                tlsFlags
 }
 
 // defaultMemoryLimitMiB is the Go heap's soft limit for the log. Badger's
@@ -105,6 +106,9 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 			if f.data == "" || f.listen == "" || f.key == "" {
 				return usagef("log serve needs --data DIR, --listen ADDR and --key FILE")
 			}
+			if err := f.tls.check(); err != nil {
+				return err
+			}
 			switch f.engine {
 			case "badger":
 				if f.mysqlDSN != "" {
@@ -128,6 +132,7 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().Int64Var(&f.memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB (0: none; GOMEMLIMIT overrides)")
+	f.tls.register(cmd)
 	cmd.Flags().StringVar(&f.engine, "engine", "badger", "log engine: badger (embedded, in DATA/engine) or tessera (Tessera on MySQL/MariaDB at --mysql-dsn)")
 	cmd.Flags().StringVar(&f.mysqlDSN, "mysql-dsn", "", "with --engine tessera: the log's database, user:password@tcp(host:3306)/dbname (it must exist; tables are created)")
 	cmd.Flags().DurationVar(&f.checkpointInterval, "checkpoint-interval", time.Second, "with --engine tessera: how often a checkpoint is published (at least 1s)")
@@ -304,7 +309,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	published := make(chan struct{})
 	go func() { pub.Run(pctx); close(published) }()
 	g.Go(func() error {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := f.tls.serve(hs, ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving: %w", err)
 		}
 		return nil

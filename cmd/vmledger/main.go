@@ -15,9 +15,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -145,6 +148,43 @@ func newLogger() (*slog.Logger, error) {
 	default:
 		return nil, usagef("--log-format %q: want text or json", globals.logFormat)
 	}
+}
+
+// tlsFlags are --tls-cert and --tls-key of the servers.
+type tlsFlags struct{ cert, key string }
+
+func (f *tlsFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.cert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	cmd.Flags().StringVar(&f.key, "tls-key", "", "the certificate's PEM private key file (mode 0600)")
+}
+
+// check validates the pair and the key file's mode.
+func (f *tlsFlags) check() error {
+	if (f.cert == "") != (f.key == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+	if f.key == "" {
+		return nil
+	}
+	fi, err := os.Stat(f.key)
+	if err != nil {
+		return fmt.Errorf("--tls-key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("--tls-key %s has mode %04o: it must not be accessible by group or others (chmod 600 %s)", f.key, fi.Mode().Perm(), f.key)
+	}
+	if _, err := tls.LoadX509KeyPair(f.cert, f.key); err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	return nil
+}
+
+// serve serves hs on ln, with TLS if the flags ask for it.
+func (f *tlsFlags) serve(hs *http.Server, ln net.Listener) error {
+	if f.cert != "" {
+		return hs.ServeTLS(ln, f.cert, f.key)
+	}
+	return hs.Serve(ln)
 }
 
 // notYet is the answer of a command whose component has not landed.

@@ -28,6 +28,7 @@ type witnessServeFlags struct {
 	gossipInterval time.Duration
 	rate           float64
 	burst          int
+	tls            tlsFlags
 }
 
 func newWitnessCmd() *cobra.Command {
@@ -74,6 +75,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.`,
 	fl.DurationVar(&f.gossipInterval, "gossip-interval", 30*time.Second, "time between gossip rounds")
 	fl.Float64Var(&f.rate, "rate", 20, "per-origin request budget: requests per second (0: unlimited)")
 	fl.IntVar(&f.burst, "burst", 100, "per-origin request budget: burst size")
+	f.tls.register(cmd)
 	for _, name := range []string{"data", "key", "logs"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -83,6 +85,9 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.`,
 func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
 	logger, err := newLogger()
 	if err != nil {
+		return err
+	}
+	if err := f.tls.check(); err != nil {
 		return err
 	}
 	if f.gossipInterval <= 0 {
@@ -141,10 +146,11 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
 	logger.Info("witness serving", "addr", ln.Addr().String(), "vkey", w.VKey(), "logs", origins, "peers", len(peers))
 	fmt.Println(w.VKey())
 
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := f.tls.serve(srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
