@@ -20,7 +20,9 @@ target. --json prints the same as JSON. See BENCHMARKS.md.`,
   vmledger bench hash --size 1GiB`,
 	}
 	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
-	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchHashCmd())
+	memoryLimitMiB := cmd.PersistentFlags().Int64("memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none; GOMEMLIMIT wins)")
+	cmd.PersistentPreRun = func(*cobra.Command, []string) { applyMemoryLimit(*memoryLimitMiB) }
+	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchHashCmd())
 	return cmd
 }
 

@@ -18,10 +18,7 @@ func addBenchAppendFlags(cmd *cobra.Command, c *bench.AppendConfig) {
 }
 
 func newBenchAppendCmd() *cobra.Command {
-	var (
-		c              bench.AppendConfig
-		memoryLimitMiB int64
-	)
+	var c bench.AppendConfig
 	cmd := &cobra.Command{
 		Use:   "append [--append-entries N] [--writers W] [--size BYTES]",
 		Short: "Durable appends: the badger engine against a Tessera POSIX log, same entries, same run",
@@ -42,7 +39,6 @@ per entry and the ratio (target ≥ 3).`,
 			if c.Size < 0 || c.Size > tlog.MaxEntrySize {
 				return usagef("--size must be 0…%d", tlog.MaxEntrySize)
 			}
-			applyMemoryLimit(memoryLimitMiB)
 			r, err := bench.Append(cmd.Context(), c)
 			if err != nil {
 				return err
@@ -52,6 +48,5 @@ per entry and the ratio (target ≥ 3).`,
 	}
 	addBenchAppendFlags(cmd, &c)
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary log directories (default: the system temp dir)")
-	cmd.Flags().Int64Var(&memoryLimitMiB, "memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none)")
 	return cmd
 }

@@ -54,3 +54,8 @@ func TestLatency(t *testing.T) {
 	r, err := Latency(t.Context(), LatencyConfig{Dir: t.TempDir(), Rate: 50, Duration: time.Second})
 	check(t, r, err, 1, 2)
 }
+
+func TestProofs(t *testing.T) {
+	r, err := Proofs(t.Context(), ProofsConfig{Dir: t.TempDir(), Entries: 600, Size: 100, Clients: 2, Duration: 100 * time.Millisecond})
+	check(t, r, err, 2, 4)
+}
