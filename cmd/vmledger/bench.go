@@ -22,7 +22,7 @@ target. --json prints the same as JSON. See BENCHMARKS.md.`,
 	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
 	memoryLimitMiB := cmd.PersistentFlags().Int64("memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none; GOMEMLIMIT wins)")
 	cmd.PersistentPreRun = func(*cobra.Command, []string) { applyMemoryLimit(*memoryLimitMiB) }
-	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchHashCmd())
+	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchVerifyCmd(), newBenchHashCmd())
 	return cmd
 }
 

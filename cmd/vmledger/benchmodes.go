@@ -117,3 +117,36 @@ MiB. 10M entries of 1 KiB need about 12 GiB of disk.`,
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary log directory (default: the system temp dir)")
 	return cmd
 }
+
+func addBenchVerifyFlags(cmd *cobra.Command, c *bench.VerifyConfig) {
+	cmd.Flags().IntVar(&c.Verifications, "verifications", 2000, "bundle verifications (and signature sets) per round")
+	cmd.Flags().IntVar(&c.Rounds, "rounds", 3, "alternating rounds; the best of each is reported")
+}
+
+func newBenchVerifyCmd() *cobra.Command {
+	var c bench.VerifyConfig
+	cmd := &cobra.Command{
+		Use:   "verify [--verifications N] [--rounds R]",
+		Short: "Customer bundle verifications per second against their signature checks alone",
+		Long: `verify attests one VM on an in-process deployment (testing/cluster) under --dir,
+then verifies its bundle offline as a customer does (client.Verify, one
+goroutine) and, alternating in the same run, only its signatures (the
+co-processor's P-256 and the checkpoint's log signature and cosignatures).
+Target: a bundle verification takes ≤ 1.25× its signature checks.`,
+		Example: `  vmledger bench verify`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if c.Verifications < 1 || c.Rounds < 1 {
+				return usagef("--verifications and --rounds must be at least 1")
+			}
+			r, err := bench.Verify(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			return printBench(cmd, r)
+		},
+	}
+	addBenchVerifyFlags(cmd, &c)
+	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary cluster directory (default: the system temp dir)")
+	return cmd
+}

@@ -59,3 +59,8 @@ func TestProofs(t *testing.T) {
 	r, err := Proofs(t.Context(), ProofsConfig{Dir: t.TempDir(), Entries: 600, Size: 100, Clients: 2, Duration: 100 * time.Millisecond})
 	check(t, r, err, 2, 4)
 }
+
+func TestVerify(t *testing.T) {
+	r, err := Verify(t.Context(), VerifyConfig{Dir: t.TempDir(), Verifications: 5, Rounds: 2})
+	check(t, r, err, 2, 1)
+}
