@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,14 +137,34 @@ func PackageSalt(secret Secret, name string) Digest {
 }
 
 func salt(secret Secret, name string) Digest {
-	mac := hmac.New(sha256.New, secret[:])
-	mac.Write([]byte(SaltLabel))
-	mac.Write([]byte{0})
-	mac.Write([]byte(name))
+	return newSalter(secret).salt(name)
+}
+
+// salter derives many salts from one secret. HMAC keys its inner and outer
+// hashes once, in hmac.New; Reset restores that keyed state, so each
+// further salt costs the hashing of its own message only, not the key
+// schedule again. Not safe for concurrent use.
+type salter struct {
+	mac hash.Hash
+	buf []byte
+}
+
+func newSalter(secret Secret) *salter {
+	return &salter{mac: hmac.New(sha256.New, secret[:])}
+}
+
+// salt returns HMAC-SHA256(secret, "vmledger/salt/v1" 0x00 name).
+func (s *salter) salt(name string) Digest {
+	s.mac.Reset()
+	s.buf = append(append(append(s.buf[:0], SaltLabel...), 0), name...)
+	s.mac.Write(s.buf)
 	var d Digest
-	mac.Sum(d[:0])
+	s.mac.Sum(d[:0])
 	return d
 }
+
+// pkg returns the salt of the package leaf for package name (PackageSalt).
+func (s *salter) pkg(name string) Digest { return s.salt("packages/" + name) }
 
 // LeafInput encodes a configuration leaf (DESIGN §2.1):
 //

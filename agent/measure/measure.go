@@ -60,9 +60,10 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 	pkgs := slices.Clone(cfg.Packages)
 	slices.SortFunc(pkgs, func(a, b Package) int { return strings.Compare(a.Name, b.Name) })
 	m := &Measurement{Schema: Schema}
+	salts := newSalter(secret)
 	pkgHashes := make([]Digest, len(pkgs))
 	for i, p := range pkgs {
-		s := PackageSalt(secret, p.Name)
+		s := salts.pkg(p.Name)
 		h := LeafHash(PackageLeafInput(p, s))
 		pkgHashes[i] = h
 		m.Packages = append(m.Packages, PackageLeaf{Index: uint64(i), Package: p, Salt: s, Hash: h})
@@ -109,7 +110,7 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 		} else {
 			v = []byte{}
 		}
-		s := ParamSalt(secret, name)
+		s := salts.salt(name)
 		h := LeafHash(LeafInput(name, typ, v, s))
 		hashes[i] = h
 		m.Leaves = append(m.Leaves, Leaf{
@@ -199,13 +200,14 @@ func (m *Measurement) CheckSecret(secret Secret) error {
 	if err := m.Check(); err != nil {
 		return err
 	}
+	salts := newSalter(secret)
 	for _, l := range m.Leaves {
-		if l.Salt != ParamSalt(secret, l.Name) {
+		if l.Salt != salts.salt(l.Name) {
 			return fmt.Errorf("leaf %s: salt was not derived from this VM secret", l.Name)
 		}
 	}
 	for _, p := range m.Packages {
-		if p.Salt != PackageSalt(secret, p.Name) {
+		if p.Salt != salts.pkg(p.Name) {
 			return fmt.Errorf("package %s: salt was not derived from this VM secret", p.Name)
 		}
 	}
