@@ -17,12 +17,12 @@ target. --json prints the same as JSON. See BENCHMARKS.md.`,
 		Example: `  vmledger bench all
   vmledger bench append --entries 20000
   vmledger bench admit --json
-  vmledger bench hash --size 1GiB`,
+  vmledger bench hash --hash-size 1GiB`,
 	}
 	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
 	memoryLimitMiB := cmd.PersistentFlags().Int64("memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none; GOMEMLIMIT wins)")
 	cmd.PersistentPreRun = func(*cobra.Command, []string) { applyMemoryLimit(*memoryLimitMiB) }
-	cmd.AddCommand(newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchVerifyCmd(), newBenchHashCmd())
+	cmd.AddCommand(newBenchAllCmd(), newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchVerifyCmd(), newBenchHashCmd())
 	return cmd
 }
 

@@ -12,7 +12,6 @@ import (
 func addBenchAppendFlags(cmd *cobra.Command, c *bench.AppendConfig) {
 	cmd.Flags().IntVar(&c.Entries, "append-entries", 20000, "entries to append to each engine")
 	cmd.Flags().IntVar(&c.Writers, "writers", 64, "concurrent writers")
-	cmd.Flags().IntVar(&c.Size, "size", 1024, "entry size in bytes")
 	cmd.Flags().IntVar(&c.BatchMaxSize, "batch-max-size", 2048, "both engines' largest batch")
 	cmd.Flags().DurationVar(&c.BatchMaxAge, "tessera-batch-max-age", 10*time.Millisecond, "Tessera's batch age")
 }
@@ -47,6 +46,7 @@ per entry and the ratio (target ≥ 3).`,
 		},
 	}
 	addBenchAppendFlags(cmd, &c)
+	cmd.Flags().IntVar(&c.Size, "size", 1024, "entry size in bytes")
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary log directories (default: the system temp dir)")
 	return cmd
 }

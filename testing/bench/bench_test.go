@@ -64,3 +64,8 @@ func TestVerify(t *testing.T) {
 	r, err := Verify(t.Context(), VerifyConfig{Dir: t.TempDir(), Verifications: 5, Rounds: 2})
 	check(t, r, err, 2, 1)
 }
+
+func TestHash(t *testing.T) {
+	r, err := Hash(HashConfig{Dir: t.TempDir(), Size: 3 << 20, Runs: 2})
+	check(t, r, err, 2, 1)
+}
