@@ -61,7 +61,7 @@ Progress goes to stderr.`,
 			return printBench(cmd, reports...)
 		},
 	}
-	addBenchAppendFlags(cmd, &ap)
+	addBenchAppendFlags(cmd, &ap, "append-entries")
 	addBenchAdmitFlags(cmd, &ad)
 	addBenchLatencyFlags(cmd, &la)
 	addBenchProofsFlags(cmd, &pr)

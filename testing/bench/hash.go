@@ -129,4 +129,3 @@ func Hash(cfg HashConfig) (*Report, error) {
 	rep.Notes = append(rep.Notes, fmt.Sprintf("%s, %d bytes, best of %d interleaved runs; a file just written is read from the page cache (drop caches and use --file for a cold read)", path, size, cfg.Runs))
 	return rep, nil
 }
-
