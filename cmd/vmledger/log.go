@@ -286,8 +286,25 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return err
 	}
 	svc.Register(srv)
+
+	// Publish first, so that the log never listens without a checkpoint to
+	// serve when it can help it. With witnesses that are down, it starts
+	// anyway after a bounded wait, and /checkpoint answers 404 until the
+	// quorum cosigns.
+	pctx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPublishing()
+	published := make(chan struct{})
+	go func() { pub.Run(pctx); close(published) }()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	if _, err := pub.Wait(wctx, 0); err != nil {
+		logger.Warn("starting without a published checkpoint: the witness quorum has not cosigned one yet", "err", err)
+	}
+	wcancel()
+
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
+		stopPublishing()
+		<-published
 		svc.Close()
 		eng.Close()
 		return fmt.Errorf("--listen %s: %w", f.listen, err)
@@ -304,10 +321,6 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		"rekor_log_id", rc.LogID(), "rekor_tree_id", rc.TreeID())
 
 	g, gctx := errgroup.WithContext(ctx)
-	pctx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPublishing()
-	published := make(chan struct{})
-	go func() { pub.Run(pctx); close(published) }()
 	g.Go(func() error {
 		if err := f.tls.serve(hs, ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving: %w", err)
