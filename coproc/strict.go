@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -96,54 +97,79 @@ type duplicateKeyError struct{ path, key string }
 
 func (e *duplicateKeyError) Error() string { return "duplicate key " + e.key + " in " + e.path }
 
-// checkKeys walks the JSON tokens of b and reports a repeated key in any
-// object (encoding/json would silently keep the last one) and nesting deeper
-// than maxDepth.
+// checkKeys scans b and reports a repeated key in any object
+// (encoding/json would silently keep the last one) and nesting deeper than
+// maxDepth. It reads only the structure (strings, brackets, braces): the
+// strict decoding that follows it reports every syntax error, and for
+// malformed input checkKeys may report one too or not. Keys are compared
+// after unescaping, so "a" and "\u0061" are the same key.
 func checkKeys(b []byte) error {
 	type frame struct {
 		object    bool
 		expectKey bool
 		path      string
+		keys      []string // the keys seen, while few
 		seen      map[string]bool
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var stack []*frame
+	var stack []frame
 	valueDone := func() {
 		if n := len(stack); n > 0 && stack[n-1].object {
 			stack[n-1].expectKey = true
 		}
 	}
 	lastKey := ""
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
-			top := stack[n-1]
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:n-1]
+	for i := 0; i < len(b); {
+		switch c := b[i]; c {
+		case ' ', '\t', '\n', '\r', ',', ':':
+			i++
+		case '"':
+			j, escaped := i+1, false
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+				}
+				j++
+			}
+			if j >= len(b) {
+				return errors.New("unterminated string")
+			}
+			raw := b[i : j+1]
+			i = j + 1
+			n := len(stack)
+			if n == 0 || !stack[n-1].object || !stack[n-1].expectKey {
 				valueDone()
 				continue
 			}
-			k, ok := tok.(string)
-			if !ok {
-				return fmt.Errorf("object key is not a string")
+			top := &stack[n-1]
+			var k string
+			if escaped {
+				if err := json.Unmarshal(raw, &k); err != nil {
+					return err
+				}
+			} else {
+				k = string(raw[1 : len(raw)-1])
 			}
-			if top.seen[k] {
-				return &duplicateKeyError{path: top.path, key: k}
+			if top.seen != nil {
+				if top.seen[k] {
+					return &duplicateKeyError{path: top.path, key: k}
+				}
+				top.seen[k] = true
+			} else {
+				if slices.Contains(top.keys, k) {
+					return &duplicateKeyError{path: top.path, key: k}
+				}
+				top.keys = append(top.keys, k)
+				if len(top.keys) > 16 { // many keys: a map keeps this linear
+					top.seen = make(map[string]bool, 2*len(top.keys))
+					for _, k := range top.keys {
+						top.seen[k] = true
+					}
+				}
 			}
-			top.seen[k] = true
 			top.expectKey = false
 			lastKey = k
-			continue
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
+		case '{', '[':
 			if len(stack) >= maxDepth {
 				return fmt.Errorf("nested deeper than %d", maxDepth)
 			}
@@ -155,14 +181,23 @@ func checkKeys(b []byte) error {
 					path = stack[n-1].path + "[]"
 				}
 			}
-			stack = append(stack, &frame{object: tok == json.Delim('{'), expectKey: true, path: path, seen: map[string]bool{}})
-		case json.Delim('}'), json.Delim(']'):
+			stack = append(stack, frame{object: c == '{', expectKey: true, path: path})
+			i++
+		case '}', ']':
+			if len(stack) == 0 {
+				return fmt.Errorf("unexpected %q", c)
+			}
 			stack = stack[:len(stack)-1]
 			valueDone()
-		default:
+			i++
+		default: // a number or literal: up to the next delimiter
+			for i < len(b) && !strings.ContainsRune(" \t\n\r,:]}\"{[", rune(b[i])) {
+				i++
+			}
 			valueDone()
 		}
 	}
+	return nil
 }
 
 // marshalCanonical encodes v as compact JSON in struct field order without

@@ -1,0 +1,140 @@
+package coproc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+// checkKeysTokens is the former checkKeys, kept as the reference: it walks the JSON tokens of b and reports a repeated key in any
+// object (encoding/json would silently keep the last one) and nesting deeper
+// than maxDepth.
+func checkKeysTokens(b []byte) error {
+	type frame struct {
+		object    bool
+		expectKey bool
+		path      string
+		seen      map[string]bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var stack []*frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].expectKey = true
+		}
+	}
+	lastKey := ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
+			top := stack[n-1]
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			k, ok := tok.(string)
+			if !ok {
+				return fmt.Errorf("object key is not a string")
+			}
+			if top.seen[k] {
+				return &duplicateKeyError{path: top.path, key: k}
+			}
+			top.seen[k] = true
+			top.expectKey = false
+			lastKey = k
+			continue
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= maxDepth {
+				return fmt.Errorf("nested deeper than %d", maxDepth)
+			}
+			path := "."
+			if n := len(stack); n > 0 {
+				if stack[n-1].object {
+					path = strings.TrimSuffix(stack[n-1].path, ".") + "." + lastKey
+				} else {
+					path = stack[n-1].path + "[]"
+				}
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), expectKey: true, path: path, seen: map[string]bool{}})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+// TestCheckKeysMatchesTokens checks the byte scanner against the token
+// walker on valid JSON: the same verdict (duplicate or not, and where).
+func TestCheckKeysMatchesTokens(t *testing.T) {
+	for _, s := range checkKeysCases {
+		t.Run(s, func(t *testing.T) { compareCheckKeys(t, []byte(s)) })
+	}
+}
+
+var checkKeysCases = []string{
+	`{}`, `[]`, `"x"`, `1`, `null`, `{"a":1}`, `{"a":1,"a":2}`, `{"a":1,"\u0061":2}`,
+	`{"a":{"a":1},"b":[{"a":1,"a":2}]}`, `{"a":"}","b":"{\"","a":0}`, `[{"x":[1,2,{"y":true,"y":false}]}]`,
+	`{"k\\":1,"k\\":2}`, `{"k\"":1,"k\\":2}`, ` { "a" : [ 1 , 2 ] , "b" : { } } `,
+	`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"a":19}`,
+	`[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]`, `[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]`,
+}
+
+func compareCheckKeys(t *testing.T, b []byte) {
+	if !json.Valid(b) {
+		return // the strict decoding reports it; checkKeys may or may not
+	}
+	got, want := checkKeys(b), checkKeysTokens(b)
+	var gd, wd *duplicateKeyError
+	switch {
+	case errors.As(want, &wd):
+		if !errors.As(got, &gd) || *gd != *wd {
+			t.Errorf("checkKeys(%s) = %v, want %v", b, got, want)
+		}
+	case (got == nil) != (want == nil):
+		t.Errorf("checkKeys(%s) = %v, want %v", b, got, want)
+	}
+}
+
+func FuzzCheckKeys(f *testing.F) {
+	for _, s := range checkKeysCases {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(compareCheckKeys)
+}
+
+// BenchmarkParse measures the strict decoding of a real envelope and its
+// statement (checkKeys is about half of it):
+//
+//	go test -run '^$' -bench Parse ./coproc
+func BenchmarkParse(b *testing.B) {
+	body, err := os.ReadFile("testdata/golden-ed25519.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		e, err := ParseEnvelope(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Statement(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
