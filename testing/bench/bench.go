@@ -11,7 +11,9 @@
 // during the row (user + system CPU time / wall time, so 200% is both cores
 // of a 2-core machine busy) and its peak resident set size during the row
 // (Linux VmHWM, reset before each row through /proc/self/clear_refs; where
-// that is not possible, the process's lifetime maxrss from getrusage).
+// that is not possible, the process's lifetime maxrss from getrusage), and
+// the peak of its anonymous part (RssAnon, sampled every 20 ms): VmHWM
+// also counts file pages the process maps, such as badger's tables.
 // [Comparison]s name the two figures they divide, the ratio and the target
 // from issue 10.
 //
@@ -56,6 +58,10 @@ type Row struct {
 	P99Ms      float64 `json:"p99_ms"`
 	CPUPercent float64 `json:"cpu_percent"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// PeakAnonMiB is the largest anonymous RSS (heap, stacks: RssAnon)
+	// sampled every 20 ms: PeakRSSMiB also counts file pages the process
+	// maps (badger's tables), which the kernel can drop.
+	PeakAnonMiB float64 `json:"peak_anon_rss_mib"`
 	// Extra holds mode-specific figures (bytes per entry, MB/s).
 	Extra map[string]float64 `json:"extra,omitempty"`
 }
@@ -85,11 +91,11 @@ func Write(w io.Writer, asJSON bool, reports ...*Report) error {
 		return enc.Encode(reports)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MODE\tROW\tOPS\tOPS/S\tP50 ms\tP99 ms\tCPU%\tPEAK RSS MiB\t")
+	fmt.Fprintln(tw, "MODE\tROW\tOPS\tOPS/S\tP50 ms\tP99 ms\tCPU%\tPEAK RSS MiB\tPEAK ANON MiB\t")
 	for _, r := range reports {
 		for _, row := range r.Rows {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Mode, row.Name, row.Ops,
-				num(row.OpsPerSec), ms(row.P50Ms), ms(row.P99Ms), row.CPUPercent, row.PeakRSSMiB)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n", r.Mode, row.Name, row.Ops,
+				num(row.OpsPerSec), ms(row.P50Ms), ms(row.P99Ms), row.CPUPercent, row.PeakRSSMiB, row.PeakAnonMiB)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -159,6 +165,8 @@ func ms(v float64) string {
 type meter struct {
 	start time.Time
 	cpu   time.Duration
+	stop  chan struct{}
+	anon  chan float64 // the sampler's peak, once stopped
 }
 
 // startMeter resets the peak RSS and starts the clocks.
@@ -166,7 +174,22 @@ func startMeter() *meter {
 	// "5" resets VmHWM to the current RSS (Linux ≥ 4.0); on failure the
 	// row reports the lifetime maxrss.
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	return &meter{start: time.Now(), cpu: cpuTime()}
+	m := &meter{start: time.Now(), cpu: cpuTime(), stop: make(chan struct{}), anon: make(chan float64, 1)}
+	go func() {
+		peak := statusMiB("RssAnon:")
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				peak = max(peak, statusMiB("RssAnon:"))
+			case <-m.stop:
+				m.anon <- max(peak, statusMiB("RssAnon:"))
+				return
+			}
+		}
+	}()
+	return m
 }
 
 // row ends the measurement of n operations with latencies lat (any order;
@@ -174,8 +197,10 @@ func startMeter() *meter {
 func (m *meter) row(name string, n int, lat []time.Duration) Row {
 	wall := time.Since(m.start)
 	cpu := cpuTime() - m.cpu
+	close(m.stop)
+	anon := <-m.anon
 	r := Row{Name: name, Ops: n, Seconds: wall.Seconds(), OpsPerSec: float64(n) / wall.Seconds(),
-		CPUPercent: 100 * cpu.Seconds() / wall.Seconds(), PeakRSSMiB: peakRSSMiB()}
+		CPUPercent: 100 * cpu.Seconds() / wall.Seconds(), PeakRSSMiB: peakRSSMiB(), PeakAnonMiB: anon}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		r.P50Ms = msOf(lat[len(lat)/2])
@@ -194,18 +219,28 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// peakRSSMiB is VmHWM from /proc/self/status, or getrusage's maxrss.
-func peakRSSMiB() float64 {
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		s := bufio.NewScanner(bytes.NewReader(b))
-		for s.Scan() {
-			if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-				kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-				if err == nil {
-					return kb / 1024
-				}
+// statusMiB returns a "kB" field of /proc/self/status in MiB, 0 if absent.
+func statusMiB(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), field); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			if err == nil {
+				return kb / 1024
 			}
 		}
+	}
+	return 0
+}
+
+// peakRSSMiB is VmHWM from /proc/self/status, or getrusage's maxrss.
+func peakRSSMiB() float64 {
+	if v := statusMiB("VmHWM:"); v > 0 {
+		return v
 	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

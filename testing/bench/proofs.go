@@ -143,7 +143,8 @@ func Proofs(ctx context.Context, cfg ProofsConfig) (*Report, error) {
 		atLeast("proofs/s", serve.OpsPerSec, 15000, "%.0f"),
 		atMost("proof p99 ms", serve.P99Ms, 5, "%.0f"),
 		atMost("storage / (entry bytes + 32/leaf)", float64(disk)/raw, 1.3, "%.1f"),
-		atMost("peak RSS MiB (build, serve)", max(build.PeakRSSMiB, serve.PeakRSSMiB), 512, "%.0f"))
+		atMost("peak RSS MiB (build, serve)", max(build.PeakRSSMiB, serve.PeakRSSMiB), 512, "%.0f"),
+		atMost("peak anonymous RSS MiB (build, serve)", max(build.PeakAnonMiB, serve.PeakAnonMiB), 512, "%.0f"))
 	rep.Notes = append(rep.Notes, fmt.Sprintf("log of %d random %d-byte entries (targets are for 10,000,000 entries); %d concurrent HTTP/1.1 clients on loopback in this process for %s, random index, size = the whole tree; default proof cache (1024 tiles); the log is closed and reopened between build and serving", cfg.Entries, cfg.Size, cfg.Clients, cfg.Duration))
 	return rep, nil
 }
