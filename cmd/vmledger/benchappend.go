@@ -50,5 +50,6 @@ per entry and the ratio (target ≥ 3).`,
 	addBenchAppendFlags(cmd, &c, "entries")
 	cmd.Flags().IntVar(&c.Size, "size", 1024, "entry size in bytes")
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary log directories (default: the system temp dir)")
+	cmd.Flags().StringVar(&c.MySQLDSN, "mysql-dsn", "", "also append to the tessera log engine (log serve --engine tessera) on this existing, empty MySQL/MariaDB database")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/tesseralog"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -33,6 +34,10 @@ type AppendConfig struct {
 	// previous batch commits, so it needs none).
 	BatchMaxSize int
 	BatchMaxAge  time.Duration
+	// MySQLDSN, if set, adds a third row: the log/tesseralog engine (the
+	// one `log serve --engine tessera` runs) on this MySQL/MariaDB
+	// database, which must exist and be empty.
+	MySQLDSN string
 }
 
 // Append appends cfg.Entries entries of cfg.Size random bytes to a badger
@@ -116,6 +121,24 @@ func Append(ctx context.Context, cfg AppendConfig) (*Report, error) {
 	}
 	row.Extra = map[string]float64{"disk bytes/entry": float64(DirSize(tdir)) / float64(cfg.Entries)}
 	rep.Rows = append(rep.Rows, row)
+
+	if cfg.MySQLDSN != "" {
+		te, err := tesseralog.Open(ctx, tesseralog.Config{DSN: cfg.MySQLDSN, Signer: signer, BatchMaxSize: uint(cfg.BatchMaxSize), BatchMaxAge: cfg.BatchMaxAge})
+		if err != nil {
+			return nil, fmt.Errorf("append: tesseralog: %w", err)
+		}
+		m = startMeter()
+		lat, err = appendLoad(cfg, func(entry []byte) error { _, err := te.Add(ctx, entry); return err })
+		row = m.row("tessera-mysql (log engine)", cfg.Entries, lat)
+		if cerr := te.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("append: tesseralog: %w", err)
+		}
+		rep.Rows = append(rep.Rows, row)
+		rep.Notes = append(rep.Notes, "tessera-mysql: log/tesseralog on MySQL/MariaDB; Add returns once a published checkpoint covers the entry (Tessera publishes at most once a second, in practice every other second), so its rate is about writers ÷ 2 s until the database saturates")
+	}
 
 	rep.Comparisons = append(rep.Comparisons, atLeast("badger/tessera entries/s", rep.Rows[0].OpsPerSec/rep.Rows[1].OpsPerSec, 3, "%.0f"))
 	rep.Notes = append(rep.Notes,
