@@ -11,19 +11,14 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
-	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/engine"
+	"github.com/vmledger/vmledger/log/server/servertest"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -34,10 +29,8 @@ type testLog struct {
 	v   note.Verifier
 	srv *httptest.Server
 	url string
-	// entries added so far, by index; roots[n] is the root at size n for
-	// every checkpointed size n the test saw.
+	// entries added so far, by index
 	entries [][]byte
-	roots   map[uint64]tlog.Hash
 }
 
 func newTestLog(t *testing.T, allowRaw bool) *testLog {
@@ -65,7 +58,7 @@ func newTestLog(t *testing.T, allowRaw bool) *testLog {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testLog{e: e, v: v, srv: hs, url: hs.URL + "/", roots: map[uint64]tlog.Hash{0: tlog.EmptyRoot}}
+	return &testLog{e: e, v: v, srv: hs, url: hs.URL + "/"}
 }
 
 // grow appends entries (of varied sizes, some empty) until the log has n.
@@ -104,50 +97,6 @@ func (l *testLog) get(t *testing.T, path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (l *testLog) proof(t *testing.T, path string) [][]byte {
-	t.Helper()
-	code, b := l.get(t, path)
-	if code != http.StatusOK {
-		t.Fatalf("GET %s = %d %q", path, code, b)
-	}
-	var p struct{ Hashes [][]byte }
-	if err := json.Unmarshal(b, &p); err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	return p.Hashes
-}
-
-// xmodTiles is x/mod's TileReader over our HTTP tiles: x/mod names tiles
-// with their height (tile/8/L/N), the C2SP paths do not.
-type xmodTiles struct {
-	t *testing.T
-	l *testLog
-}
-
-func (x xmodTiles) Height() int { return 8 }
-
-func (x xmodTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
-	out := make([][]byte, len(tiles))
-	for i, tile := range tiles {
-		if tile.H != 8 || tile.L < 0 {
-			return nil, fmt.Errorf("unexpected tile %+v", tile)
-		}
-		w := uint8(0)
-		if tile.W < 256 {
-			w = uint8(tile.W)
-		}
-		p := tlog.Tile{Level: uint64(tile.L), Index: uint64(tile.N), Width: w}.Path()
-		code, b := x.l.get(x.t, p)
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("GET %s = %d", p, code)
-		}
-		out[i] = b
-	}
-	return out, nil
-}
-
-func (x xmodTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
-
 // TestIndependentVerifiers grows one log through sizes that cross tile and
 // level boundaries and, at each, has x/mod's sumdb/tlog and Tessera's
 // client verify what the server serves.
@@ -157,137 +106,13 @@ func TestIndependentVerifiers(t *testing.T) {
 		sizes = sizes[:5]
 	}
 	l := newTestLog(t, false)
-	ctx := t.Context()
-	u, _ := url.Parse(l.url)
-	fetcher, err := client.NewHTTPFetcher(u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prev := 0
+	c := servertest.New(t, l.url, l.v, origin)
 	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			l.grow(t, n)
-			size := uint64(n)
-
-			// Tessera's client: the checkpoint verifies under our key.
-			cp, _, _, err := client.FetchCheckpoint(ctx, fetcher.ReadCheckpoint, l.v, origin)
-			if err != nil {
-				t.Fatalf("client.FetchCheckpoint = %v", err)
-			}
-			if cp.Size != size {
-				t.Fatalf("checkpoint size = %d, want %d", cp.Size, size)
-			}
-			root := tlog.Hash(cp.Hash)
-			l.roots[size] = root
-
-			// x/mod: recompute the root from our tiles.
-			thr := xtlog.TileHashReader(xtlog.Tree{N: int64(n), Hash: xtlog.Hash(root)}, xmodTiles{t, l})
-			xroot, err := xtlog.TreeHash(int64(n), thr)
-			if err != nil {
-				t.Fatalf("x/mod TreeHash(%d) = %v", n, err)
-			}
-			if tlog.Hash(xroot) != root {
-				t.Fatalf("x/mod TreeHash(%d) = %x, checkpoint root %x", n, xroot, root)
-			}
-
-			pb, err := client.NewProofBuilder(ctx, size, fetcher.ReadTile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, i := range sampleIndexes(n) {
-				lh := rfc6962.DefaultHasher.HashLeaf(l.entries[i])
-				// Our online proof, checked by x/mod and by merkle.
-				ours := l.proof(t, fmt.Sprintf("v1/proof/inclusion?index=%d&size=%d", i, n))
-				var rp xtlog.RecordProof
-				for _, h := range ours {
-					rp = append(rp, xtlog.Hash(h))
-				}
-				if err := xtlog.CheckRecord(rp, int64(n), xtlog.Hash(root), int64(i), xtlog.Hash(lh)); err != nil {
-					t.Errorf("x/mod CheckRecord(our proof of %d in %d) = %v", i, n, err)
-				}
-				// Tessera builds its own proof from our tiles.
-				tp, err := pb.InclusionProof(ctx, uint64(i))
-				if err != nil {
-					t.Fatalf("ProofBuilder.InclusionProof(%d) = %v", i, err)
-				}
-				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(i), size, lh, tp, root[:]); err != nil {
-					t.Errorf("VerifyInclusion(Tessera's proof of %d in %d) = %v", i, n, err)
-				}
-				if !slices.EqualFunc(tp, ours, bytes.Equal) {
-					t.Errorf("inclusion proof of %d in %d: ours differs from Tessera's", i, n)
-				}
-			}
-			for _, old := range []int{prev, n / 2, n - 1, 1} {
-				if old < 0 || old > n {
-					continue
-				}
-				if _, ok := l.roots[uint64(old)]; !ok {
-					// A size we never saw checkpointed: the history has it
-					// only if a batch ended there.
-					code, b := l.get(t, fmt.Sprintf("v1/checkpoints/%d", old))
-					if code != http.StatusOK {
-						continue
-					}
-					c, _, err := tlog.OpenCheckpoint(b, l.v)
-					if err != nil {
-						t.Fatalf("GET v1/checkpoints/%d: %v", old, err)
-					}
-					l.roots[uint64(old)] = c.Root
-				}
-				oldRoot := l.roots[uint64(old)]
-				ours := l.proof(t, fmt.Sprintf("v1/proof/consistency?old=%d&new=%d", old, n))
-				if old > 0 { // x/mod's CheckTree refuses old size 0: trivially consistent
-					var tp xtlog.TreeProof
-					for _, h := range ours {
-						tp = append(tp, xtlog.Hash(h))
-					}
-					if err := xtlog.CheckTree(tp, int64(n), xtlog.Hash(root), int64(old), xtlog.Hash(oldRoot)); err != nil {
-						t.Errorf("x/mod CheckTree(our proof %d → %d) = %v", old, n, err)
-					}
-				}
-				cp, err := pb.ConsistencyProof(ctx, uint64(old), size)
-				if err != nil {
-					t.Fatalf("ProofBuilder.ConsistencyProof(%d, %d) = %v", old, n, err)
-				}
-				if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old), size, cp, oldRoot[:], root[:]); err != nil {
-					t.Errorf("VerifyConsistency(Tessera's proof %d → %d) = %v", old, n, err)
-				}
-			}
-
-			// Every entry bundle hashes to its level-0 tile.
-			for b := uint64(0); b*256 < size; b++ {
-				bundle, err := client.GetEntryBundle(ctx, fetcher.ReadEntryBundle, b, size)
-				if err != nil {
-					t.Fatalf("client.GetEntryBundle(%d) = %v", b, err)
-				}
-				leaves, err := client.FetchLeafHashes(ctx, fetcher.ReadTile, b*256, uint64(len(bundle.Entries)), size)
-				if err != nil {
-					t.Fatalf("client.FetchLeafHashes(%d) = %v", b*256, err)
-				}
-				for i, e := range bundle.Entries {
-					if idx := b*256 + uint64(i); !bytes.Equal(e, l.entries[idx]) {
-						t.Fatalf("bundle %d entry %d = %q, want %q", b, i, e, l.entries[idx])
-					}
-					if !bytes.Equal(rfc6962.DefaultHasher.HashLeaf(e), leaves[i]) {
-						t.Fatalf("bundle %d entry %d does not hash to its level-0 tile", b, i)
-					}
-				}
-			}
-			prev = n
+			c.Check(t, l.entries, false)
 		})
 	}
-}
-
-// sampleIndexes picks indexes at the edges of tiles and levels, and a few
-// at random.
-func sampleIndexes(n int) []int {
-	var out []int
-	for _, i := range []int{0, 1, 254, 255, 256, 257, 65535, 65536, n / 2, n - 2, n - 1, mrand.IntN(max(n, 1))} {
-		if i >= 0 && i < n && !slices.Contains(out, i) {
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 func TestHeaders(t *testing.T) {
