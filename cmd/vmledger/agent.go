@@ -29,6 +29,9 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "The hypervisor agent: measure, attest, launch, libvirt hook",
+		Example: `  vmledger agent measure --config web01.json --vm-secret web01.secret
+  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
+      --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt -- qemu-system-x86_64 …`,
 		Long: `The hypervisor agent measures a VM configuration into a salted Merkle tree
 (schema vmledger/config/v1), has the co-processor attest the root, records the
 attestation in the log, and launches the VM only when the whole chain verifies.`,

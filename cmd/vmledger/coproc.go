@@ -19,6 +19,8 @@ func newCoprocCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "coproc",
 		Short: "Set up and inspect the co-processor (TPM 2.0, swtpm, simulator or software key)",
+		Example: `  vmledger coproc init --coproc swtpm:127.0.0.1:2321
+  vmledger coproc info --coproc tpm:/dev/tpmrm0 --json`,
 		Long: `The co-processor stores each VM configuration root in non-volatile memory,
 increments a monotonic counter and signs an in-toto statement over the root
 (a DSSE envelope). SPEC says which co-processor:

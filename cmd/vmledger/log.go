@@ -31,6 +31,8 @@ func newLogCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "The log (Attestation Service)",
+		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key --admin-token-file admin.token
+  vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a`,
 	}
 	cmd.AddCommand(newLogServeCmd(), newLogEnrollCmd(), newLogRevokeCmd())
 	return cmd

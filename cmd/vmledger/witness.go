@@ -33,8 +33,9 @@ type witnessServeFlags struct {
 
 func newWitnessCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "witness",
-		Short: "Run a C2SP tlog-witness that cosigns the log's checkpoints",
+		Use:     "witness",
+		Short:   "Run a C2SP tlog-witness that cosigns the log's checkpoints",
+		Example: `  vmledger witness serve --data ./w1 --listen 127.0.0.1:7001 --key w1.key --logs logs.txt`,
 	}
 	cmd.AddCommand(newWitnessServeCmd())
 	return cmd
