@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
 	"encoding/hex"
@@ -97,6 +98,26 @@ func VerifyStatement(e *Envelope, pub crypto.PublicKey) (*Statement, error) {
 		return nil, err
 	}
 	return e.Statement()
+}
+
+// SignPAE signs DSSE PAE bytes with a software key, in the Signature.Sig
+// form Verify accepts: Ed25519 over the PAE, or ECDSA P-256 over
+// SHA-256(PAE) as an ASN.1 DER signature with low s. It is the signing half
+// of Seal for keys held in memory (the soft co-processor, tests,
+// benchmarks); a TPM signs the digest itself.
+func SignPAE(priv crypto.Signer, pae []byte) ([]byte, error) {
+	switch k := priv.(type) {
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, pae), nil
+	case *ecdsa.PrivateKey:
+		h := sha256.Sum256(pae)
+		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
+		if err != nil {
+			return nil, err
+		}
+		return ECDSASignature(k.Curve, r, s), nil
+	}
+	return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, priv)
 }
 
 // Seal builds the envelope of st: it encodes st canonically, signs the PAE

@@ -31,7 +31,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -245,20 +244,7 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 	return coproc.Seal(st, c.pub, c.sign)
 }
 
-func (c *CoProcessor) sign(pae []byte) ([]byte, error) {
-	switch k := c.priv.(type) {
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, pae), nil
-	case *ecdsa.PrivateKey:
-		h := sha256.Sum256(pae)
-		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
-		if err != nil {
-			return nil, err
-		}
-		return coproc.ECDSASignature(k.Curve, r, s), nil
-	}
-	return nil, coproc.ErrUnsupportedKey
-}
+func (c *CoProcessor) sign(pae []byte) ([]byte, error) { return coproc.SignPAE(c.priv, pae) }
 
 // Info implements coproc.CoProcessor.
 func (c *CoProcessor) Info(ctx context.Context) (*coproc.Info, error) {

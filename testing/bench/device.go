@@ -45,20 +45,7 @@ func newDevice(p256 bool) (*device, error) {
 
 func (dv *device) pem() ([]byte, error) { return cryptoutils.MarshalPublicKeyToPEM(dv.pub) }
 
-func (dv *device) sign(pae []byte) ([]byte, error) {
-	switch k := dv.priv.(type) {
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, pae), nil
-	case *ecdsa.PrivateKey:
-		h := sha256.Sum256(pae)
-		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
-		if err != nil {
-			return nil, err
-		}
-		return coproc.ECDSASignature(k.Curve, r, s), nil
-	}
-	return nil, coproc.ErrUnsupportedKey
-}
+func (dv *device) sign(pae []byte) ([]byte, error) { return coproc.SignPAE(dv.priv, pae) }
 
 var benchParams = []string{"cpu.count", "kernel.cmdline", "memory.bytes"}
 
