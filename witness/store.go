@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/vmledger/vmledger/internal/badgeropen"
 )
 
 // Store is the witness's durable state in an embedded badger database:
@@ -53,7 +55,7 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(8 << 20).
 		WithNumVersionsToKeep(1)
-	db, err := badger.Open(opts)
+	db, err := badgeropen.Open(context.Background(), opts, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/internal/badgeropen"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -81,7 +83,7 @@ func openStore(dir string, logger *slog.Logger) (*store, error) {
 		WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false)
-	db, err := badger.Open(opts)
+	db, err := badgeropen.Open(context.Background(), opts, logger)
 	if err != nil {
 		return nil, fmt.Errorf("admission: opening index %s: %w", dir, err)
 	}

@@ -60,6 +60,7 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vmledger/vmledger/internal/badgeropen"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
 )
@@ -249,7 +250,7 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 	if c.MaxPendingBytes <= 0 {
 		c.MaxPendingBytes = 64 << 20
 	}
-	db, err := badger.Open(opts)
+	db, err := badgeropen.Open(ctx, opts, c.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("badgerlog: opening %s: %w", c.Dir, err)
 	}
