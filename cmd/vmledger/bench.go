@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/testing/bench"
@@ -21,7 +25,31 @@ target. --json prints the same as JSON. See BENCHMARKS.md.`,
 	}
 	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
 	memoryLimitMiB := cmd.PersistentFlags().Int64("memory-limit-mib", defaultMemoryLimitMiB, "soft limit of the Go heap in MiB, as log serve sets it (0: none; GOMEMLIMIT wins)")
-	cmd.PersistentPreRun = func(*cobra.Command, []string) { applyMemoryLimit(*memoryLimitMiB) }
+	cpuProfile := cmd.PersistentFlags().String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	var profile *os.File
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		applyMemoryLimit(*memoryLimitMiB)
+		if *cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		profile = f
+		return nil
+	}
+	cmd.PersistentPostRunE = func(*cobra.Command, []string) error {
+		if profile == nil {
+			return nil
+		}
+		pprof.StopCPUProfile()
+		return profile.Close()
+	}
 	cmd.AddCommand(newBenchAllCmd(), newBenchAppendCmd(), newBenchAdmitCmd(), newBenchLatencyCmd(), newBenchProofsCmd(), newBenchVerifyCmd(), newBenchHashCmd())
 	return cmd
 }
