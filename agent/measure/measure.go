@@ -62,6 +62,7 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 	m := &Measurement{Schema: Schema}
 	salts := newSalter(secret)
 	pkgHashes := make([]Digest, len(pkgs))
+	m.Packages = make([]PackageLeaf, 0, len(pkgs))
 	for i, p := range pkgs {
 		s := salts.pkg(p.Name)
 		h := LeafHash(PackageLeafInput(p, s))
@@ -101,6 +102,7 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 	}
 
 	specs, names := registry()
+	m.Leaves = make([]Leaf, 0, len(names))
 	hashes := make([]Digest, len(names))
 	for i, name := range names {
 		typ := TypeAbsent

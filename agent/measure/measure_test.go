@@ -524,3 +524,22 @@ func TestParseSecret(t *testing.T) {
 		t.Errorf("a Secret prints its bytes: %s", got)
 	}
 }
+
+// BenchmarkMeasure measures a whole configuration into its salted tree, as
+// the agent does before a launch and a customer does when verifying:
+//
+//	go test -run '^$' -bench Measure ./agent/measure
+func BenchmarkMeasure(b *testing.B) {
+	cfg := fullConfig()
+	var secret Secret
+	m, err := Measure(&cfg, secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(m.Leaves)), "leaves")
+	for b.Loop() {
+		if _, err := Measure(&cfg, secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

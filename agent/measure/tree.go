@@ -21,8 +21,18 @@ func treeRoot(leaves []Digest) Digest {
 	default:
 		k := splitPoint(n)
 		l, r := treeRoot(leaves[:k]), treeRoot(leaves[k:])
-		return Digest(hasher.HashChildren(l[:], r[:]))
+		return hashChildren(l, r)
 	}
+}
+
+// hashChildren is SHA-256(0x01 ‖ l ‖ r), as rfc6962.HashChildren, without
+// allocating.
+func hashChildren(l, r Digest) Digest {
+	var in [1 + 2*len(Digest{})]byte
+	in[0] = 1
+	copy(in[1:], l[:])
+	copy(in[1+len(l):], r[:])
+	return sha256.Sum256(in[:])
 }
 
 // inclusionPath is PATH(m, D[n]) of RFC 6962 §2.1.1: the sibling hashes

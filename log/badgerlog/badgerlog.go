@@ -441,14 +441,33 @@ func (e *Engine) process(batch []*request) {
 	}
 }
 
-// commit appends entries to the tree and commits them with the new tiles,
-// the new signed checkpoint and the state in one transaction.
 // Health implements engine.Health.
 func (e *Engine) Health() error {
 	if p := e.health.Load(); p != nil {
 		return *p
 	}
 	return nil
+}
+
+// Settle waits until badger has no compaction pending: every level of its
+// LSM tree within its target size (score below 1). After a burst of writes
+// badger rewrites tables in the background for a while, competing with
+// readers; a measurement of reads from a log at rest settles it first.
+func (e *Engine) Settle(ctx context.Context) error {
+	for {
+		pending := false
+		for _, l := range e.db.Levels() {
+			pending = pending || l.Score >= 1
+		}
+		if !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // checkFreeSpace refuses a batch when the filesystem holds less than
@@ -482,6 +501,8 @@ func (e *Engine) freeBytes() (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
+// commit appends entries to the tree and commits them with the new tiles,
+// the new signed checkpoint and the state in one transaction.
 func (e *Engine) commit(entries [][]byte) error {
 	txn := e.db.NewTransaction(true)
 	defer txn.Discard()

@@ -47,13 +47,13 @@ type TileHashReader struct {
 	size  uint64
 	r     TileReader
 	cache *TileCache
-	tiles map[[2]uint64][]byte
+	tiles map[tileKey][]byte
 }
 
 // NewTileHashReader returns a HashReader for the tree of the given size
 // whose tiles r reads. cache may be nil.
 func NewTileHashReader(size uint64, r TileReader) *TileHashReader {
-	return &TileHashReader{size: size, r: r, tiles: make(map[[2]uint64][]byte)}
+	return &TileHashReader{size: size, r: r, tiles: make(map[tileKey][]byte)}
 }
 
 // WithCache makes h use and fill c, which must only ever hold tiles of
@@ -86,15 +86,20 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 	}
 	// The node is the root of 2^sub hashes of the bottom row of a tile.
 	tileLevel, tileIndex, sub, pos := layout.NodeCoordsToTileAddress(uint64(id.Level), id.Index)
-	key := [2]uint64{tileLevel, tileIndex}
 	t, ok := TileForSize(tileLevel, tileIndex, h.size)
 	if !ok {
 		return nil, fmt.Errorf("tile %d/%d is not in a tree of size %d", tileLevel, tileIndex, h.size)
 	}
-	full := t.Width == 0 && h.cache != nil
-	if full {
+	// A tile of a given width never changes, partial or full: the cache
+	// keys on the width too.
+	key := tileKey{tileLevel, tileIndex, t.Width}
+	width := t.Count()
+	if pos >= uint64(width>>sub) {
+		return nil, fmt.Errorf("tile %s too short for node %+v", t.Path(), id)
+	}
+	if h.cache != nil {
 		if nodes := h.cache.get(key); nodes != nil {
-			return nodeInTree(nodes, sub, pos), nil
+			return nodeInTree(nodes, width, sub, pos), nil
 		}
 	}
 	tile, ok := h.tiles[key]
@@ -103,45 +108,49 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 		if err != nil {
 			return nil, fmt.Errorf("reading tile %s: %w", t.Path(), err)
 		}
-		if len(b) != t.Count()*HashSize {
-			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(b), t.Count()*HashSize)
+		if len(b) != width*HashSize {
+			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(b), width*HashSize)
 		}
 		tile = b
 		h.tiles[key] = tile
 	}
-	if full {
+	if h.cache != nil {
 		nodes := tileTree(tile)
 		h.cache.put(key, nodes)
-		return nodeInTree(nodes, sub, pos), nil
+		return nodeInTree(nodes, width, sub, pos), nil
 	}
 	first, n := int(pos)<<sub, 1<<sub
-	if (first+n)*HashSize > len(tile) {
-		return nil, fmt.Errorf("tile %d/%d too short for node %+v", tileLevel, tileIndex, id)
-	}
 	return subtreeRoot(tile[first*HashSize : (first+n)*HashSize]), nil
 }
 
-// TileCache keeps the interior nodes of recently used full tiles, which
-// never change, so that proofs need not rehash them: 16 KiB per tile. It
-// evicts the least recently used tile. It is safe for concurrent use.
+// tileKey names a tile of a given width (0: full).
+type tileKey struct {
+	level, index uint64
+	width        uint8
+}
+
+// TileCache keeps the interior nodes of recently used tiles, full or
+// partial (a tile of a given width never changes), so that proofs need not
+// rehash them: at most 16 KiB per tile. It evicts the least recently used
+// tile. It is safe for concurrent use.
 type TileCache struct {
 	mu    sync.Mutex
 	max   int
-	tiles map[[2]uint64]*list.Element
+	tiles map[tileKey]*list.Element
 	lru   list.List // of *cachedTile, most recent first
 }
 
 type cachedTile struct {
-	key   [2]uint64
+	key   tileKey
 	nodes []byte
 }
 
-// NewTileCache returns a cache of at most maxTiles full tiles.
+// NewTileCache returns a cache of at most maxTiles tiles.
 func NewTileCache(maxTiles int) *TileCache {
-	return &TileCache{max: max(maxTiles, 1), tiles: make(map[[2]uint64]*list.Element)}
+	return &TileCache{max: max(maxTiles, 1), tiles: make(map[tileKey]*list.Element)}
 }
 
-func (c *TileCache) get(key [2]uint64) []byte {
+func (c *TileCache) get(key tileKey) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.tiles[key]
@@ -152,7 +161,7 @@ func (c *TileCache) get(key [2]uint64) []byte {
 	return e.Value.(*cachedTile).nodes
 }
 
-func (c *TileCache) put(key [2]uint64, nodes []byte) {
+func (c *TileCache) put(key tileKey, nodes []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.tiles[key]; ok {
@@ -165,15 +174,21 @@ func (c *TileCache) put(key [2]uint64, nodes []byte) {
 	}
 }
 
-// tileTree returns every node of a full tile's subtree, row by row from the
-// 256 hashes of its bottom row to its root: 511 hashes.
+// tileTree returns every complete node of a tile's subtrees, row by row
+// from the tile's hashes (w of them) up: row r holds the w>>r roots of the
+// perfect subtrees of 2^r hashes, 511 hashes for a full tile.
 func tileTree(tile []byte) []byte {
-	nodes := make([]byte, 0, (2*TileWidth-1)*HashSize)
+	w := len(tile) / HashSize
+	total := 0
+	for n := w; n > 0; n /= 2 {
+		total += n
+	}
+	nodes := make([]byte, 0, total*HashSize)
 	nodes = append(nodes, tile...)
 	var in [1 + 2*HashSize]byte
 	in[0] = 1 // RFC 6962 interior node prefix, as in subtreeRoot
 	row := nodes[:len(tile)]
-	for n := TileWidth; n > 1; n /= 2 {
+	for n := w; n > 1; n /= 2 {
 		start := len(nodes)
 		for i := 0; i < n/2; i++ {
 			copy(in[1:], row[2*i*HashSize:(2*i+2)*HashSize])
@@ -185,11 +200,12 @@ func tileTree(tile []byte) []byte {
 	return nodes
 }
 
-// nodeInTree returns node pos of row sub (0 = bottom) of a tileTree.
-func nodeInTree(nodes []byte, sub uint, pos uint64) []byte {
+// nodeInTree returns node pos of row sub (0 = the tile's hashes) of the
+// tileTree of a tile of w hashes.
+func nodeInTree(nodes []byte, w int, sub uint, pos uint64) []byte {
 	off := 0
 	for r := uint(0); r < sub; r++ {
-		off += TileWidth >> r
+		off += w >> r
 	}
 	i := (off + int(pos)) * HashSize
 	return nodes[i : i+HashSize : i+HashSize]
