@@ -143,7 +143,10 @@ func checkKeys(b []byte) error {
 			}
 			top := &stack[n-1]
 			var k string
-			if escaped {
+			// A key with escapes, or with bytes that are not UTF-8 (which
+			// encoding/json turns into U+FFFD, so that two different byte
+			// strings name one field), is compared as encoding/json decodes it.
+			if escaped || !utf8.Valid(raw) {
 				if err := json.Unmarshal(raw, &k); err != nil {
 					return err
 				}

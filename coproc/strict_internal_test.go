@@ -94,6 +94,9 @@ var checkKeysCases = []string{
 	`{"k\\":1,"k\\":2}`, `{"k\"":1,"k\\":2}`, ` { "a" : [ 1 , 2 ] , "b" : { } } `,
 	`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"a":19}`,
 	`[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]`, `[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]`,
+	// Not UTF-8: encoding/json reads both keys as "a\uFFFD", one field
+	// given twice (found by FuzzCheckKeys).
+	"{\"a\xff\":1,\"a\xfe\":2}", "{\"\xef\":[{\"a\":0,\"a\":0}]}",
 }
 
 func compareCheckKeys(t *testing.T, b []byte) {
