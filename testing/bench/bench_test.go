@@ -47,7 +47,7 @@ func TestAppend(t *testing.T) {
 
 func TestAdmit(t *testing.T) {
 	r, err := Admit(t.Context(), AdmitConfig{Dir: t.TempDir(), Admissions: 20, Clients: 4})
-	check(t, r, err, 4, 2)
+	check(t, r, err, 5, 5)
 }
 
 func TestLatency(t *testing.T) {
@@ -57,7 +57,7 @@ func TestLatency(t *testing.T) {
 
 func TestProofs(t *testing.T) {
 	r, err := Proofs(t.Context(), ProofsConfig{Dir: t.TempDir(), Entries: 600, Size: 100, Clients: 2, Duration: 100 * time.Millisecond})
-	check(t, r, err, 2, 5)
+	check(t, r, err, 3, 7)
 }
 
 func TestVerify(t *testing.T) {
