@@ -595,10 +595,7 @@ func (e *Engine) putNode(txn *badger.Txn, id compact.NodeID, h []byte) error {
 	t.data = append(t.data, h...)
 	t.dirty = true
 	if pos == tlog.TileWidth-1 {
-		// A full tile is stored with its interior nodes (tlog.TileTree):
-		// 8 KiB more per 256 entries, and no rehashing to serve a proof
-		// through it (ReadTileTree).
-		if err := txn.Set(tileKey(level, index), tlog.TileTree(t.data)); err != nil {
+		if err := txn.Set(tileKey(level, index), bytes.Clone(t.data)); err != nil {
 			return err
 		}
 		delete(e.edge, level)
@@ -704,22 +701,6 @@ func (e *Engine) get(key []byte) ([]byte, error) {
 		return nil, engine.ErrClosed
 	}
 	return v, err
-}
-
-// ReadTileTree implements [tlog.TileTreeReader]: the interior nodes of a
-// full tile are stored after its hashes.
-func (e *Engine) ReadTileTree(ctx context.Context, level, index uint64) ([]byte, bool, error) {
-	if level > tlog.MaxTileLevel {
-		return nil, false, fmt.Errorf("tile level %d: %w", level, engine.ErrNotFound)
-	}
-	b, err := e.get(tileKey(level, index))
-	if err != nil {
-		return nil, false, fmt.Errorf("tile %d/%d: %w", level, index, err)
-	}
-	if len(b) != tlog.TileTreeSize {
-		return nil, false, nil
-	}
-	return b, true, nil
 }
 
 // ReadTile implements [engine.Engine].
