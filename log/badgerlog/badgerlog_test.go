@@ -499,3 +499,35 @@ func TestSettle(t *testing.T) {
 		t.Fatalf("tile 0/0 after Settle does not start with entry 0's leaf hash (%v)", err)
 	}
 }
+
+// TestTileTree: a full tile is stored with its interior nodes, equal to
+// tlog.TileTree of its hashes; a partial tile is not; ReadTile still
+// returns the hashes alone.
+func TestTileTree(t *testing.T) {
+	s, _ := newKey(t)
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20})
+	defer e.Close()
+	entries := make([][]byte, 600)
+	for i := range entries {
+		entries[i] = fmt.Appendf(nil, "entry %d", i)
+	}
+	if _, err := e.AddBatch(t.Context(), entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, index := range []uint64{0, 1} {
+		tile, err := e.ReadTile(t.Context(), 0, index, 0)
+		if err != nil || len(tile) != tlog.TileWidth*tlog.HashSize {
+			t.Fatalf("ReadTile(0, %d) = %d bytes, %v", index, len(tile), err)
+		}
+		nodes, ok, err := e.ReadTileTree(t.Context(), 0, index)
+		if err != nil || !ok {
+			t.Fatalf("ReadTileTree(0, %d) = %v, %v", index, ok, err)
+		}
+		if !bytes.Equal(nodes, tlog.TileTree(tile)) {
+			t.Errorf("ReadTileTree(0, %d) differs from tlog.TileTree of the tile", index)
+		}
+	}
+	if _, ok, err := e.ReadTileTree(t.Context(), 0, 2); ok || err != nil {
+		t.Errorf("ReadTileTree of the partial tile 0/2 = %v, %v; want not stored", ok, err)
+	}
+}

@@ -102,6 +102,16 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 			return nodeInTree(nodes, width, sub, pos), nil
 		}
 	}
+	if tr, ok := h.r.(TileTreeReader); ok && h.cache != nil && t.Width == 0 {
+		nodes, ok, err := tr.ReadTileTree(ctx, t.Level, t.Index)
+		if err != nil {
+			return nil, fmt.Errorf("reading tile %s: %w", t.Path(), err)
+		}
+		if ok && len(nodes) == TileTreeSize {
+			h.cache.put(key, nodes)
+			return nodeInTree(nodes, width, sub, pos), nil
+		}
+	}
 	tile, ok := h.tiles[key]
 	if !ok {
 		b, err := h.r.ReadTile(ctx, t.Level, t.Index, t.Width)
@@ -115,7 +125,7 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 		h.tiles[key] = tile
 	}
 	if h.cache != nil {
-		nodes := tileTree(tile)
+		nodes := TileTree(tile)
 		h.cache.put(key, nodes)
 		return nodeInTree(nodes, width, sub, pos), nil
 	}
@@ -127,6 +137,18 @@ func (h *TileHashReader) node(ctx context.Context, id compact.NodeID) ([]byte, e
 type tileKey struct {
 	level, index uint64
 	width        uint8
+}
+
+// TileTreeSize is the size of a full tile's [TileTree].
+const TileTreeSize = (2*TileWidth - 1) * HashSize
+
+// TileTreeReader is implemented by a [TileReader] that stores a full tile's
+// [TileTree] when the tile completes, so that a proof through a tile
+// missing from the cache reads its nodes instead of rehashing 255 of them.
+// ReadTileTree returns the TileTreeSize bytes, or ok false if the tile was
+// stored without them.
+type TileTreeReader interface {
+	ReadTileTree(ctx context.Context, level, index uint64) (nodes []byte, ok bool, err error)
 }
 
 // TileCache keeps the interior nodes of recently used tiles, full or
@@ -174,10 +196,11 @@ func (c *TileCache) put(key tileKey, nodes []byte) {
 	}
 }
 
-// tileTree returns every complete node of a tile's subtrees, row by row
+// TileTree returns every complete node of a tile's subtrees, row by row
 // from the tile's hashes (w of them) up: row r holds the w>>r roots of the
-// perfect subtrees of 2^r hashes, 511 hashes for a full tile.
-func tileTree(tile []byte) []byte {
+// perfect subtrees of 2^r hashes; for a full tile, TileTreeSize bytes (511
+// hashes: 256, 128, …, 1).
+func TileTree(tile []byte) []byte {
 	w := len(tile) / HashSize
 	total := 0
 	for n := w; n > 0; n /= 2 {
