@@ -348,7 +348,7 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		return "", errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
 	}
 	var details []string
-	var f *facts
+	var whole *measure.Measurement // the whole configuration, when known
 	if e.Config != nil {
 		if e.Secret == nil {
 			return "", errors.New("an expected configuration needs the VM secret to recompute the salted root")
@@ -360,7 +360,7 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		if m.Root != root {
 			return "", fmt.Errorf("attested root %v, expected configuration gives %v", root, m.Root)
 		}
-		f = factsFromMeasurement(m)
+		whole = m
 		details = append(details, "attested root equals the expected configuration's root")
 	}
 	if e.Manifest != nil {
@@ -370,32 +370,39 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		if e.Manifest.Root != root {
 			return "", fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
 		}
-		if f == nil {
-			f = factsFromMeasurement(e.Manifest)
+		if whole == nil {
+			whole = e.Manifest
 		}
 		details = append(details, "manifest recomputes to the attested root")
-	}
-	if f == nil {
-		f = &facts{leaves: map[string]measure.Leaf{}}
 	}
 	for _, d := range e.Disclosures {
 		if err := d.Verify(root); err != nil {
 			return "", fmt.Errorf("disclosed %s: %w", d.Name, err)
 		}
-		f.leaves[d.Name] = measure.Leaf{Index: d.Index, Name: d.Name, Type: d.Type, Value: d.Value, Salt: d.Salt}
 	}
 	for _, d := range e.PackageDisclosures {
 		if err := d.Verify(root); err != nil {
 			return "", fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
-		}
-		if !f.complete {
-			f.packages = append(f.packages, d.Package)
 		}
 	}
 	if n := len(e.Disclosures) + len(e.PackageDisclosures); n > 0 {
 		details = append(details, fmt.Sprintf("%d disclosed parameter(s) included under the attested root", n))
 	}
 	if e.Rules != nil {
+		// What the rules see: the whole configuration when known, and
+		// every verified disclosure.
+		f := &facts{leaves: map[string]measure.Leaf{}}
+		if whole != nil {
+			f = factsFromMeasurement(whole)
+		}
+		for _, d := range e.Disclosures {
+			f.leaves[d.Name] = measure.Leaf{Index: d.Index, Name: d.Name, Type: d.Type, Value: d.Value, Salt: d.Salt}
+		}
+		if !f.complete {
+			for _, d := range e.PackageDisclosures {
+				f.packages = append(f.packages, d.Package)
+			}
+		}
 		if bad := e.Rules.check(f); len(bad) > 0 {
 			return "", fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
 		}

@@ -174,6 +174,11 @@ func (s *salter) pkg(name string) Digest { return s.salt("packages/" + name) }
 // registry; see CheckParam.
 func LeafInput(name string, typ Type, value []byte, salt Digest) []byte {
 	b := make([]byte, 0, len(ConfigLeafLabel)+1+2+len(name)+1+4+len(value)+32)
+	return appendLeafInput(b, name, typ, value, salt)
+}
+
+// appendLeafInput appends LeafInput(name, typ, value, salt) to b.
+func appendLeafInput(b []byte, name string, typ Type, value []byte, salt Digest) []byte {
 	b = append(b, ConfigLeafLabel...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(name)))
@@ -190,6 +195,11 @@ func LeafInput(name string, typ Type, value []byte, salt Digest) []byte {
 //	"vmledger/package-leaf/v1" 0x00 ‖ u16 len(name) ‖ name ‖ u16 len(version) ‖ version ‖ manifest sha256 (32) ‖ salt (32)
 func PackageLeafInput(p Package, salt Digest) []byte {
 	b := make([]byte, 0, len(PackageLeafLabel)+1+2+len(p.Name)+2+len(p.Version)+64)
+	return appendPackageLeafInput(b, p, salt)
+}
+
+// appendPackageLeafInput appends PackageLeafInput(p, salt) to b.
+func appendPackageLeafInput(b []byte, p Package, salt Digest) []byte {
 	b = append(b, PackageLeafLabel...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(p.Name)))

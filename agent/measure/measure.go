@@ -2,6 +2,7 @@ package measure
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,9 +64,13 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 	salts := newSalter(secret)
 	pkgHashes := make([]Digest, len(pkgs))
 	m.Packages = make([]PackageLeaf, 0, len(pkgs))
+	// buf holds 0x00 ‖ leaf input, one leaf at a time: the leaf hash's
+	// input (LeafHash), without an allocation per leaf.
+	var buf []byte
 	for i, p := range pkgs {
 		s := salts.pkg(p.Name)
-		h := LeafHash(PackageLeafInput(p, s))
+		buf = appendPackageLeafInput(append(buf[:0], 0), p, s)
+		h := Digest(sha256.Sum256(buf))
 		pkgHashes[i] = h
 		m.Packages = append(m.Packages, PackageLeaf{Index: uint64(i), Package: p, Salt: s, Hash: h})
 	}
@@ -113,7 +118,8 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 			v = []byte{}
 		}
 		s := salts.salt(name)
-		h := LeafHash(LeafInput(name, typ, v, s))
+		buf = appendLeafInput(append(buf[:0], 0), name, typ, v, s)
+		h := Digest(sha256.Sum256(buf))
 		hashes[i] = h
 		m.Leaves = append(m.Leaves, Leaf{
 			Index: uint64(i), Name: name, Type: typ, Value: v,
