@@ -1,6 +1,7 @@
 package coproc
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -131,6 +132,9 @@ func ParseEnvelope(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, &FormatError{Object: "envelope", Err: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, at most %d", len(b), MaxEnvelopeSize)}
 	}
+	if e, ok := parseCanonicalEnvelope(b); ok {
+		return e, nil
+	}
 	var w wireEnvelope
 	if err := decodeStrict("envelope", b, &w); err != nil {
 		return nil, err
@@ -155,6 +159,55 @@ func ParseEnvelope(b []byte) (*Envelope, error) {
 		return nil, &FormatError{Object: "envelope", Err: ErrNotCanonical, Detail: "bytes differ from the canonical encoding"}
 	}
 	return e, nil
+}
+
+// The canonical envelope, cut where its fields go: every envelope that
+// ParseEnvelope accepts has exactly this layout.
+var (
+	canonicalEnvelopeStart = []byte(`{"payloadType":"` + PayloadType + `","payload":"`)
+	canonicalEnvelopeKeyID = []byte(`","signatures":[{"keyid":"`)
+	canonicalEnvelopeSig   = []byte(`","sig":"`)
+	canonicalEnvelopeEnd   = []byte(`"}]}`)
+)
+
+// parseCanonicalEnvelope reads an envelope laid out exactly as Canonical
+// writes it, without a JSON decoder: the path every valid entry takes, in
+// admission and in every verification. The fields it cuts out are then held
+// to the same rules as the strict path's (canonical base64, which has no
+// character JSON escapes; 64 lowercase hex digits; validate), so the
+// envelope it returns re-encodes to b. For anything else it returns false
+// and the strict decoder runs, to reject the input with a precise error.
+// FuzzCanonicalEnvelope checks that the two paths agree.
+func parseCanonicalEnvelope(b []byte) (*Envelope, bool) {
+	rest, ok := bytes.CutPrefix(b, canonicalEnvelopeStart)
+	if !ok {
+		return nil, false
+	}
+	payload, rest, ok := bytes.Cut(rest, canonicalEnvelopeKeyID)
+	if !ok {
+		return nil, false
+	}
+	keyID, rest, ok := bytes.Cut(rest, canonicalEnvelopeSig)
+	if !ok {
+		return nil, false
+	}
+	sig, ok := bytes.CutSuffix(rest, canonicalEnvelopeEnd)
+	if !ok {
+		return nil, false
+	}
+	p, err := decodeBase64(string(payload))
+	if err != nil {
+		return nil, false
+	}
+	sg, err := decodeBase64(string(sig))
+	if err != nil {
+		return nil, false
+	}
+	e := &Envelope{PayloadType: PayloadType, Payload: p, Signatures: []Signature{{KeyID: string(keyID), Sig: sg}}}
+	if e.validate() != nil {
+		return nil, false
+	}
+	return e, true
 }
 
 // Statement parses the payload strictly (ParseStatement) and checks that the

@@ -2,6 +2,7 @@ package coproc
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,4 +141,34 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzCanonicalEnvelope: the fast path of ParseEnvelope accepts only what
+// the strict decoder accepts, with the same result, and the envelope it
+// returns re-encodes to the input.
+func FuzzCanonicalEnvelope(f *testing.F) {
+	golden, err := os.ReadFile("testdata/golden-ed25519.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"` + strings.Repeat("a", 64) + `","sig":"AA=="}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := parseCanonicalEnvelope(b)
+		if !ok {
+			return
+		}
+		var w wireEnvelope
+		if err := decodeStrict("envelope", b, &w); err != nil {
+			t.Fatalf("fast path accepted what the strict decoder rejects: %v\n%q", err, b)
+		}
+		if w.PayloadType != fast.PayloadType || len(w.Signatures) != 1 || w.Signatures[0].KeyID != fast.Signatures[0].KeyID ||
+			w.Payload != base64.StdEncoding.EncodeToString(fast.Payload) || w.Signatures[0].Sig != base64.StdEncoding.EncodeToString(fast.Signatures[0].Sig) {
+			t.Fatalf("fast path and strict decoder disagree on %q", b)
+		}
+		c, err := fast.Canonical()
+		if err != nil || !bytes.Equal(c, b) {
+			t.Fatalf("fast path's envelope re-encodes differently (%v):\n in %q\nout %q", err, b, c)
+		}
+	})
 }
