@@ -19,6 +19,7 @@ package attest
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,6 +224,12 @@ func (e *RefusedError) Error() string {
 
 func (e *RefusedError) Unwrap() error { return ErrRefused }
 
+// idempotencyKey names an admission request by its entry's leaf hash.
+func idempotencyKey(entry []byte) string {
+	h := tlog.LeafHash(entry)
+	return hex.EncodeToString(h[:])
+}
+
 // submit posts the entry and waits for its bundle.
 func submit(ctx context.Context, hc *http.Client, base string, entry []byte) (uint64, []byte, error) {
 	for {
@@ -231,6 +238,10 @@ func submit(ctx context.Context, hc *http.Client, base string, entry []byte) (ui
 			return 0, nil, fmt.Errorf("%w: %w", ErrLog, err)
 		}
 		req.Header.Set("Content-Type", "application/json")
+		// Admission is idempotent (the same envelope gets the same index),
+		// and saying so lets net/http resend the request on a new
+		// connection when the log closed the pooled one it went out on.
+		req.Header.Set("Idempotency-Key", idempotencyKey(entry))
 		resp, err := hc.Do(req)
 		if err != nil {
 			var ne net.Error

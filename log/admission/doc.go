@@ -63,7 +63,10 @@
 // hash is already in the log answers its index (200), and identical
 // submissions that race wait for the first one's outcome instead of
 // appending again (an in-memory map of leaf hashes being admitted, kept
-// until the index has them). Then: statement, enrolled and not revoked key,
+// until the index has them). So a POST may be resent safely: the agent
+// sends an Idempotency-Key header (the entry's leaf hash, in hex; the server
+// does not read it), which lets Go's net/http, and other clients that honour
+// it, resend a request whose pooled connection the server had closed. Then: statement, enrolled and not revoked key,
 // signature (verified in the request's goroutine, no lock), freshness
 // anchor, and the counter. The counter is reserved under the key's mutex —
 // it must exceed both the highest admitted counter and every counter of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/soft"
+	"github.com/vmledger/vmledger/log/tlog"
 )
 
 var vmledgerBin string // built once by TestMain
@@ -272,6 +274,10 @@ func admit(ctx context.Context, hc *http.Client, base string, body []byte) (answ
 		return answer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// As the agent does: admission is idempotent, so net/http may resend
+	// on a new connection when the server closed the pooled one.
+	leaf := tlog.LeafHash(body)
+	req.Header.Set("Idempotency-Key", hex.EncodeToString(leaf[:]))
 	resp, err := hc.Do(req)
 	if err != nil {
 		return answer{}, err
