@@ -49,6 +49,7 @@ type logServeFlags struct {
 	witnessPolicy     string
 	adminTokenFile    string
 	freshnessWindow   time.Duration
+	maxInFlight       int
 
 	engine             string
 	mysqlDSN           string
@@ -140,6 +141,7 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().DurationVar(&f.checkpointInterval, "checkpoint-interval", time.Second, "with --engine tessera: how often a checkpoint is published (at least 1s)")
 	cmd.Flags().StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of the enrolment endpoints (mode 0600; none: enrolment disabled)")
 	cmd.Flags().DurationVar(&f.freshnessWindow, "freshness-window", 10*time.Minute, "how long a replaced published checkpoint stays a valid freshness anchor")
+	cmd.Flags().IntVar(&f.maxInFlight, "max-in-flight", 512, "admissions handled at once (decoding, verification, append); above it POST /v1/attestations answers 429 with Retry-After")
 	cmd.Flags().StringVar(&f.witnessPolicy, "witness-policy", "", "C2SP tlog-policy file of witnesses (with URLs), groups and quorum: publish only checkpoints they cosign")
 	return cmd
 }
@@ -203,6 +205,9 @@ func readLogKey(path string) (note.Signer, string, error) {
 }
 
 func runLogServe(ctx context.Context, f logServeFlags) error {
+	if f.maxInFlight < 1 {
+		return usagef("--max-in-flight must be ≥ 1")
+	}
 	logger, err := newLogger()
 	if err != nil {
 		return err
@@ -280,7 +285,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	rc.Register(srv)
 	svc, err := admission.New(ctx, admission.Config{
 		Engine: eng, Publisher: pub, Dir: filepath.Join(f.data, "index"),
-		AdminToken: adminToken, FreshnessWindow: f.freshnessWindow,
+		AdminToken: adminToken, FreshnessWindow: f.freshnessWindow, MaxInFlight: f.maxInFlight,
 		Logger: logger.With("part", "admission"), Registry: srv.Registry(),
 	})
 	if err != nil {
