@@ -85,16 +85,7 @@ func (l *testLog) grow(t *testing.T, n int) {
 
 func (l *testLog) get(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(l.url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	return servertest.Get(t, l.url+path)
 }
 
 // TestIndependentVerifiers grows one log through sizes that cross tile and

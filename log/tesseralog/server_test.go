@@ -2,7 +2,6 @@ package tesseralog
 
 import (
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -78,16 +77,7 @@ func (l *httpLog) grow(t *testing.T, n int) {
 
 func (l *httpLog) get(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(l.url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	return servertest.Get(t, l.url+path)
 }
 
 // TestIndependentVerifiers grows a Tessera log through sizes that cross

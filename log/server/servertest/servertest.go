@@ -193,7 +193,14 @@ func SampleIndexes(n int) []int {
 
 func (c *Checker) get(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(c.base + path)
+	return Get(t, c.base+path)
+}
+
+// Get GETs url and returns the status code and the whole body; a transport
+// error fails the test.
+func Get(t testing.TB, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
