@@ -71,20 +71,7 @@ func seal(t testing.TB, priv crypto.Signer, c coproc.Claim, n uint64) *coproc.En
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := coproc.Seal(st, priv.Public(), func(pae []byte) ([]byte, error) {
-		switch k := priv.(type) {
-		case ed25519.PrivateKey:
-			return ed25519.Sign(k, pae), nil
-		case *ecdsa.PrivateKey:
-			h := sha256.Sum256(pae)
-			r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
-			if err != nil {
-				return nil, err
-			}
-			return coproc.ECDSASignature(k.Curve, r, s), nil
-		}
-		return nil, fmt.Errorf("unexpected key %T", priv)
-	})
+	env, err := coproc.Seal(st, priv.Public(), func(pae []byte) ([]byte, error) { return coproc.SignPAE(priv, pae) })
 	if err != nil {
 		t.Fatal(err)
 	}
