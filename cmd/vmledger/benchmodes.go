@@ -99,7 +99,8 @@ p50, p99, bytes on disk / (entry bytes + 32 per leaf) and the peak RSS.
 Targets (at 10,000,000 entries): ≥ 15,000/s, p99 ≤ 5 ms, storage ≤ 1.3, RSS ≤ 512
 MiB. 10M entries of 1 KiB need about 12 GiB of disk.`,
 		Example: `  vmledger bench proofs
-  vmledger bench proofs --entries 10000000 --dir /var/tmp`,
+  vmledger bench proofs --entries 10000000 --dir /var/tmp
+  vmledger bench proofs --entries 10000000 --keep /var/tmp/log10m   # builds once, then serves`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if c.Entries < 1 || c.Clients < 1 || c.Duration <= 0 {
@@ -115,6 +116,8 @@ MiB. 10M entries of 1 KiB need about 12 GiB of disk.`,
 	addBenchProofsFlags(cmd, &c)
 	cmd.Flags().IntVar(&c.Size, "size", 1024, "entry size in bytes")
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary log directory (default: the system temp dir)")
+	cmd.Flags().StringVar(&c.Keep, "keep", "", "build the log in this directory and keep it; a later run with the same --entries serves from it without building")
+	cmd.Flags().StringVar(&c.HeapProfile, "heap-profile", "", "write the serving process's in-use heap to this file after the proof rows (go tool pprof)")
 	return cmd
 }
 
