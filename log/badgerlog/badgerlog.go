@@ -138,6 +138,9 @@ type Engine struct {
 	failed error
 	// health is failed, for readers outside the sequencer.
 	health atomic.Pointer[error]
+
+	// Sequencing counters (Stats).
+	batches, entries, commitNanos atomic.Uint64
 }
 
 type edgeTile struct {
@@ -159,7 +162,10 @@ type result struct {
 	err   error
 }
 
-var _ engine.Engine = (*Engine)(nil)
+var (
+	_ engine.Engine        = (*Engine)(nil)
+	_ engine.StatsReporter = (*Engine)(nil)
+)
 
 const (
 	tagEntry      = 'e'
@@ -434,7 +440,13 @@ func (e *Engine) process(batch []*request) {
 		}
 		return
 	}
+	t0 := time.Now()
 	err := e.commit(entries)
+	if err == nil {
+		e.commitNanos.Add(uint64(time.Since(t0)))
+		e.batches.Add(1)
+		e.entries.Add(uint64(len(entries)))
+	}
 	if err != nil {
 		e.failed = err
 		ferr := fmt.Errorf("badgerlog: %w: %w", engine.ErrFailed, err)
@@ -448,6 +460,11 @@ func (e *Engine) process(batch []*request) {
 		r.done <- result{index: next, err: err}
 		next += uint64(len(r.entries))
 	}
+}
+
+// Stats implements [engine.StatsReporter].
+func (e *Engine) Stats() engine.Stats {
+	return engine.Stats{Batches: e.batches.Load(), Entries: e.entries.Load(), CommitSeconds: float64(e.commitNanos.Load()) / 1e9}
 }
 
 // Health implements engine.Health.

@@ -531,3 +531,21 @@ func TestTileTree(t *testing.T) {
 		t.Errorf("ReadTileTree of the partial tile 0/2 = %v, %v; want not stored", ok, err)
 	}
 }
+
+func TestStats(t *testing.T) {
+	signer, _ := newKey(t)
+	e := open(t, Config{Dir: t.TempDir(), Signer: signer})
+	if st := e.Stats(); st.Batches != 0 || st.Entries != 0 {
+		t.Fatalf("Stats of a new log = %+v, want no batches", st)
+	}
+	if _, err := e.AddBatch(t.Context(), [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Add(t.Context(), []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	if st.Batches != 2 || st.Entries != 4 || st.CommitSeconds <= 0 {
+		t.Errorf("Stats after a batch of 3 and an Add = %+v, want 2 batches, 4 entries, commit time > 0", st)
+	}
+}

@@ -43,6 +43,23 @@ type Health interface {
 	Health() error
 }
 
+// Stats are an engine's sequencing counters since it was opened, for
+// metrics: entries/batches is the mean batch (group commit) size, and
+// CommitSeconds/Batches the mean time to make a batch durable.
+type Stats struct {
+	// Batches is the number of committed batches (one checkpoint each),
+	// Entries the entries in them.
+	Batches, Entries uint64
+	// CommitSeconds is the time spent committing them: writing entries,
+	// tiles and checkpoint, and the fsync.
+	CommitSeconds float64
+}
+
+// StatsReporter is implemented by engines that count their batches.
+type StatsReporter interface {
+	Stats() Stats
+}
+
 // Engine is a verifiable log's storage and sequencer. All methods are safe
 // for concurrent use.
 //

@@ -149,7 +149,23 @@ func New(c Config) (*Server, error) {
 		}
 		return float64(size)
 	})
-	for _, m := range []prometheus.Collector{s.requests, s.duration, s.added, treeSize} {
+	metrics := []prometheus.Collector{s.requests, s.duration, s.added, treeSize}
+	if sr, ok := c.Engine.(engine.StatsReporter); ok {
+		metrics = append(metrics,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "vmledger_log_batches_total",
+				Help: "Batches the engine committed since it was opened (one signed checkpoint each); entries per batch is vmledger_log_batch_entries_total / this.",
+			}, func() float64 { return float64(sr.Stats().Batches) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "vmledger_log_batch_entries_total",
+				Help: "Entries in the batches the engine committed since it was opened.",
+			}, func() float64 { return float64(sr.Stats().Entries) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "vmledger_log_commit_seconds_total",
+				Help: "Time the engine spent committing batches (entries, tiles, checkpoint, fsync) since it was opened.",
+			}, func() float64 { return sr.Stats().CommitSeconds }))
+	}
+	for _, m := range metrics {
 		if err := c.Registry.Register(m); err != nil {
 			return nil, fmt.Errorf("server: registering metrics: %w", err)
 		}

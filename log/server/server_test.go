@@ -281,6 +281,10 @@ func TestRawEntries(t *testing.T) {
 	if code != 200 || !bytes.Contains(b, []byte("vmledger_log_entries_added_total 3")) || !bytes.Contains(b, []byte("vmledger_log_tree_size 3")) {
 		t.Errorf("GET metrics = %d, want the added counter and tree size at 3:\n%s", code, b)
 	}
+	// Three sequential POSTs: three batches of one entry each.
+	if !bytes.Contains(b, []byte("vmledger_log_batches_total 3")) || !bytes.Contains(b, []byte("vmledger_log_batch_entries_total 3")) || !bytes.Contains(b, []byte("vmledger_log_commit_seconds_total ")) {
+		t.Errorf("GET metrics: want the engine's batch counters at 3:\n%s", b)
+	}
 	for _, path := range []string{"v1/proof/consistency?old=0&new=3", "v1/proof/consistency?old=3&new=3", "v1/proof/inclusion?index=0&size=1"} {
 		if code, b := l.get(t, path); code != 200 || string(b) != "{\"hashes\":[]}\n" {
 			t.Errorf("GET %s = %d %q, want an empty list", path, code, b)

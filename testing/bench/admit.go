@@ -20,6 +20,7 @@ import (
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/log/admission"
 	"github.com/vmledger/vmledger/log/badgerlog"
+	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/publish"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -112,12 +113,14 @@ func Admit(ctx context.Context, cfg AdmitConfig) (*Report, error) {
 		}
 		raw := m.row("verify-"+alg.name+" (raw, all cores)", cfg.Admissions, nil)
 
+		st0 := l.eng.Stats()
 		m = startMeter()
 		lat, err := postAll(hc, l.url+"/v1/attestations", envs, http.StatusAccepted)
 		if err != nil {
 			return nil, fmt.Errorf("admit: %w", err)
 		}
 		row := m.row("admit-"+alg.name+" (HTTP)", cfg.Admissions, lat)
+		row.Extra = batchFigures(st0, l.eng.Stats())
 		rep.Rows = append(rep.Rows, row, raw)
 		c := Comparison{Name: "admit/verify " + alg.name, Value: row.OpsPerSec / raw.OpsPerSec}
 		if !alg.p256 {
@@ -147,6 +150,19 @@ func Admit(ctx context.Context, cfg AdmitConfig) (*Report, error) {
 		fmt.Sprintf("raw: coproc.Verify of the same envelopes on %d goroutines (GOMAXPROCS)", runtime.GOMAXPROCS(0)),
 		"the HTTP clients run in this process and share its cores")
 	return rep, nil
+}
+
+// batchFigures is the engine's mean batch size and commit time between two
+// snapshots of its counters.
+func batchFigures(before, after engine.Stats) map[string]float64 {
+	b := float64(after.Batches - before.Batches)
+	if b == 0 {
+		return nil
+	}
+	return map[string]float64{
+		"entries/batch":   float64(after.Entries-before.Entries) / b,
+		"commit ms/batch": 1000 * (after.CommitSeconds - before.CommitSeconds) / b,
+	}
 }
 
 // postAll sends every client's envelopes (client i sends envs[i], one after
