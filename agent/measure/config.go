@@ -106,7 +106,7 @@ func (c *Config) Validate() error {
 	if len(c.Disks) > MaxDisks {
 		return fieldErr("disk", ErrInvalid, "%d disks, the schema has %d slots", len(c.Disks), MaxDisks)
 	}
-	targets := map[string]int{}
+	targets := make(map[string]int, len(c.Disks))
 	for i, d := range c.Disks {
 		if d.Target == "" {
 			return fieldErr(DiskTargetName(i), ErrMissing, "disk target (e.g. \"vda\") is empty")
@@ -124,28 +124,32 @@ func (c *Config) Validate() error {
 			return &FieldError{Field: NameKernelCmdline, Err: err}
 		}
 	}
-	names := map[string]bool{}
+	names := make(map[string]bool, len(c.Packages))
 	for i, p := range c.Packages {
-		field := "packages/" + p.Name
 		if p.Name == "" {
-			field = "packages/#" + strconv.Itoa(i)
-			return fieldErr(field, ErrMissing, "package name is empty")
+			return fieldErr("packages/#"+strconv.Itoa(i), ErrMissing, "package name is empty")
 		}
-		if err := checkText(p.Name, 0xffff); err != nil {
-			return &FieldError{Field: field, Err: err}
-		}
-		if p.Version == "" {
-			return fieldErr(field, ErrMissing, "package version is empty")
-		}
-		if err := checkText(p.Version, 0xffff); err != nil {
-			return &FieldError{Field: field, Err: err}
+		field := p.Name // with "packages/" in front, built only for an error
+		if err := checkPackage(p); err != nil {
+			return &FieldError{Field: "packages/" + field, Err: err}
 		}
 		if names[p.Name] {
-			return fieldErr(field, ErrAmbiguous, "package listed twice")
+			return fieldErr("packages/"+field, ErrAmbiguous, "package listed twice")
 		}
 		names[p.Name] = true
 	}
 	return nil
+}
+
+// checkPackage checks a named package's name and version text.
+func checkPackage(p Package) error {
+	if err := checkText(p.Name, 0xffff); err != nil {
+		return err
+	}
+	if p.Version == "" {
+		return fmt.Errorf("%w: package version is empty", ErrMissing)
+	}
+	return checkText(p.Version, 0xffff)
 }
 
 func checkText(s string, maxLen int) error {

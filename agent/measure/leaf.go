@@ -61,16 +61,57 @@ const (
 )
 
 // NICMACName is "net.<i>.mac", i in decimal without leading zeros.
-func NICMACName(i int) string { return "net." + strconv.Itoa(i) + ".mac" }
+func NICMACName(i int) string {
+	if i >= 0 && i < MaxNICs {
+		return slotNames().nicMAC[i]
+	}
+	return "net." + strconv.Itoa(i) + ".mac"
+}
 
 // NICVLANName is "net.<i>.vlan".
-func NICVLANName(i int) string { return "net." + strconv.Itoa(i) + ".vlan" }
+func NICVLANName(i int) string {
+	if i >= 0 && i < MaxNICs {
+		return slotNames().nicVLAN[i]
+	}
+	return "net." + strconv.Itoa(i) + ".vlan"
+}
 
 // DiskSHA256Name is "disk.<i>.sha256".
-func DiskSHA256Name(i int) string { return "disk." + strconv.Itoa(i) + ".sha256" }
+func DiskSHA256Name(i int) string {
+	if i >= 0 && i < MaxDisks {
+		return slotNames().diskSHA256[i]
+	}
+	return "disk." + strconv.Itoa(i) + ".sha256"
+}
 
 // DiskTargetName is "disk.<i>.target".
-func DiskTargetName(i int) string { return "disk." + strconv.Itoa(i) + ".target" }
+func DiskTargetName(i int) string {
+	if i >= 0 && i < MaxDisks {
+		return slotNames().diskTarget[i]
+	}
+	return "disk." + strconv.Itoa(i) + ".target"
+}
+
+// slotNames are the names of every NIC and disk slot, built once: Measure
+// looks them up for each configuration it hashes.
+var slotNames = sync.OnceValue(func() *struct {
+	nicMAC, nicVLAN        [MaxNICs]string
+	diskSHA256, diskTarget [MaxDisks]string
+} {
+	n := new(struct {
+		nicMAC, nicVLAN        [MaxNICs]string
+		diskSHA256, diskTarget [MaxDisks]string
+	})
+	for i := range MaxNICs {
+		n.nicMAC[i] = "net." + strconv.Itoa(i) + ".mac"
+		n.nicVLAN[i] = "net." + strconv.Itoa(i) + ".vlan"
+	}
+	for i := range MaxDisks {
+		n.diskSHA256[i] = "disk." + strconv.Itoa(i) + ".sha256"
+		n.diskTarget[i] = "disk." + strconv.Itoa(i) + ".target"
+	}
+	return n
+})
 
 // paramSpec is what the registry knows of one name: its type when present
 // and the exact value length (-1: variable).
@@ -147,6 +188,7 @@ func salt(secret Secret, name string) Digest {
 type salter struct {
 	mac hash.Hash
 	buf []byte
+	sum []byte
 }
 
 func newSalter(secret Secret) *salter {
@@ -158,9 +200,8 @@ func (s *salter) salt(name string) Digest {
 	s.mac.Reset()
 	s.buf = append(append(append(s.buf[:0], SaltLabel...), 0), name...)
 	s.mac.Write(s.buf)
-	var d Digest
-	s.mac.Sum(d[:0])
-	return d
+	s.sum = s.mac.Sum(s.sum[:0])
+	return Digest(s.sum)
 }
 
 // pkg returns the salt of the package leaf for package name (PackageSalt).

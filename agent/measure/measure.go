@@ -44,26 +44,34 @@ type Measurement struct {
 
 // Root measures cfg with secret and returns only the root. It is what a
 // customer's client calls to recompute the expected root of the
-// configuration they ordered.
+// configuration they ordered: the same hashing as Measure, without
+// building the leaves a manifest lists.
 func Root(cfg *Config, secret Secret) (Digest, error) {
-	m, err := Measure(cfg, secret)
-	if err != nil {
-		return Digest{}, err
-	}
-	return m.Root, nil
+	return measure(cfg, secret, nil)
 }
 
 // Measure validates cfg and computes its leaves, package subtree and root.
 func Measure(cfg *Config, secret Secret) (*Measurement, error) {
-	if err := cfg.Validate(); err != nil {
+	m := &Measurement{Schema: Schema}
+	if _, err := measure(cfg, secret, m); err != nil {
 		return nil, err
+	}
+	return m, nil
+}
+
+// measure validates cfg and returns its root; if m is not nil it also
+// fills m's root, leaves and package leaves.
+func measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
+	if err := cfg.Validate(); err != nil {
+		return Digest{}, err
 	}
 	pkgs := slices.Clone(cfg.Packages)
 	slices.SortFunc(pkgs, func(a, b Package) int { return strings.Compare(a.Name, b.Name) })
-	m := &Measurement{Schema: Schema}
 	salts := newSalter(secret)
 	pkgHashes := make([]Digest, len(pkgs))
-	m.Packages = make([]PackageLeaf, 0, len(pkgs))
+	if m != nil {
+		m.Packages = make([]PackageLeaf, 0, len(pkgs))
+	}
 	// buf holds 0x00 ‖ leaf input, one leaf at a time: the leaf hash's
 	// input (LeafHash), without an allocation per leaf.
 	var buf []byte
@@ -72,47 +80,66 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 		buf = appendPackageLeafInput(append(buf[:0], 0), p, s)
 		h := Digest(sha256.Sum256(buf))
 		pkgHashes[i] = h
-		m.Packages = append(m.Packages, PackageLeaf{Index: uint64(i), Package: p, Salt: s, Hash: h})
+		if m != nil {
+			m.Packages = append(m.Packages, PackageLeaf{Index: uint64(i), Package: p, Salt: s, Hash: h})
+		}
 	}
 
-	values := map[string][]byte{
-		NameMemoryBytes: u64(cfg.MemoryBytes),
-		NameCPUCount:    u64(cfg.CPUCount),
+	// A manifest's leaves own their values; for the root alone the
+	// values are hashed at once and may alias cfg.
+	own := func(b []byte) []byte {
+		if m == nil {
+			return b
+		}
+		return bytes.Clone(b)
 	}
+	specs, names := registry()
+	// values[i] is the value of leaf i (names[i]), if present.
+	var values [NumLeaves]struct {
+		v       []byte
+		present bool
+	}
+	set := func(name string, v []byte) {
+		i, _ := slices.BinarySearch(names, name)
+		values[i].v, values[i].present = v, true
+	}
+	set(NameMemoryBytes, u64(cfg.MemoryBytes))
+	set(NameCPUCount, u64(cfg.CPUCount))
 	if cfg.CPUAffinity != "" {
-		values[NameCPUAffinity] = []byte(cfg.CPUAffinity)
+		set(NameCPUAffinity, []byte(cfg.CPUAffinity))
 	}
 	for i, n := range cfg.NICs {
-		values[NICMACName(i)] = bytes.Clone(n.MAC[:])
-		values[NICVLANName(i)] = u64(uint64(n.VLAN))
+		set(NICMACName(i), own(n.MAC[:]))
+		set(NICVLANName(i), u64(uint64(n.VLAN)))
 	}
 	for i, d := range cfg.Disks {
-		values[DiskTargetName(i)] = []byte(d.Target)
+		set(DiskTargetName(i), []byte(d.Target))
 		if d.SHA256 != nil {
-			values[DiskSHA256Name(i)] = bytes.Clone(d.SHA256[:])
+			set(DiskSHA256Name(i), own(d.SHA256[:]))
 		}
 	}
 	if cfg.BootLoader != nil {
-		values[NameBootLoader] = bytes.Clone(cfg.BootLoader[:])
+		set(NameBootLoader, own(cfg.BootLoader[:]))
 	}
 	if cfg.Kernel != nil {
-		values[NameKernel] = bytes.Clone(cfg.Kernel[:])
+		set(NameKernel, own(cfg.Kernel[:]))
 	}
 	if cfg.KernelCmdline != nil {
-		values[NameKernelCmdline] = []byte(*cfg.KernelCmdline)
+		set(NameKernelCmdline, []byte(*cfg.KernelCmdline))
 	}
 	if len(pkgs) > 0 {
 		r := treeRoot(pkgHashes)
-		values[NamePackagesRoot] = r[:]
+		set(NamePackagesRoot, r[:])
 	}
 
-	specs, names := registry()
-	m.Leaves = make([]Leaf, 0, len(names))
-	hashes := make([]Digest, len(names))
+	if m != nil {
+		m.Leaves = make([]Leaf, 0, len(names))
+	}
+	var hashes [NumLeaves]Digest
 	for i, name := range names {
 		typ := TypeAbsent
-		v, present := values[name]
-		if present {
+		v := values[i].v
+		if values[i].present {
 			typ = specs[name].typ
 		} else {
 			v = []byte{}
@@ -121,13 +148,18 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 		buf = appendLeafInput(append(buf[:0], 0), name, typ, v, s)
 		h := Digest(sha256.Sum256(buf))
 		hashes[i] = h
-		m.Leaves = append(m.Leaves, Leaf{
-			Index: uint64(i), Name: name, Type: typ, Value: v,
-			Display: Display(name, typ, v), Salt: s, Hash: h,
-		})
+		if m != nil {
+			m.Leaves = append(m.Leaves, Leaf{
+				Index: uint64(i), Name: name, Type: typ, Value: v,
+				Display: Display(name, typ, v), Salt: s, Hash: h,
+			})
+		}
 	}
-	m.Root = treeRoot(hashes)
-	return m, nil
+	root := treeRoot(hashes[:])
+	if m != nil {
+		m.Root = root
+	}
+	return root, nil
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

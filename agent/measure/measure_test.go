@@ -102,6 +102,9 @@ func TestEveryParameterChangesRoot(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Measure(mutated) = %v", err)
 				}
+				if r, err := Root(&c, secret); err != nil || r != m.Root {
+					t.Errorf("Root(mutated) = %v, %v; Measure's root is %v", r, err, m.Root)
+				}
 				if m.Root == bm.Root {
 					t.Errorf("root unchanged after changing %s", name)
 				}
@@ -529,6 +532,42 @@ func TestParseSecret(t *testing.T) {
 // the agent does before a launch and a customer does when verifying:
 //
 //	go test -run '^$' -bench Measure ./agent/measure
+func TestRootIsMeasuresRoot(t *testing.T) {
+	secret := vectorSecret(3)
+	for name, c := range map[string]Config{"full": fullConfig(), "minimal": {MemoryBytes: 1 << 30, CPUCount: 1}} {
+		m, err := Measure(&c, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := Root(&c, secret); err != nil || r != m.Root {
+			t.Errorf("%s: Root = %v, %v; Measure's root is %v", name, r, err, m.Root)
+		}
+		// Root must not alias-and-alter the configuration either.
+		if again, _ := Measure(&c, secret); again.Root != m.Root {
+			t.Errorf("%s: Measure after Root = %v, want %v", name, again.Root, m.Root)
+		}
+	}
+	bad := fullConfig()
+	bad.CPUCount = 0
+	if _, err := Root(&bad, secret); err == nil {
+		t.Error("Root of a configuration without CPUs = nil error")
+	} else if _, merr := Measure(&bad, secret); merr == nil || merr.Error() != err.Error() {
+		t.Errorf("Root's error %v, Measure's %v: want the same", err, merr)
+	}
+}
+
+// BenchmarkRoot is Measure without building the manifest, as a verifier
+// recomputes the expected root.
+func BenchmarkRoot(b *testing.B) {
+	cfg := fullConfig()
+	var secret Secret
+	for b.Loop() {
+		if _, err := Root(&cfg, secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkMeasure(b *testing.B) {
 	cfg := fullConfig()
 	var secret Secret
