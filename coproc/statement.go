@@ -3,6 +3,7 @@ package coproc
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -334,6 +335,36 @@ func ParseStatement(b []byte) (*Statement, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, &FormatError{Object: "statement", Err: ErrTooLarge, Detail: fmt.Sprintf("%d bytes", len(b))}
 	}
+	if st, ok := parseCanonicalStatement(b); ok {
+		return st, nil
+	}
+	return parseStatementStrict(b)
+}
+
+// parseCanonicalStatement is ParseStatement's fast path for the common
+// case, a canonical statement: a plain json.Unmarshal, Validate, and the
+// comparison with the canonical re-encoding. It accepts exactly what the
+// strict path accepts, with the same result: bytes equal to a canonical
+// encoding are valid UTF-8 with no duplicate, unknown or differently cased
+// key, so the lenient and the strict decoder read them alike; and anything
+// else fails the comparison (encoding/json would have replaced invalid
+// UTF-8, dropped a duplicate or an unknown key, or matched a key's case
+// loosely, and the re-encoding shows it). ok is false for every input the
+// fast path does not accept; the strict path then says why.
+func parseCanonicalStatement(b []byte) (*Statement, bool) {
+	var st Statement
+	if json.Unmarshal(b, &st) != nil || st.Validate() != nil {
+		return nil, false
+	}
+	c, err := marshalCanonical(&st)
+	if err != nil || string(c) != string(b) {
+		return nil, false
+	}
+	return &st, true
+}
+
+// parseStatementStrict is ParseStatement with the precise error.
+func parseStatementStrict(b []byte) (*Statement, error) {
 	var st Statement
 	if err := decodeStrict("statement", b, &st); err != nil {
 		return nil, err

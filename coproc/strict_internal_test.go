@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -169,6 +170,32 @@ func FuzzCanonicalEnvelope(f *testing.F) {
 		c, err := fast.Canonical()
 		if err != nil || !bytes.Equal(c, b) {
 			t.Fatalf("fast path's envelope re-encodes differently (%v):\n in %q\nout %q", err, b, c)
+		}
+	})
+}
+
+// FuzzCanonicalStatement: ParseStatement's fast path accepts exactly what
+// the strict path accepts, with the same statement.
+func FuzzCanonicalStatement(f *testing.F) {
+	golden, err := os.ReadFile("testdata/golden-ed25519.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	env, err := ParseEnvelope(golden)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(env.Payload)
+	f.Add(bytes.Replace(env.Payload, []byte(`"`), []byte(`"\u00`), 1))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, fastOK := parseCanonicalStatement(b)
+		strict, err := parseStatementStrict(b)
+		if fastOK != (err == nil) {
+			t.Fatalf("fast path ok=%v, strict path error %v, on %q", fastOK, err, b)
+		}
+		if fastOK && !reflect.DeepEqual(fast, strict) {
+			t.Fatalf("fast and strict paths disagree on %q:\n%+v\n%+v", b, fast, strict)
 		}
 	})
 }
