@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"sync"
@@ -123,6 +125,11 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*Report, error) {
 	}
 	row := m.row("submit→cosigned (wait=1)", len(ok), ok)
 	row.Extra = map[string]float64{"offered/s": cfg.Rate, "failed": float64(failed.Load())}
+	// What the publisher did meanwhile: the wait for a cosigned
+	// checkpoint is the wait for the next witnessing round plus the round.
+	if r, err := publishRounds(c.Metrics); err == nil {
+		maps.Copy(row.Extra, r)
+	}
 	if len(ok) == 0 {
 		return nil, fmt.Errorf("latency: every submission failed: %w", firstErr)
 	}
@@ -135,6 +142,36 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*Report, error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d submissions failed; the first: %v", failed.Load(), firstErr))
 	}
 	return rep, nil
+}
+
+// publishRounds reads the publisher's metrics: rounds published and
+// failed, and the mean and largest-bucket duration of a round.
+func publishRounds(g prometheus.Gatherer) (map[string]float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "vmledger_publish_rounds_total":
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" {
+						out["rounds "+l.GetValue()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+		case "vmledger_publish_round_seconds":
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				if h.GetSampleCount() > 0 {
+					out["round mean ms"] = 1000 * h.GetSampleSum() / float64(h.GetSampleCount())
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // post posts body to url and wants status want.

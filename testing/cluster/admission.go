@@ -22,7 +22,7 @@ func (c *Cluster) startAdmission(ctx context.Context, srv *server.Server) error 
 	}
 	svc, err := admission.New(ctx, admission.Config{
 		Engine: c.engine, Publisher: c.publisher, Dir: filepath.Join(c.opts.Dir, "log-index"),
-		AdminToken: []byte(token), Logger: c.opts.Logger.With("part", "admission"),
+		AdminToken: []byte(token), Logger: c.opts.Logger.With("part", "admission"), Registry: c.Metrics,
 	})
 	if err != nil {
 		return err

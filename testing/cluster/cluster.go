@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,12 +79,15 @@ type Cluster struct {
 	adminToken []byte
 	engine     engine.Engine
 	publisher  *publish.Publisher
-	closers    []func() error
-	servers    []*http.Server // log first, then witnesses
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	mu         sync.Mutex
-	closed     bool
+	// Metrics holds the log's metrics (server, engine, publisher,
+	// admission): what its /metrics serves.
+	Metrics *prometheus.Registry
+	closers []func() error
+	servers []*http.Server // log first, then witnesses
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
 }
 
 // Start starts a cluster. Close stops it.
@@ -196,13 +200,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if o.MySQLDSN != "" {
 		poll = 100 * time.Millisecond // a database query, not a memory read
 	}
-	c.publisher, err = publish.New(publish.Config{Engine: c.engine, Policy: pp, Poll: poll, StateFile: filepath.Join(o.Dir, "log-published"), Logger: o.Logger.With("part", "publish")})
+	c.Metrics = prometheus.NewRegistry()
+	c.publisher, err = publish.New(publish.Config{Engine: c.engine, Policy: pp, Poll: poll, StateFile: filepath.Join(o.Dir, "log-published"), Logger: o.Logger.With("part", "publish"), Registry: c.Metrics})
 	if err != nil {
 		return nil, err
 	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.publisher.Run(runCtx) }()
-	srv, err := server.New(server.Config{Engine: c.engine, Published: c.publisher.Latest, Logger: o.Logger.With("part", "log")})
+	srv, err := server.New(server.Config{Engine: c.engine, Published: c.publisher.Latest, Logger: o.Logger.With("part", "log"), Registry: c.Metrics})
 	if err != nil {
 		return nil, err
 	}
