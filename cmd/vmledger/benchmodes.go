@@ -77,6 +77,7 @@ the log in order). Targets: p50 ≤ 150 ms, p99 ≤ 400 ms.`,
 	}
 	addBenchLatencyFlags(cmd, &c)
 	cmd.Flags().StringVar(&c.Dir, "dir", "", "parent of the temporary cluster directory (default: the system temp dir)")
+	cmd.Flags().StringVar(&c.Trace, "trace", "", "write each submission's scheduled start and latency (ms) to this file, to see where a slow tail comes from")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,10 @@ type LatencyConfig struct {
 	// next submission waits for its previous one to finish, so that its
 	// counters reach the log in order.
 	Keys int
+	// Trace, if set, is a file that receives one line per submission:
+	// its scheduled start and its latency in milliseconds (-1: failed),
+	// to see whether a slow tail is spread out or one stall.
+	Trace string
 }
 
 // Latency measures submit → entry in a checkpoint cosigned by a 2-of-3
@@ -117,6 +122,11 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*Report, error) {
 		})
 	}
 	wg.Wait()
+	if cfg.Trace != "" {
+		if err := writeTrace(cfg.Trace, interval, lat); err != nil {
+			return nil, err
+		}
+	}
 	ok := lat[:0]
 	for _, d := range lat {
 		if d >= 0 {
@@ -142,6 +152,24 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*Report, error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d submissions failed; the first: %v", failed.Load(), firstErr))
 	}
 	return rep, nil
+}
+
+// writeTrace writes "start_ms latency_ms" per submission, in schedule
+// order.
+func writeTrace(path string, interval time.Duration, lat []time.Duration) error {
+	var b strings.Builder
+	b.WriteString("# start_ms latency_ms (-1: failed)\n")
+	for i, d := range lat {
+		l := -1.0
+		if d >= 0 {
+			l = msOf(d)
+		}
+		fmt.Fprintf(&b, "%.3f %.3f\n", msOf(time.Duration(i)*interval), l)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("latency trace: %w", err)
+	}
+	return nil
 }
 
 // publishRounds reads the publisher's metrics: rounds published and
