@@ -3,7 +3,6 @@ package coproc
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -339,28 +338,6 @@ func ParseStatement(b []byte) (*Statement, error) {
 		return st, nil
 	}
 	return parseStatementStrict(b)
-}
-
-// parseCanonicalStatement is ParseStatement's fast path for the common
-// case, a canonical statement: a plain json.Unmarshal, Validate, and the
-// comparison with the canonical re-encoding. It accepts exactly what the
-// strict path accepts, with the same result: bytes equal to a canonical
-// encoding are valid UTF-8 with no duplicate, unknown or differently cased
-// key, so the lenient and the strict decoder read them alike; and anything
-// else fails the comparison (encoding/json would have replaced invalid
-// UTF-8, dropped a duplicate or an unknown key, or matched a key's case
-// loosely, and the re-encoding shows it). ok is false for every input the
-// fast path does not accept; the strict path then says why.
-func parseCanonicalStatement(b []byte) (*Statement, bool) {
-	var st Statement
-	if json.Unmarshal(b, &st) != nil || st.Validate() != nil {
-		return nil, false
-	}
-	c, err := marshalCanonical(&st)
-	if err != nil || string(c) != string(b) {
-		return nil, false
-	}
-	return &st, true
 }
 
 // parseStatementStrict is ParseStatement with the precise error.

@@ -174,6 +174,44 @@ func FuzzCanonicalEnvelope(f *testing.F) {
 	})
 }
 
+// TestCanonicalStatementFastPath: valid statements take the fast path (so
+// that FuzzCanonicalStatement compares something), and small departures
+// from the canonical layout leave it for the strict path.
+func TestCanonicalStatementFastPath(t *testing.T) {
+	for _, name := range []string{"testdata/golden-ed25519.json"} {
+		golden, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := ParseEnvelope(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := parseCanonicalStatement(env.Payload); !ok {
+			t.Errorf("%s: the canonical statement does not take the fast path", name)
+		}
+		for _, edit := range [][2]string{
+			{`"counter":7`, `"counter":07`},
+			{`"counter":7`, `"counter":7.0`},
+			{`"vm:`, `"vm:\u0077`},
+			{`{"_type"`, ` {"_type"`},
+			{`"leafCount":3`, `"leafCount":3,"leafCount":3`},
+			{`"cpu.count",`, `"cpu.count" ,`},
+		} {
+			b := bytes.Replace(env.Payload, []byte(edit[0]), []byte(edit[1]), 1)
+			if bytes.Equal(b, env.Payload) {
+				t.Fatalf("%s: edit %q does not apply", name, edit[0])
+			}
+			if _, ok := parseCanonicalStatement(b); ok {
+				t.Errorf("%s: fast path accepts %q", name, b)
+			}
+			if _, err := ParseStatement(b); err == nil {
+				t.Errorf("%s: ParseStatement accepts %q", name, b)
+			}
+		}
+	}
+}
+
 // FuzzCanonicalStatement: ParseStatement's fast path accepts exactly what
 // the strict path accepts, with the same statement.
 func FuzzCanonicalStatement(f *testing.F) {
@@ -196,6 +234,11 @@ func FuzzCanonicalStatement(f *testing.F) {
 		}
 		if fastOK && !reflect.DeepEqual(fast, strict) {
 			t.Fatalf("fast and strict paths disagree on %q:\n%+v\n%+v", b, fast, strict)
+		}
+		if fastOK {
+			if c, err := marshalCanonical(fast); err != nil || !bytes.Equal(c, b) {
+				t.Fatalf("fast path's statement re-encodes differently (%v):\n in %q\nout %q", err, b, c)
+			}
 		}
 	})
 }
