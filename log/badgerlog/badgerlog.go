@@ -11,8 +11,8 @@
 // the new checkpoint and commits, in ONE badger transaction: the entries,
 // the changed tiles, the checkpoint (kept forever, by size) and the tree
 // state. The database runs with SyncWrites, so the commit returns only after
-// badger has fsynced its write-ahead log (and its value log, which stays
-// empty: every value is below ValueThreshold and lives in the LSM tree).
+// badger has fsynced its write-ahead log and its value log (see the storage
+// layout for which values live there).
 // Badger makes a transaction visible to readers only after its commit
 // callback completes, that is after the fsync, so nothing is served that a
 // crash could take back. Add returns after that commit. Entries that
@@ -37,9 +37,19 @@
 //	's'                      tree state: u64 size ‖ compact range hashes
 //
 // Each entry is stored once (no bundle copies), each tree hash once in its
-// tile, so the store holds the entry bytes (Snappy-compressed by badger)
-// plus 32 bytes per leaf and a small per-key and per-checkpoint overhead.
-// Partial tiles are rewritten per batch; compaction drops the old versions.
+// tile, so the store holds the entry bytes plus 64 bytes per leaf (a full
+// tile keeps its interior nodes, tlog.TileTree) and a small per-key and
+// per-checkpoint overhead. Partial tiles are rewritten per batch;
+// compaction drops the old versions.
+//
+// Values of at least 8 KiB (valueThreshold) go to badger's value log and
+// the LSM tree holds a pointer to them: full tiles (16,352 bytes) and the
+// rare large entry. Both are written once and never replaced or deleted,
+// so the value log needs no garbage collection; and a proof reads a tile's
+// nodes in place from the memory-mapped value log file, where a value in
+// the LSM tree is copied out of its table three times before the caller
+// sees it. Partial tiles (at most 8,160 bytes), entries below 8 KiB,
+// checkpoints and the state stay in the LSM tree.
 package badgerlog
 
 import (
@@ -184,8 +194,12 @@ func tileKey(level, index uint64) []byte {
 
 var stateKey = []byte{tagState}
 
-// valueThreshold keeps entries (≤ 64 KiB) and tiles (8 KiB) in the LSM tree.
-const valueThreshold = 128 << 10
+const tableSize = 8 << 20
+
+// valueThreshold sends full tiles (tlog.TileTreeSize) and entries of 8 KiB
+// or more to the value log; partial tiles, at most 255 hashes, stay in the
+// LSM tree (badger keeps values shorter than the threshold there).
+const valueThreshold = 8 << 10
 
 // txnLimits returns badger's per-transaction limits for these options: 15%
 // of a memtable, in bytes and in skiplist nodes.
@@ -206,8 +220,8 @@ func txnLimits(o badger.Options) (bytes, count int) {
 // decompressed into a newly allocated block on every block-cache miss —
 // which a log of millions of tiles mostly is. (Measured with vmledger
 // bench proofs at 1M entries: the same proof rate, the build's anonymous
-// memory 1.1 GiB -> 370 MiB.) Values up to 128 KiB stay in the LSM tree
-// (ValueThreshold), so the value log stays empty and needs no GC.
+// memory 1.1 GiB -> 370 MiB.) Which values go to the value log: see the
+// package doc.
 // SyncWrites makes every commit fsync before it returns. Conflict
 // detection is off: the sequencer is the only writer. (The Go heap's
 // garbage is bounded separately: vmledger log serve sets a soft memory
@@ -217,7 +231,7 @@ func badgerOptions(c Config) badger.Options {
 	if budget <= 0 {
 		budget = 96 << 20
 	}
-	return badger.DefaultOptions(c.Dir).
+	opts := badger.DefaultOptions(c.Dir).
 		WithLogger(badgerLogger{c.Logger}).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
@@ -231,8 +245,17 @@ func badgerOptions(c Config) badger.Options {
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
+		WithBaseTableSize(tableSize).
 		WithMetricsEnabled(false)
+	opts.TableSizeMultiplier = 1
+	return opts
 }
+
+// tableSize is the size of every LSM table, at every level. Badger builds
+// a table in memory before writing it, and a compaction runs up to five
+// builders side by side (more finished ones queue for writing), so table
+// size bounds a compaction's memory. Badger's default doubles the size at
+// each level (2 MiB at L1, 32 MiB at L5): a 10 M-entry log reaches L5.
 
 // Open opens (or creates) the log in c.Dir and starts its sequencer. A new
 // log signs and stores a checkpoint of size 0.
