@@ -68,6 +68,15 @@ the log in order). Targets: p50 ≤ 150 ms, p99 ≤ 400 ms.`,
 			if c.Rate <= 0 || c.Duration <= 0 {
 				return usagef("--rate and --duration must be positive")
 			}
+			if c.Trace != "" {
+				// With a trace, the deployment's logs too (--log-level
+				// debug shows badger's flushes), to line stalls up with them.
+				logger, err := newLogger()
+				if err != nil {
+					return err
+				}
+				c.Logger = logger
+			}
 			r, err := bench.Latency(cmd.Context(), c)
 			if err != nil {
 				return err

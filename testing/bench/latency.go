@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -36,6 +37,9 @@ type LatencyConfig struct {
 	// its scheduled start and its latency in milliseconds (-1: failed),
 	// to see whether a slow tail is spread out or one stall.
 	Trace string
+	// Logger receives the deployment's logs (badger's flushes and
+	// compactions at debug level); nil discards them.
+	Logger *slog.Logger
 }
 
 // Latency measures submit → entry in a checkpoint cosigned by a 2-of-3
@@ -57,7 +61,7 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*Report, error) {
 		return nil, fmt.Errorf("latency: creating the cluster directory (pick another --dir): %w", err)
 	}
 	defer os.RemoveAll(dir)
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("latency: starting the cluster: %w", err)
 	}
