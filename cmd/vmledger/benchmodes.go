@@ -92,7 +92,10 @@ the log in order). Targets: p50 ≤ 150 ms, p99 ≤ 400 ms.`,
 
 func addBenchProofsFlags(cmd *cobra.Command, c *bench.ProofsConfig) {
 	cmd.Flags().IntVar(&c.Entries, "entries", 1_000_000, "log size (issue 10's target is at 10,000,000)")
-	cmd.Flags().IntVar(&c.Clients, "proof-clients", 32, "concurrent HTTP clients asking for proofs")
+	// 16: on 2 cores proofs/s is the same with 16 and 32 clients (18,667
+	// and 18,492 at 10 M entries); more clients only queue, which is what
+	// a p99 target should not measure. BENCHMARKS.md has both.
+	cmd.Flags().IntVar(&c.Clients, "proof-clients", 16, "concurrent HTTP clients asking for proofs (the least that saturates 2 cores; more only queue)")
 	cmd.Flags().DurationVar(&c.Duration, "proof-duration", 10*time.Second, "how long proofs are asked for")
 }
 
