@@ -61,57 +61,47 @@ const (
 )
 
 // NICMACName is "net.<i>.mac", i in decimal without leading zeros.
-func NICMACName(i int) string {
-	if i >= 0 && i < MaxNICs {
-		return slotNames().nicMAC[i]
-	}
-	return "net." + strconv.Itoa(i) + ".mac"
-}
+func NICMACName(i int) string { return nicMACNames.name(i) }
 
 // NICVLANName is "net.<i>.vlan".
-func NICVLANName(i int) string {
-	if i >= 0 && i < MaxNICs {
-		return slotNames().nicVLAN[i]
-	}
-	return "net." + strconv.Itoa(i) + ".vlan"
-}
+func NICVLANName(i int) string { return nicVLANNames.name(i) }
 
 // DiskSHA256Name is "disk.<i>.sha256".
-func DiskSHA256Name(i int) string {
-	if i >= 0 && i < MaxDisks {
-		return slotNames().diskSHA256[i]
-	}
-	return "disk." + strconv.Itoa(i) + ".sha256"
-}
+func DiskSHA256Name(i int) string { return diskSHA256Names.name(i) }
 
 // DiskTargetName is "disk.<i>.target".
-func DiskTargetName(i int) string {
-	if i >= 0 && i < MaxDisks {
-		return slotNames().diskTarget[i]
-	}
-	return "disk." + strconv.Itoa(i) + ".target"
+func DiskTargetName(i int) string { return diskTargetNames.name(i) }
+
+var (
+	nicMACNames     = newSlotNames("net.", ".mac", MaxNICs)
+	nicVLANNames    = newSlotNames("net.", ".vlan", MaxNICs)
+	diskSHA256Names = newSlotNames("disk.", ".sha256", MaxDisks)
+	diskTargetNames = newSlotNames("disk.", ".target", MaxDisks)
+)
+
+// slotNames are the names prefix<i>suffix of a kind of slot, the first n
+// built once: Measure looks them up for each configuration it hashes.
+type slotNames struct {
+	prefix, suffix string
+	built          []string
 }
 
-// slotNames are the names of every NIC and disk slot, built once: Measure
-// looks them up for each configuration it hashes.
-var slotNames = sync.OnceValue(func() *struct {
-	nicMAC, nicVLAN        [MaxNICs]string
-	diskSHA256, diskTarget [MaxDisks]string
-} {
-	n := new(struct {
-		nicMAC, nicVLAN        [MaxNICs]string
-		diskSHA256, diskTarget [MaxDisks]string
-	})
-	for i := range MaxNICs {
-		n.nicMAC[i] = "net." + strconv.Itoa(i) + ".mac"
-		n.nicVLAN[i] = "net." + strconv.Itoa(i) + ".vlan"
+func newSlotNames(prefix, suffix string, n int) *slotNames {
+	s := &slotNames{prefix: prefix, suffix: suffix}
+	for i := range n {
+		s.built = append(s.built, s.format(i))
 	}
-	for i := range MaxDisks {
-		n.diskSHA256[i] = "disk." + strconv.Itoa(i) + ".sha256"
-		n.diskTarget[i] = "disk." + strconv.Itoa(i) + ".target"
+	return s
+}
+
+func (s *slotNames) name(i int) string {
+	if i >= 0 && i < len(s.built) {
+		return s.built[i]
 	}
-	return n
-})
+	return s.format(i)
+}
+
+func (s *slotNames) format(i int) string { return s.prefix + strconv.Itoa(i) + s.suffix }
 
 // paramSpec is what the registry knows of one name: its type when present
 // and the exact value length (-1: variable).
