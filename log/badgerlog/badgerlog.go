@@ -59,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -502,6 +503,10 @@ func (e *Engine) Health() error {
 // LSM tree within its target size (score below 1). After a burst of writes
 // badger rewrites tables in the background for a while, competing with
 // readers; a measurement of reads from a log at rest settles it first.
+//
+// It also waits until the tables that compactions replaced are deleted:
+// until the directory holds exactly the tables badger lists, so that what
+// is on disk then is what the log keeps.
 func (e *Engine) Settle(ctx context.Context) error {
 	for {
 		pending := false
@@ -509,7 +514,13 @@ func (e *Engine) Settle(ctx context.Context) error {
 			pending = pending || l.Score >= 1
 		}
 		if !pending {
-			return nil
+			files, err := filepath.Glob(filepath.Join(e.cfg.Dir, "*.sst"))
+			if err != nil {
+				return err
+			}
+			if len(files) <= len(e.db.Tables()) {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

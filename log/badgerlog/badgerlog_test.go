@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -492,6 +493,9 @@ func TestSettle(t *testing.T) {
 		if l.Score >= 1 {
 			t.Errorf("after Settle, level %d has score %.2f (%d tables)", l.Level, l.Score, l.NumTables)
 		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(e.cfg.Dir, "*.sst")); len(files) != len(e.db.Tables()) {
+		t.Errorf("after Settle, %d table files on disk, badger lists %d", len(files), len(e.db.Tables()))
 	}
 	binary.BigEndian.PutUint64(entry, 0)
 	tile, err := e.ReadTile(t.Context(), 0, 0, 0)
