@@ -1,6 +1,7 @@
 package witness
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,7 +39,12 @@ func (w *Witness) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		w.reply(rw, http.StatusBadRequest, "reading body failed\n")
 		return
 	}
-	line, err := w.AddCheckpoint(r.Context(), body)
+	// The body is read: the decision is local and quick, so it is not
+	// abandoned when the request's context ends. A client that half-closes
+	// its connection after sending (shutdown(SHUT_WR)) cancels that
+	// context in net/http while it still waits for the answer, and must
+	// get the real one, not a 500.
+	line, err := w.AddCheckpoint(context.WithoutCancel(r.Context()), body)
 
 	// The one place where decisions become status codes.
 	var parseErr *ParseError

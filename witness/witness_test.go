@@ -2,10 +2,12 @@ package witness
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +306,26 @@ func TestRequestBudget(t *testing.T) {
 	// Unknown origins are 404 and spend nothing.
 	if r := post(t, tw.url, []byte("old 0\n\nother.example/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— other.example/log AAAAAAAA\n")); r.code != 404 {
 		t.Errorf("unknown origin = %d, want 404", r.code)
+	}
+}
+
+// TestAddCheckpointAfterClientHalfClose: a client that half-closes its
+// connection after sending (its request context then ends in net/http)
+// still gets the decision, not a 500 (found by testing/hostile).
+func TestAddCheckpointAfterClientHalfClose(t *testing.T) {
+	l := newTestLog(t, 8)
+	tw := newTestWitness(t, witnessOpts{logs: []*policy.Log{l.policyLog(t, "")}})
+	for _, c := range []struct {
+		body []byte
+		want int
+	}{{l.body(0, 5), http.StatusOK}, {l.body(0, 8), http.StatusConflict}} {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		req := httptest.NewRequestWithContext(ctx, "POST", "/add-checkpoint", bytes.NewReader(c.body))
+		rec := httptest.NewRecorder()
+		tw.w.Handler().ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("add-checkpoint with its request context ended = %d %q, want %d", rec.Code, rec.Body.String(), c.want)
+		}
 	}
 }
