@@ -195,6 +195,11 @@ func tileKey(level, index uint64) []byte {
 
 var stateKey = []byte{tagState}
 
+// tableSize is the size of every LSM table, at every level. Badger builds
+// a table in memory before writing it, and a compaction runs up to five
+// builders side by side (more finished ones queue for writing), so table
+// size bounds a compaction's memory. Badger's default doubles the size at
+// each level (2 MiB at L1, 32 MiB at L5): a 10 M-entry log reaches L5.
 const tableSize = 8 << 20
 
 // valueThreshold sends full tiles (tlog.TileTreeSize) and entries of 8 KiB
@@ -251,12 +256,6 @@ func badgerOptions(c Config) badger.Options {
 	opts.TableSizeMultiplier = 1
 	return opts
 }
-
-// tableSize is the size of every LSM table, at every level. Badger builds
-// a table in memory before writing it, and a compaction runs up to five
-// builders side by side (more finished ones queue for writing), so table
-// size bounds a compaction's memory. Badger's default doubles the size at
-// each level (2 MiB at L1, 32 MiB at L5): a 10 M-entry log reaches L5.
 
 // Open opens (or creates) the log in c.Dir and starts its sequencer. A new
 // log signs and stores a checkpoint of size 0.

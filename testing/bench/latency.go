@@ -177,7 +177,7 @@ func writeTrace(path string, interval time.Duration, lat []time.Duration) error 
 }
 
 // publishRounds reads the publisher's metrics: rounds published and
-// failed, and the mean and largest-bucket duration of a round.
+// failed, and the mean duration of a round.
 func publishRounds(g prometheus.Gatherer) (map[string]float64, error) {
 	mfs, err := g.Gather()
 	if err != nil {
