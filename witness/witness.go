@@ -305,6 +305,9 @@ func logSignedNote(l *policy.Log, signed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoTrustedSignature, err)
 	}
+	if err := policy.CheckEverySignature(signed, note.VerifierList(l.Verifier)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoTrustedSignature, err)
+	}
 	out := []byte(n.Text + "\n")
 	for _, s := range n.Sigs {
 		if s.Name == l.Verifier.Name() && s.Hash == l.Verifier.KeyHash() {

@@ -125,6 +125,13 @@ func TestAddCheckpointStatus(t *testing.T) {
 	badProof[1] = bytes.Repeat([]byte{7}, 32)
 	emptyTextWrongRoot := fmt.Sprintf("%s\n0\n%s\n", testOrigin, base64.StdEncoding.EncodeToString(l.tree.HashAt(3)))
 	tooManyProofLines := "old 5\n" + strings.Repeat(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n", 64) + "\n" + cp8
+	mostProofLines := "old 5\n" + strings.Repeat(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n", 63) + "\n" + cp8
+	// The log's valid signature line and a failing line of the same key, in
+	// both orders (x/mod's note.Open checks only the first line of a key).
+	goodLine := cp8[strings.LastIndex(cp8[:len(cp8)-1], "\n")+1:]
+	failingLine := string(badSig[strings.LastIndex(string(badSig[:len(badSig)-1]), "\n")+1:])
+	validThenFailing := cp8 + failingLine
+	failingThenValid := strings.TrimSuffix(cp8, goodLine) + failingLine + goodLine
 
 	tests := []struct {
 		name  string
@@ -168,6 +175,8 @@ func TestAddCheckpointStatus(t *testing.T) {
 		{name: "403 no log signature", body: MarshalAddCheckpoint(0, nil, sign(l.text(8), unknown)), code: 403},
 		{name: "403 same name other key", body: MarshalAddCheckpoint(0, nil, sign(l.text(8), impostor)), code: 403},
 		{name: "403 log signature fails", body: MarshalAddCheckpoint(0, nil, badSig), code: 403},
+		{name: "403 valid then failing log signature", body: MarshalAddCheckpoint(0, nil, []byte(validThenFailing)), code: 403},
+		{name: "403 failing then valid log signature", body: MarshalAddCheckpoint(0, nil, []byte(failingThenValid)), code: 403},
 
 		{name: "404 unknown origin", body: MarshalAddCheckpoint(0, nil, sign("other.example/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n", otherSigner)), code: 404},
 
@@ -175,6 +184,7 @@ func TestAddCheckpointStatus(t *testing.T) {
 		{name: "409 stale old", setup: [][]byte{l.body(0, 5), l.body(5, 8)}, body: l.body(5, 10), code: 409, ct: "text/x.tlog.size", want: "8\n"},
 		{name: "409 old 0 after state", setup: [][]byte{l.body(0, 5)}, body: l.body(0, 8), code: 409, ct: "text/x.tlog.size", want: "5\n"},
 
+		{name: "422 63 proof lines parse (the most allowed), proof wrong", setup: [][]byte{l.body(0, 5)}, body: []byte(mostProofLines), code: 422},
 		{name: "422 bad proof", setup: [][]byte{l.body(0, 5)}, body: MarshalAddCheckpoint(5, badProof, l.checkpoint(8)), code: 422},
 		{name: "422 missing proof", setup: [][]byte{l.body(0, 5)}, body: MarshalAddCheckpoint(5, nil, l.checkpoint(8)), code: 422},
 		{name: "422 proof for another old size", setup: [][]byte{l.body(0, 5)}, body: MarshalAddCheckpoint(5, l.proof(4, 8), l.checkpoint(8)), code: 422},
@@ -189,9 +199,23 @@ func TestAddCheckpointStatus(t *testing.T) {
 			for _, b := range tt.setup {
 				mustCosign(t, tw.url, b)
 			}
+			before, err := tw.w.Latest(t.Context(), testOrigin)
+			if err != nil {
+				t.Fatal(err)
+			}
 			r := post(t, tw.url, tt.body)
 			if r.code != tt.code {
 				t.Fatalf("POST /add-checkpoint %q = %d %q, want %d", tt.body, r.code, r.body, tt.code)
+			}
+			if r.code != 200 {
+				// A refusal changes nothing the witness cosigned.
+				after, err := tw.w.Latest(t.Context(), testOrigin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(before, after) {
+					t.Errorf("state changed by a refused request: before %q, after %q", before, after)
+				}
 			}
 			if tt.ct != "" && r.ct != tt.ct {
 				t.Errorf("Content-Type = %q, want %q", r.ct, tt.ct)

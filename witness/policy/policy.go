@@ -418,7 +418,11 @@ func (p *Policy) Verify(signed []byte) (*Verified, error) {
 	for _, w := range p.Witnesses {
 		vs = append(vs, w.Verifier)
 	}
-	n, err := note.Open(signed, note.VerifierList(vs...))
+	known := note.VerifierList(vs...)
+	n, err := note.Open(signed, known)
+	if err == nil {
+		err = CheckEverySignature(signed, known)
+	}
 	var invalid *note.InvalidSignatureError
 	var unverified *note.UnverifiedNoteError
 	switch {

@@ -209,6 +209,16 @@ func TestVerify(t *testing.T) {
 	forgedLine := replaceKeyID(t, w3line, w3.Name(), w3.KeyHash(), w2.Name(), w2.KeyHash())
 	forged = append(forged, forgedLine...)
 
+	// w2's valid cosignature followed by the forged w2 line: x/mod's
+	// note.Open checks only the first line of a key, Verify checks all.
+	validThenForged := append(f.sign(t, f.w1, f.w2), forgedLine...)
+	// The log's valid signature followed by a failing one of the log's key.
+	logTwice := f.sign(t, f.w1, f.w2)
+	logLine := logTwice[bytes.Index(logTwice, []byte("— example.com/ledger ")):]
+	logLine = bytes.Clone(logLine[:bytes.IndexByte(logLine, '\n')+1])
+	logLine[30] ^= 'A' ^ 'B'
+	logTwice = append(logTwice, logLine...)
+
 	badLog := f.sign(t, f.w1, f.w2)
 	badLog[bytes.Index(badLog, []byte("— example.com/ledger "))+30] ^= 'A' ^ 'B'
 
@@ -228,6 +238,8 @@ func TestVerify(t *testing.T) {
 		{"unknown plus two", f.sign(t, stranger, f.w2, f.w3), []string{"w2", "w3"}, true, nil},
 		{"bad known cosignature", forged, nil, false, &policy.BadSignatureError{}},
 		{"bad log signature", badLog, nil, false, &policy.BadSignatureError{}},
+		{"valid then forged cosignature of one witness", validThenForged, nil, false, &policy.BadSignatureError{}},
+		{"valid then failing log signature", logTwice, nil, false, &policy.BadSignatureError{}},
 		{"no log signature", bytes.Replace(f.sign(t, f.w1, f.w2), []byte("— example.com/ledger"), []byte("— example.com/other"), 1), nil, false, policy.ErrNoLogSignature},
 		{"unknown origin", []byte("other.example/log\n1\nAAAA\n\n— other.example/log AAAAAAAA\n"), nil, false, policy.ErrNoLogSignature},
 		{"malformed", []byte("example.com/ledger\n8\n"), nil, false, policy.ErrMalformed},
