@@ -9,7 +9,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/log/admission"
 )
 
@@ -109,20 +112,35 @@ a revoked key cannot be enrolled again. Prints the key's record as JSON.`,
 }
 
 func newLogRevokeCmd() *cobra.Command {
-	var logURL, tokenFile, keyID string
+	var logURL, tokenFile, keyFile, keyID string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "revoke --log URL --admin-token-file F --keyid ID",
+		Use:   "revoke --log URL --admin-token-file F (--key PEM | --keyid ID)",
 		Short: "Revoke a co-processor key (recorded in the log; final)",
-		Long: `revoke asks the log to refuse every further attestation signed by the key ID
-(lowercase hex SHA-256 of its DER public key, as vmledger coproc info prints it).
+		Long: `revoke asks the log to refuse every further attestation signed by the key,
+named by its public key in PEM (--key, as for enroll) or by its key ID (--keyid:
+lowercase hex SHA-256 of its DER public key, as vmledger coproc info prints it).
 The log records the revocation as an entry of its own, after the attestations of
 that key already being admitted. Revocation is final. Prints the key's record.`,
-		Example: `  vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --keyid 8cef065b…`,
-		Args:    cobra.NoArgs,
+		Example: `  vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem
+  vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --keyid 8cef065b…`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if logURL == "" || tokenFile == "" || keyID == "" {
-				return usagef("log revoke needs --log URL, --admin-token-file F and --keyid ID")
+			if logURL == "" || tokenFile == "" || (keyFile == "") == (keyID == "") {
+				return usagef("log revoke needs --log URL, --admin-token-file F and one of --key PEM or --keyid ID")
+			}
+			if keyFile != "" {
+				pemBytes, err := os.ReadFile(keyFile)
+				if err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+				pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
+				if err != nil {
+					return usagef("--key %s: not a PEM public key: %v", keyFile, err)
+				}
+				if keyID, err = coproc.KeyID(pub); err != nil {
+					return usagef("--key %s: %v", keyFile, err)
+				}
 			}
 			tok, err := readAdminToken(tokenFile)
 			if err != nil {
@@ -140,7 +158,8 @@ that key already being admitted. Revocation is final. Prints the key's record.`,
 	}
 	cmd.Flags().StringVar(&logURL, "log", "", "the log's base URL, e.g. http://127.0.0.1:8080")
 	cmd.Flags().StringVar(&tokenFile, "admin-token-file", "", "file holding the log's admin bearer token (mode 0600)")
-	cmd.Flags().StringVar(&keyID, "keyid", "", "the key ID to revoke (64 lowercase hex digits)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "PEM file of the co-processor's public key to revoke")
+	cmd.Flags().StringVar(&keyID, "keyid", "", "the key ID to revoke (64 lowercase hex digits), instead of --key")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the log")
 	return cmd
 }

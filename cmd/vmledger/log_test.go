@@ -194,3 +194,29 @@ func TestBenchAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestLogRevokeUsage: revoke names its key by exactly one of --key PEM or
+// --keyid ID, and a --key that is not a PEM public key is the user's to fix.
+func TestLogRevokeUsage(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"log", "revoke", "--log", "http://127.0.0.1:1", "--admin-token-file", tok}
+	for _, extra := range [][]string{
+		nil,
+		{"--key", notPEM, "--keyid", strings.Repeat("ab", 32)},
+		{"--key", notPEM},
+	} {
+		args := append(append([]string{}, base...), extra...)
+		var ue usageError
+		if _, err := runLogCmd(t.Context(), args...); !errors.As(err, &ue) {
+			t.Errorf("%q = %v, want a usage error", args, err)
+		}
+	}
+}
