@@ -143,6 +143,9 @@ func TestOverload(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable || r.reason(t) != "pushback" || r.header.Get("Retry-After") == "" {
 		t.Errorf("admission under pushback = %d %s, want 503 pushback with Retry-After", r.status, r.body)
 	}
+	if d.size() != before+1 {
+		t.Errorf("size %d after a 503, want %d (nothing appended)", d.size(), before+1)
+	}
 	// The retry of the same envelope is admitted: the reservation of
 	// counter 2 was released when the append failed.
 	d.admit(second)

@@ -83,6 +83,16 @@ func TestBundleVerifiesOffline(t *testing.T) {
 		t.Errorf("report index %d counter %d, want %d and 1", rep.Index, rep.Counter, resp.Index)
 	}
 
+	// The agent's retry of the same envelope: 200, the same index, and a
+	// bundle that verifies too.
+	r = d.post(env, "?wait=1")
+	var again AdmitResponse
+	r.json(t, &again)
+	if r.status != http.StatusOK || again.Index != resp.Index || len(again.Bundle) == 0 {
+		t.Fatalf("duplicate POST ?wait=1 = %d %s, want 200 index %d with a bundle", r.status, r.body, resp.Index)
+	}
+	verifyBundle(t, again.Bundle, trust, "vm-1", cfg, secret)
+
 	// The same entry through the read endpoints, after more entries.
 	d.admit(dv.attest(t, "vm-2", rootOf("other"), 2, d.anchor()))
 	d.anchor() // published
