@@ -134,6 +134,20 @@ func TestGossipDetectsFork(t *testing.T) {
 				if !strings.Contains(m.body, fmt.Sprintf("witness_fork_evidence_total %d", len(ev))) {
 					t.Errorf("witness %s: metrics do not count %d evidence bundles", who, len(ev))
 				}
+				// Logged at error level, once per evidence bundle.
+				var logged int
+				for _, line := range strings.Split(tw.logs.String(), "\n") {
+					var rec struct{ Level, Msg, Kind string }
+					if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "LOG FORK DETECTED") {
+						logged++
+						if rec.Level != "ERROR" || rec.Kind != tt.wantKind {
+							t.Errorf("witness %s: fork logged at %s with kind %q, want ERROR and %q", who, rec.Level, rec.Kind, tt.wantKind)
+						}
+					}
+				}
+				if logged != len(ev) {
+					t.Errorf("witness %s: %d fork log lines for %d evidence bundles:\n%s", who, logged, len(ev), tw.logs)
+				}
 			}
 			check("A", a, true)
 			check("B", b, tt.bDetects)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,6 +118,25 @@ type testWitness struct {
 	srv   *httptest.Server
 	url   *url.URL
 	dir   string
+	logs  *syncBuffer // the witness's log output (JSON lines)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type witnessOpts struct {
@@ -148,17 +168,19 @@ func newTestWitness(t testing.TB, o witnessOpts) *testWitness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logger *slog.Logger
+	logs := &syncBuffer{}
+	handlers := []slog.Handler{slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("witness", o.name)
+		handlers = append(handlers, slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	logger := slog.New(slog.NewMultiHandler(handlers...)).With("witness", o.name)
 	w, err := New(Config{Logs: o.logs, Cosigner: c, Store: store, Budget: o.budget, Now: o.now, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(w.Handler())
 	u, _ := url.Parse(srv.URL)
-	tw := &testWitness{w: w, store: store, srv: srv, url: u, dir: o.dir}
+	tw := &testWitness{w: w, store: store, srv: srv, url: u, dir: o.dir, logs: logs}
 	t.Cleanup(tw.close)
 	return tw
 }
