@@ -176,6 +176,9 @@ func TestAttestVerifyOffline(t *testing.T) {
 
 	t.Run("monitor", func(t *testing.T) { testMonitor(t, d, vms[0]) })
 
+	// Sigstore's code reads the same entries through the Rekor v1 API.
+	t.Run("rekor reads", func(t *testing.T) { testRekorReads(t, d, bundles) })
+
 	// Stop every process, then verify every bundle again: the bundles
 	// carry all the evidence.
 	for _, w := range d.witnesses {
