@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmledger/vmledger/coproc/tpm/swtpmtest"
+	"github.com/vmledger/vmledger/testing/mysqltest"
 )
 
 // origin is the log's origin in every deployment.
@@ -38,19 +39,38 @@ type deployment struct {
 
 	// trust is the customer's trust file (also the agent's).
 	trust string
+
+	// engineArgs are log serve's engine flags (none: the default badger
+	// engine).
+	engineArgs []string
 }
 
 // coproc is the co-processor SPEC of the swtpm (its address changes when
 // it restarts).
 func (d *deployment) coproc() string { return "swtpm:" + d.tpm.Addr }
 
-// deploy starts a deployment in a new temporary directory. Every process is
-// killed when the test ends.
+// deploy starts a deployment in a new temporary directory, with the log on
+// its default (badger) engine. Every process is killed when the test ends.
 func deploy(t *testing.T) *deployment {
+	t.Helper()
+	return deployWith(t, nil)
+}
+
+// deployTessera starts a deployment whose log runs on the Tessera engine
+// (log serve --engine tessera) with a database of its own on the MariaDB
+// that .ci/run starts; it skips, or fails with VMLEDGER_REQUIRE_MYSQL=1,
+// without one.
+func deployTessera(t *testing.T) *deployment {
+	t.Helper()
+	return deployWith(t, []string{"--engine", "tessera", "--mysql-dsn", mysqltest.NewDatabase(t)})
+}
+
+// deployWith starts a deployment whose log serve gets engineArgs.
+func deployWith(t *testing.T, engineArgs []string) *deployment {
 	t.Helper()
 	statSources()
 	tpm := swtpmtest.Start(t) // skips, or fails with VMLEDGER_REQUIRE_SWTPM=1, without swtpm
-	d := &deployment{t: t, dir: t.TempDir(), tpm: tpm}
+	d := &deployment{t: t, dir: t.TempDir(), tpm: tpm, engineArgs: engineArgs}
 
 	d.logVKey = strings.TrimSpace(mustRun(t, "keygen", "--name", origin, "--out", d.path("log.key")).stdout)
 	var wkeys, wvkeys []string
@@ -164,9 +184,9 @@ func (d *deployment) startServers(attempt int, wkeys, wvkeys []string) error {
 	d.witnessLines = trustPol.String()
 	policyFile := writeFile(t, filepath.Join(dir, "witness-policy.txt"), []byte(pol.String()), 0o644)
 
-	d.log = startProc(t, dir, "log", "log", "serve",
+	d.log = startProc(t, dir, "log", append([]string{"log", "serve",
 		"--data", filepath.Join(dir, "log"), "--listen", logAddr, "--key", d.path("log.key"),
-		"--witness-policy", policyFile, "--admin-token-file", d.adminToken)
+		"--witness-policy", policyFile, "--admin-token-file", d.adminToken}, d.engineArgs...)...)
 	if _, err := d.log.listenAddr("log serving"); err != nil {
 		stderr, _ := os.ReadFile(d.log.stderr)
 		if strings.Contains(string(stderr), "address already in use") {

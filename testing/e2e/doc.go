@@ -5,6 +5,11 @@
 // agent, the customer's verifier and the monitor through the command line,
 // exactly as an operator would. The package has no non-test code.
 //
+// Tests whose names end in Tessera run the same deployment with the log on
+// the Tessera engine (log serve --engine tessera --mysql-dsn) and a database
+// of their own on the MariaDB that .ci/run starts.
+//
 // The tests need swtpm (Debian package swtpm): without it they skip, and
-// with VMLEDGER_REQUIRE_SWTPM=1 they fail. See coproc/tpm/swtpmtest.
+// with VMLEDGER_REQUIRE_SWTPM=1 they fail. See coproc/tpm/swtpmtest. The
+// Tessera ones also need VMLEDGER_TEST_MYSQL_DSN; see testing/mysqltest.
 package e2e

@@ -91,8 +91,14 @@ func launchArgs(d *deployment, v vm, coproc, trust, marker string, extra ...stri
 // runs it); each bundle verified by the customer, also with a consistency
 // state; the monitor; then every process stopped and every bundle verified
 // again, offline, and refused offline when one input is wrong.
-func TestAttestVerifyOffline(t *testing.T) {
-	d := deploy(t)
+func TestAttestVerifyOffline(t *testing.T) { testAttestVerifyOffline(t, deploy(t)) }
+
+// TestAttestVerifyOfflineTessera is the same chain with the log on the
+// Tessera engine (MariaDB): admission, witnessing, the customer's checks,
+// the monitor and the Rekor reads do not depend on the engine.
+func TestAttestVerifyOfflineTessera(t *testing.T) { testAttestVerifyOffline(t, deployTessera(t)) }
+
+func testAttestVerifyOffline(t *testing.T, d *deployment) {
 
 	vms := []vm{
 		d.newVM("web01", "4GiB", 0x58),

@@ -87,9 +87,13 @@ func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 // key (name+keyhash+base64(0x01 || key)).
 func logPublicKey(t *testing.T, vkey string) ed25519.PublicKey {
 	t.Helper()
-	i := strings.LastIndexByte(vkey, '+')
-	raw, err := base64.StdEncoding.DecodeString(vkey[i+1:])
-	if i < 0 || err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01 {
+	// The name cannot contain '+'; the base64 key can.
+	parts := strings.SplitN(vkey, "+", 3)
+	if len(parts) != 3 {
+		t.Fatalf("log verifier key %q: want name+keyhash+key", vkey)
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01 {
 		t.Fatalf("log verifier key %q is not an Ed25519 note key (%v)", vkey, err)
 	}
 	return ed25519.PublicKey(raw[1:])
