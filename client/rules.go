@@ -13,24 +13,52 @@ import (
 )
 
 // Rules are expectations about a configuration beyond exact equality: what a
-// customer accepts rather than the one configuration they ordered. Each rule
-// is checked against parameter values that are proven to be under the
-// attested root — from the expected configuration, a full manifest, or
-// disclosures. A rule about a value that is not proven fails: a rule is never
-// satisfied by absence of evidence.
+// customer accepts rather than the one configuration they ordered (`vmledger
+// verify --rules FILE`). Each rule is checked against parameter values that
+// are proven to be under the attested root — from the expected configuration
+// (with the VM secret), a full manifest, or disclosures. A rule about a value
+// that is not proven fails: a rule is never satisfied by absence of evidence.
 //
-// JSON form (every member optional):
+// A rules file is one JSON object; every member is optional, and unknown
+// members are errors (a typo must not drop a rule). An example with every
+// rule kind:
 //
 //	{
-//	  "memory_bytes":       {"min": 2147483648, "max": 17179869184},
-//	  "cpu_count":          {"min": 2, "max": 8},
-//	  "disk_sha256":        ["<hex digest>", …],  every disk image must be one of these
-//	  "boot_loader_sha256": ["<hex digest>", …],  the loader must be one of these (or absent)
-//	  "kernel_sha256":      ["<hex digest>", …],  the kernel must be one of these (or absent)
-//	  "kernel_cmdline":     ["console=ttyS0 ro", …], the command line must be one of these
-//	  "required_packages":  ["openssh-server", "openssl=3.0.15-1"],  name, or name=version
+//	  "memory_bytes": {"min": 2147483648, "max": 17179869184},
+//	  "cpu_count": {"min": 2, "max": 8},
+//	  "disk_sha256": ["0102030000000000000000000000000000000000000000000000000000000000"],
+//	  "boot_loader_sha256": ["3f1a9c0e6b2d4f8a7c5e1b3d9f0a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b0d2f4a"],
+//	  "kernel_sha256": ["0900000000000000000000000000000000000000000000000000000000000000"],
+//	  "kernel_cmdline": ["console=ttyS0 ro", "console=ttyS0 ro quiet"],
+//	  "required_packages": ["openssh-server", "openssl=3.0.15-1"],
 //	  "forbidden_packages": ["telnetd", "rsh-server"]
 //	}
+//
+// The rule kinds:
+//
+//   - memory_bytes, cpu_count: an inclusive range; "max" omitted (or 0)
+//     means no upper bound, "min" omitted means 0. {"cpu_count": {"min": 4,
+//     "max": 4}} requires exactly 4 vCPUs.
+//   - disk_sha256: allowed disk image digests (hex, either case); every disk
+//     slot that holds a disk must hold one of these, and empty slots pass.
+//   - boot_loader_sha256, kernel_sha256: allowed digests; a VM without a
+//     boot loader (or kernel) passes.
+//   - kernel_cmdline: allowed command lines, compared exactly; a VM without
+//     a command line fails.
+//   - required_packages: each "name" or "name=version" must be installed.
+//   - forbidden_packages: no package of one of these names may be installed.
+//
+// What each kind of evidence can prove:
+//
+//   - --expected with --vm-secret, or --manifest: every value, and the
+//     absence of a package, so every rule can be checked.
+//   - --disclosures (a third party without the secret): only the disclosed
+//     parameters. A range, digest or command-line rule over a parameter that
+//     was not disclosed fails with "not disclosed"; disk_sha256 needs all 16
+//     disk slots (disk.0.sha256 … disk.15.sha256) disclosed, since an
+//     undisclosed slot could hold any disk; a required package must be
+//     disclosed; and forbidden_packages always fails, because disclosures
+//     cannot prove that a package is absent — ask for the manifest.
 type Rules struct {
 	MemoryBytes       *Range   `json:"memory_bytes,omitempty"`
 	CPUCount          *Range   `json:"cpu_count,omitempty"`
