@@ -1,7 +1,10 @@
 package tesseralog
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -10,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/tessera"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/server/servertest"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -144,5 +149,38 @@ func TestHTTPPushback(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Errorf("held Add = %v", err)
+	}
+}
+
+// TestTesseraPushback: when Tessera itself pushes back (its appender's
+// future fails with tessera.ErrPushback, as it does when integration falls
+// behind WithPushback), Add reports engine.ErrPushback (still matching
+// Tessera's error) and the HTTP API answers 503 with Retry-After, not 500.
+// Tessera's MySQL driver integrates as it sequences, so the test makes the
+// appender's future fail rather than waiting for a lag it cannot force.
+func TestTesseraPushback(t *testing.T) {
+	l := newHTTPLog(t, Config{BatchMaxAge: 10 * time.Millisecond, PollInterval: 10 * time.Millisecond}, true)
+	l.grow(t, 1)
+	real := l.e.appender.Add
+	l.e.appender.Add = func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+		return func() (tessera.Index, error) {
+			return tessera.Index{}, fmt.Errorf("integration behind: %w", tessera.ErrPushback)
+		}
+	}
+	if _, err := l.e.Add(t.Context(), []byte("pushed back")); !errors.Is(err, engine.ErrPushback) || !errors.Is(err, tessera.ErrPushback) {
+		t.Errorf("Add under Tessera's pushback = %v, want engine.ErrPushback wrapping tessera.ErrPushback", err)
+	}
+	resp, err := http.Post(l.url+"v1/entries", "application/octet-stream", strings.NewReader("pushed back"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("POST v1/entries under Tessera's pushback = %d %q, Retry-After %q; want 503 with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	l.e.appender.Add = real
+	if _, err := l.e.Add(t.Context(), []byte("after")); err != nil {
+		t.Errorf("Add once Tessera accepts again = %v", err)
 	}
 }
