@@ -43,6 +43,8 @@ type deployment struct {
 	// engineArgs are log serve's engine flags (none: the default badger
 	// engine).
 	engineArgs []string
+	// policyFile is the log's --witness-policy file.
+	policyFile string
 }
 
 // coproc is the co-processor SPEC of the swtpm (its address changes when
@@ -182,11 +184,9 @@ func (d *deployment) startServers(attempt int, wkeys, wvkeys []string) error {
 	pol.WriteString(quorum)
 	trustPol.WriteString(quorum)
 	d.witnessLines = trustPol.String()
-	policyFile := writeFile(t, filepath.Join(dir, "witness-policy.txt"), []byte(pol.String()), 0o644)
+	d.policyFile = writeFile(t, filepath.Join(dir, "witness-policy.txt"), []byte(pol.String()), 0o644)
 
-	d.log = startProc(t, dir, "log", append([]string{"log", "serve",
-		"--data", filepath.Join(dir, "log"), "--listen", logAddr, "--key", d.path("log.key"),
-		"--witness-policy", policyFile, "--admin-token-file", d.adminToken}, d.engineArgs...)...)
+	d.log = d.startLog(dir, "log", logAddr)
 	if _, err := d.log.listenAddr("log serving"); err != nil {
 		stderr, _ := os.ReadFile(d.log.stderr)
 		if strings.Contains(string(stderr), "address already in use") {
@@ -199,6 +199,15 @@ func (d *deployment) startServers(attempt int, wkeys, wvkeys []string) error {
 	}
 	d.log.waitHTTP(d.logURL + "/healthz")
 	return nil
+}
+
+// startLog starts a log serve process called name listening on addr, with
+// its data in dir/name and the deployment's key, witness policy, admin token
+// and engine.
+func (d *deployment) startLog(dir, name, addr string) *proc {
+	return startProc(d.t, dir, name, append([]string{"log", "serve",
+		"--data", filepath.Join(dir, name), "--listen", addr, "--key", d.path("log.key"),
+		"--witness-policy", d.policyFile, "--admin-token-file", d.adminToken}, d.engineArgs...)...)
 }
 
 func (d *deployment) path(name string) string { return filepath.Join(d.dir, name) }
