@@ -274,8 +274,8 @@ func TestRawEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode == 200 {
-		t.Errorf("POST v1/entries without AllowRawEntries = 200, want refused")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST v1/entries without AllowRawEntries = %d, want 404 (the endpoint does not exist)", resp.StatusCode)
 	}
 	code, b := l.get(t, "metrics")
 	if code != 200 || !bytes.Contains(b, []byte("vmledger_log_entries_added_total 3")) || !bytes.Contains(b, []byte("vmledger_log_tree_size 3")) {
