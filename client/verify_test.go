@@ -3,14 +3,18 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
@@ -29,6 +33,7 @@ const origin = "test.vmledger.dev/log"
 type fixture struct {
 	t         testing.TB
 	cp        *soft.CoProcessor
+	cpDir     string
 	tree      *testonly.Tree
 	entries   [][]byte
 	logSigner note.Signer
@@ -39,6 +44,9 @@ type fixture struct {
 	secret    measure.Secret
 	trustText string
 	now       time.Time
+
+	// afterVerify, if set by a crafted case, checks more after Verify.
+	afterVerify func(t *testing.T, err error)
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -53,7 +61,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.cp = cp
+	f.cp, f.cpDir = cp, dir
 	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +158,81 @@ func (f *fixture) checkpoint(size uint64, cosigners ...int) []byte {
 	return signed
 }
 
+// sealRaw signs payload as a DSSE envelope with the co-processor's own key,
+// without the co-processor's checks on the statement, and appends it: a
+// validly signed entry whose content is whatever the test wants.
+func (f *fixture) sealRaw(payload []byte) uint64 {
+	f.t.Helper()
+	pem, err := os.ReadFile(filepath.Join(f.cpDir, "key.pem"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	priv, err := cryptoutils.UnmarshalPEMToPrivateKey(pem, cryptoutils.SkipPassword)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sig, err := coproc.SignPAE(priv.(crypto.Signer), coproc.PAE(coproc.PayloadType, payload))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	env := &coproc.Envelope{PayloadType: coproc.PayloadType, Payload: payload, Signatures: []coproc.Signature{{KeyID: f.cp.KeyID(), Sig: sig}}}
+	if err := coproc.Verify(env, f.cp.PublicKey()); err != nil {
+		f.t.Fatalf("the crafted envelope's signature does not verify: %v", err)
+	}
+	entry, err := env.Canonical()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.append(entry)
+}
+
+// payload returns the DSSE payload (the statement) of entry idx.
+func (f *fixture) payload(idx uint64) []byte {
+	f.t.Helper()
+	env, err := coproc.ParseEnvelope(f.entries[idx])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return env.Payload
+}
+
+// wantInError returns an afterVerify that requires substr in the error.
+func wantInError(substr string) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		if err == nil || !strings.Contains(err.Error(), substr) {
+			t.Errorf("Verify = %v, want an error with %q", err, substr)
+		}
+	}
+}
+
+func mustReplace(t testing.TB, b []byte, old, new string) []byte {
+	t.Helper()
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("%q not in %s", old, b)
+	}
+	return bytes.Replace(b, []byte(old), []byte(new), 1)
+}
+
+// forgedCosignature returns a cosignature line of witness i over the tree of
+// the given size whose signature bytes are altered: the right name and key
+// hash, in canonical base64, but a signature that does not verify.
+func (f *fixture) forgedCosignature(i int, size uint64) []byte {
+	f.t.Helper()
+	c := tlog.Checkpoint{Origin: origin, Size: size, Root: [32]byte(f.tree.HashAt(size))}
+	signed, err := note.Sign(&note.Note{Text: string(c.Marshal())}, f.witnesses[i])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	_, sigs, _ := cutNote(signed)
+	name, b64, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(string(sigs), "\n"), "— "), " ")
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 0x01
+	return []byte("— " + name + " " + base64.StdEncoding.EncodeToString(raw) + "\n")
+}
+
 func (f *fixture) bundle(index, size uint64, cosigners ...int) *bundle.Bundle {
 	f.t.Helper()
 	p, err := f.tree.InclusionProof(index, size)
@@ -213,6 +296,22 @@ func TestVerifyEachCheckFails(t *testing.T) {
 			idx := f.attest("vm-2", f.cfg)
 			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
 		}},
+		{"validly signed statement with another predicate type", CheckStatement, ErrStatement, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			payload := f.payload(f.attest("vm-1", f.cfg))
+			payload = mustReplace(f.t, payload, `"predicateType":"`+coproc.PredicateType+`"`, `"predicateType":"https://slsa.dev/provenance/v1"`)
+			idx := f.sealRaw(payload)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"validly signed statement without a subject digest", CheckStatement, ErrStatement, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			payload := f.payload(f.attest("vm-1", f.cfg))
+			st, err := coproc.ParseStatement(payload)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			payload = mustReplace(f.t, payload, `"digest":{"sha256":"`+st.Subject[0].Digest.SHA256+`"}`, `"digest":{}`)
+			idx := f.sealRaw(payload)
+			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
+		}},
 		{"wrong inclusion index", CheckInclusion, ErrInclusion, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
 			idx := f.attest("vm-1", f.cfg)
 			f.append([]byte("later"))
@@ -230,13 +329,30 @@ func TestVerifyEachCheckFails(t *testing.T) {
 			idx := f.attest("vm-1", f.cfg)
 			return f.bundle(idx, f.tree.Size(), 1), f.trust(), f.expected(), Options{Now: f.now}
 		}},
+		{"a forged cosignature of a known witness next to a quorum of valid ones", CheckWitnesses, ErrWitnessPolicy, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			idx := f.attest("vm-1", f.cfg)
+			b := f.bundle(idx, f.tree.Size(), 0, 1)
+			b.Proof.Checkpoint = append(b.Proof.Checkpoint, f.forgedCosignature(2, f.tree.Size())...)
+			f.afterVerify = wantInError("the cosignature by witness key w3.test+")
+			return b, f.trust(), f.expected(), Options{Now: f.now}
+		}},
+		{"a valid cosignature followed by a forged one of the same witness", CheckWitnesses, ErrWitnessPolicy, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
+			// x/mod's note.Open checks only the first line of each key; the
+			// policy must check the second (witness/policy, bd5d299).
+			idx := f.attest("vm-1", f.cfg)
+			b := f.bundle(idx, f.tree.Size(), 0, 1)
+			b.Proof.Checkpoint = append(b.Proof.Checkpoint, f.forgedCosignature(0, f.tree.Size())...)
+			f.afterVerify = wantInError("the cosignature by witness key w1.test+")
+			return b, f.trust(), f.expected(), Options{Now: f.now}
+		}},
 		{"cosignatures older than max-age", CheckWitnesses, ErrWitnessPolicy, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
 			idx := f.attest("vm-1", f.cfg)
 			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: time.Now().Add(2 * time.Hour)}
 		}},
 		{"fork against the trusted checkpoint", CheckConsistency, ErrConsistency, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
 			idx := f.attest("vm-1", f.cfg)
-			st, err := OpenState(filepath.Join(f.t.TempDir(), "state.json"))
+			path := filepath.Join(f.t.TempDir(), "state.json")
+			st, err := OpenState(path)
 			if err != nil {
 				f.t.Fatal(err)
 			}
@@ -248,7 +364,36 @@ func TestVerifyEachCheckFails(t *testing.T) {
 			c := tlog.Checkpoint{Origin: origin, Size: forked.Size(), Root: [32]byte(forked.Hash())}
 			signed, _ := note.Sign(&note.Note{Text: string(c.Marshal())}, f.logSigner, f.witnesses[0], f.witnesses[1])
 			st.data.Checkpoints[origin] = string(signed)
-			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now, State: st}
+			b := f.bundle(idx, f.tree.Size(), 0, 1)
+			// Both signed checkpoints are kept as evidence, in memory and in
+			// the state file, and the trusted one stays trusted.
+			f.afterVerify = func(t *testing.T, err error) {
+				var inc *InconsistentError
+				if !errors.As(err, &inc) {
+					t.Fatalf("Verify = %v, want an InconsistentError", err)
+				}
+				if !strings.Contains(err.Error(), "both signed checkpoints are kept as evidence") {
+					t.Errorf("the error does not say the evidence is kept: %v", err)
+				}
+				reopened, err := OpenState(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range []*State{st, reopened} {
+					ev := s.Evidence()
+					if len(ev) != 1 || ev[0].Origin != origin || ev[0].Trusted != string(signed) || ev[0].Presented != string(b.Proof.Checkpoint) ||
+						!strings.Contains(ev[0].Reason, "two different roots") {
+						t.Fatalf("evidence = %+v, want the trusted and the presented signed checkpoints", ev)
+					}
+					if string(s.Checkpoint(origin)) != string(signed) {
+						t.Fatalf("the state moved to the presented checkpoint")
+					}
+				}
+				if inc.Evidence != reopened.Evidence()[0] {
+					t.Errorf("the error's evidence %+v differs from the state's", inc.Evidence)
+				}
+			}
+			return b, f.trust(), f.expected(), Options{Now: f.now, State: st}
 		}},
 		{"changed parameter", CheckConfiguration, ErrConfiguration, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
 			changed := *f.cfg
@@ -267,10 +412,26 @@ func TestVerifyEachCheckFails(t *testing.T) {
 			if r.OK {
 				t.Fatalf("report OK despite %v", err)
 			}
+			// The crafted bundle breaks exactly the named link: every check
+			// before it passes.
+			found := false
 			for _, c := range r.Results {
-				if c.Check == tc.check && c.Status != Fail {
-					t.Fatalf("check %q = %s, want fail\n%s", tc.check, c.Status, dump(r))
+				if c.Check == tc.check {
+					if c.Status != Fail {
+						t.Fatalf("check %q = %s, want fail\n%s", tc.check, c.Status, dump(r))
+					}
+					found = true
+					break
 				}
+				if c.Status != Pass && c.Status != NotRequested {
+					t.Fatalf("check %q = %s before the broken check %q\n%s", c.Check, c.Status, tc.check, dump(r))
+				}
+			}
+			if !found {
+				t.Fatalf("no check %q in the report\n%s", tc.check, dump(r))
+			}
+			if f.afterVerify != nil {
+				f.afterVerify(t, err)
 			}
 		})
 	}
@@ -382,8 +543,40 @@ func TestConsistencyState(t *testing.T) {
 		t.Fatalf("lying prover = %v, want InconsistentError", err)
 	}
 	st, _ = OpenState(path)
-	if ev := st.Evidence(); len(ev) != 1 || ev[0].Origin != origin {
-		t.Fatalf("evidence = %+v, want one record", ev)
+	if ev := st.Evidence(); len(ev) != 1 || ev[0].Origin != origin || ev[0].Trusted != string(b2.Proof.Checkpoint) || ev[0].Presented != string(b3.Proof.Checkpoint) {
+		t.Fatalf("evidence = %+v, want one record: the trusted and the presented signed checkpoints", ev)
+	}
+	if string(st.Checkpoint(origin)) != string(b2.Proof.Checkpoint) {
+		t.Fatalf("the state moved past the inconsistent checkpoint")
+	}
+
+	// A checkpoint of the trusted size with another root (a fork that also
+	// contains our entry) is refused without any proof, and both signed
+	// checkpoints are kept.
+	trusted2, err := parseSignedBody(b2.Proof.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alt := testonly.New(rfc6962.DefaultHasher)
+	f.entries = f.entries[:idx+1]
+	alt.AppendData(f.entries...)
+	for alt.Size() < trusted2.Size {
+		f.entries = append(f.entries, []byte("another more"))
+		alt.AppendData([]byte("another more"))
+	}
+	f.tree = alt
+	b4 := f.bundle(idx, trusted2.Size, 1, 2)
+	r, err := run(b4, nil)
+	if !errors.As(err, &inc) || !errors.Is(err, ErrConsistency) {
+		t.Fatalf("same-size fork = %v, want an InconsistentError\n%s", err, dump(r))
+	}
+	st, _ = OpenState(path)
+	ev := st.Evidence()
+	if len(ev) != 2 || ev[1].Trusted != string(b2.Proof.Checkpoint) || ev[1].Presented != string(b4.Proof.Checkpoint) || !strings.Contains(ev[1].Reason, "two different roots") {
+		t.Fatalf("evidence = %+v, want a second record with both signed checkpoints of size %d", ev, trusted2.Size)
+	}
+	if inc.Evidence != ev[1] {
+		t.Fatalf("the error's evidence %+v is not the recorded one", inc.Evidence)
 	}
 }
 
