@@ -92,7 +92,7 @@ func (l *httpLog) get(t *testing.T, path string) (int, []byte) {
 // and consistency proofs (ours and theirs), old checkpoints from the
 // history, and entry bundles against the level-0 tiles.
 func TestIndependentVerifiers(t *testing.T) {
-	sizes := []int{0, 1, 255, 256, 257, 1000, 65537 + mrand.IntN(3000)}
+	sizes := []int{0, 1, 255, 256, 257, 1000, 65537 + mrand.IntN(3000), 90000 + mrand.IntN(20000)}
 	if testing.Short() {
 		sizes = sizes[:6]
 	}
