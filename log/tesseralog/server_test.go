@@ -184,3 +184,11 @@ func TestTesseraPushback(t *testing.T) {
 		t.Errorf("Add once Tessera accepts again = %v", err)
 	}
 }
+
+// TestBadInput: the same refusals as on the badger engine (4xx with a
+// reason, never 5xx), through log/server on a Tessera log.
+func TestBadInput(t *testing.T) {
+	l := newHTTPLog(t, Config{BatchMaxAge: 10 * time.Millisecond, PollInterval: 10 * time.Millisecond}, true)
+	l.grow(t, 300)
+	servertest.BadInput(t, l.url)
+}

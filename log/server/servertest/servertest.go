@@ -255,3 +255,82 @@ func (x xmodTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 }
 
 func (x xmodTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
+
+// BadInput sends the server at base (with a trailing slash) malformed,
+// out-of-range and oversized requests and checks that each is refused with
+// its 4xx status and a reason, never a 5xx; the log must hold exactly 300
+// entries and accept raw entries (--allow-raw-entries). Afterwards the
+// log still has 300 entries: the refused POSTs appended nothing.
+func BadInput(t *testing.T, base string) {
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		want         int
+	}{
+		{"GET", "tile/0/001", nil, 404}, // does not exist yet
+		{"GET", "tile/0/001.p/45", nil, 404},
+		{"GET", "tile/1/000", nil, 404},
+		{"GET", "tile/2/000.p/1", nil, 404},
+		{"GET", "tile/entries/001", nil, 404},
+		{"GET", "tile/entries/001.p/45", nil, 404},
+		{"GET", "tile/entries/x999/x999/x999/x999/x999/999", nil, 404},
+		{"GET", "tile/63/x018/x446/x744/x073/x709/x551/615", nil, 404},
+		{"GET", "tile/64/000", nil, 400},
+		{"GET", "tile/01/000", nil, 400},
+		{"GET", "tile/0/00", nil, 400},
+		{"GET", "tile/0/x000/001", nil, 400},
+		{"GET", "tile/0/001/000", nil, 400},
+		{"GET", "tile/0/000.p/0", nil, 400},
+		{"GET", "tile/0/000.p/256", nil, 400},
+		{"GET", "tile/0/000.p/07", nil, 400},
+		{"GET", "tile/0/x018/x446/x744/x073/x709/x551/616", nil, 400},
+		{"GET", "tile/entries/abc", nil, 400},
+		{"GET", "tile/", nil, 400},
+		{"GET", "tile/0", nil, 400},
+		{"GET", "v1/proof/inclusion?index=300&size=300", nil, 400},
+		{"GET", "v1/proof/inclusion?index=0&size=301", nil, 400},
+		{"GET", "v1/proof/inclusion?index=0&size=0", nil, 400},
+		{"GET", "v1/proof/inclusion?index=-1&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=01&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&index=2&size=10", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&size=18446744073709551616", nil, 400},
+		{"GET", "v1/proof/inclusion?index=1&size=18446744073709551615", nil, 400},
+		{"GET", "v1/proof/consistency?old=10&new=5", nil, 400},
+		{"GET", "v1/proof/consistency?old=10&new=301", nil, 400},
+		{"GET", "v1/proof/consistency?old=x&new=5", nil, 400},
+		{"GET", "v1/proof/consistency?new=5", nil, 400},
+		{"GET", "v1/checkpoints/301", nil, 404},
+		{"GET", "v1/checkpoints/18446744073709551615", nil, 404},
+		{"GET", "v1/checkpoints/007", nil, 400},
+		{"GET", "v1/checkpoints/", nil, 404},
+		{"GET", "v1/checkpoints/-3", nil, 400},
+		{"GET", "nothing", nil, 404},
+		{"POST", "checkpoint", nil, 405},
+		{"POST", "v1/entries", make([]byte, tlog.MaxEntrySize+1), 413},
+		{"POST", "v1/entries", make([]byte, 1<<20), 413},
+		{"GET", "v1/entries", nil, 405},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, base+tc.path, bytes.NewReader(tc.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s %s = %d %q, want %d", tc.method, tc.path, resp.StatusCode, b, tc.want)
+			}
+			if resp.StatusCode >= 400 && resp.StatusCode < 500 && len(bytes.TrimSpace(b)) == 0 {
+				t.Errorf("%s %s = %d with no reason", tc.method, tc.path, resp.StatusCode)
+			}
+		})
+	}
+	if code, b := Get(t, base+"v1/checkpoints/301"); code != 404 {
+		t.Errorf("after refused entries, GET v1/checkpoints/301 = %d %q, want 404", code, b)
+	}
+	if code, b := Get(t, base+"v1/checkpoints/300"); code != 200 {
+		t.Errorf("GET v1/checkpoints/300 = %d %q, want 200: BadInput needs a log of 300 entries", code, b)
+	}
+}
