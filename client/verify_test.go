@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,14 +64,14 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.cp, f.cpDir = cp, dir
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	skey, vkey, err := note.GenerateKey(crand.Reader, origin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.logSigner, _ = note.NewSigner(skey)
 	f.logVKey = vkey
 	for i := range 3 {
-		skey, vkey, err := note.GenerateKey(rand.Reader, fmt.Sprintf("w%d.test", i+1))
+		skey, vkey, err := note.GenerateKey(crand.Reader, fmt.Sprintf("w%d.test", i+1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +323,7 @@ func TestVerifyEachCheckFails(t *testing.T) {
 		}},
 		{"checkpoint signed by another log key", CheckLogSignature, ErrLogSignature, func(f *fixture) (*bundle.Bundle, *Trust, *Expected, Options) {
 			idx := f.attest("vm-1", f.cfg)
-			skey, _, _ := note.GenerateKey(rand.Reader, origin)
+			skey, _, _ := note.GenerateKey(crand.Reader, origin)
 			f.logSigner, _ = note.NewSigner(skey)
 			return f.bundle(idx, f.tree.Size(), 0, 1), f.trust(), f.expected(), Options{Now: f.now}
 		}},
@@ -437,53 +439,177 @@ func TestVerifyEachCheckFails(t *testing.T) {
 	}
 }
 
-// TestVerifyMangled changes every byte of the entry and of the proof, and
-// truncates the encoded bundle at every length: each must be rejected.
+var (
+	mangleAll   = flag.Bool("mangle-all", false, "TestVerifyMangled: try all 255 non-zero deltas at every byte position instead of 4 (minutes, not seconds)")
+	mangleParts = flag.String("mangle-parts", "entry,proof", "TestVerifyMangled: the parts whose bytes are changed one at a time: entry, proof, or entry,proof")
+	mangleSeed  = flag.Uint64("mangle-seed", 1, "TestVerifyMangled: seed of the random delta tried at each position")
+)
+
+// TestVerifyMangled requires every single-byte change and every truncation of
+// a valid bundle to be rejected:
+//
+//   - every byte of the entry (the DSSE envelope) and of the proof text
+//     (tlog-proof: index, hashes, signed checkpoint) changed by XOR with 0x01,
+//     0x80, 0xff and one random non-zero delta per position (all 255 deltas
+//     with -mangle-all);
+//   - every truncation Entry[:k] and proof[:k] with the other part intact;
+//   - every truncation of the encoded bundle, down to the last byte.
+//
+// A changed part is carried in a Bundle value whose other part is intact,
+// which is what Verify takes. A changed proof text must first get through
+// tlog.ParseProof, the strict parser bundle.Parse uses: text it rejects
+// cannot be in any bundle, so it counts as rejected. Going through the
+// Bundle value rather than the JSON encoding loses nothing: bundle.Parse
+// produces exactly this value or an error, and JSON cannot carry invalid
+// UTF-8 at all (encoding/json would replace it by U+FFFD, testing another
+// byte string than the one named).
 func TestVerifyMangled(t *testing.T) {
 	f := newFixture(t)
 	idx := f.attest("vm-1", f.cfg)
 	good := f.bundle(idx, f.tree.Size(), 0, 1)
 	tr, exp := f.trust(), f.expected()
-	verify := func(b *bundle.Bundle) error {
-		_, err := Verify(t.Context(), b, tr, exp, Options{Now: f.now})
-		return err
-	}
-	if err := verify(good); err != nil {
-		t.Fatalf("good bundle: %v", err)
-	}
-	for i := range good.Entry {
-		m := bytes.Clone(good.Entry)
-		m[i] ^= 0x01
-		b := *good
-		b.Entry = m
-		if verify(&b) == nil {
-			t.Fatalf("entry with byte %d changed (%q→%q) verified", i, good.Entry[i], m[i])
-		}
-	}
 	proofText := good.Proof.Marshal()
-	for i := range proofText {
-		m := bytes.Clone(proofText)
-		m[i] ^= 0x01
-		p, err := tlog.ParseProof(m)
+
+	var byParser, byVerify, failures int
+	// rejected reports whether a bundle with this entry and proof text is
+	// rejected, and counts where.
+	rejected := func(entry, proof []byte) bool {
+		p, err := tlog.ParseProof(proof)
 		if err != nil {
-			continue // rejected by the parser
+			byParser++
+			return true
 		}
-		b := *good
-		b.Proof = p
-		if verify(&b) == nil {
-			t.Fatalf("proof with byte %d changed (%q→%q) verified", i, proofText[i], m[i])
+		r, err := Verify(t.Context(), &bundle.Bundle{Entry: entry, Proof: p}, tr, exp, Options{Now: f.now})
+		if err == nil || r.OK {
+			return false
+		}
+		byVerify++
+		return true
+	}
+	fail := func(format string, args ...any) {
+		t.Helper()
+		if failures++; failures <= 10 {
+			t.Errorf(format, args...)
 		}
 	}
+	defer func() {
+		if failures > 10 {
+			t.Errorf("… and %d more accepted changes", failures-10)
+		}
+	}()
+	if rejected(good.Entry, proofText) {
+		t.Fatalf("the unchanged bundle does not verify")
+	}
+
+	// The deltas tried at each position: 0x01 (lowest bit), 0x80 (highest
+	// bit, which also makes ASCII invalid UTF-8), 0xff (every bit), and a
+	// random one distinct from those.
+	rng := rand.New(rand.NewPCG(*mangleSeed, 0))
+	deltas := func() []byte {
+		if *mangleAll {
+			all := make([]byte, 255)
+			for i := range all {
+				all[i] = byte(i + 1)
+			}
+			return all
+		}
+		d := []byte{0x01, 0x80, 0xff, 0}
+		for d[3] == 0 || d[3] == 0x01 || d[3] == 0x80 || d[3] == 0xff {
+			d[3] = byte(rng.UintN(256))
+		}
+		return d
+	}
+	parts := map[string]bool{}
+	for _, p := range strings.Split(*mangleParts, ",") {
+		if p != "entry" && p != "proof" {
+			t.Fatalf("-mangle-parts %q: want entry, proof or entry,proof", *mangleParts)
+		}
+		parts[p] = true
+	}
+	start := time.Now()
+	changes := 0
+	if parts["entry"] {
+		for i := range good.Entry {
+			for _, d := range deltas() {
+				m := bytes.Clone(good.Entry)
+				m[i] ^= d
+				changes++
+				if !rejected(m, proofText) {
+					fail("entry with byte %d changed (%#02x→%#02x) verified", i, good.Entry[i], m[i])
+				}
+			}
+		}
+	}
+	if parts["proof"] {
+		for i := range proofText {
+			for _, d := range deltas() {
+				m := bytes.Clone(proofText)
+				m[i] ^= d
+				changes++
+				if !rejected(good.Entry, m) {
+					fail("proof text with byte %d changed (%q→%q) verified", i, proofText[i], m[i])
+				}
+			}
+		}
+	}
+	t.Logf("%d single-byte changes (%d entry and %d proof bytes, parts %s, seed %d, all deltas %v) in %v: %d rejected by tlog.ParseProof, %d by Verify",
+		changes, len(good.Entry), len(proofText), *mangleParts, *mangleSeed, *mangleAll, time.Since(start).Round(time.Millisecond), byParser, byVerify)
+	if *mangleAll {
+		return // the truncations below do not depend on the deltas
+	}
+
+	byParser, byVerify = 0, 0
+	for k := range len(good.Entry) {
+		if !rejected(good.Entry[:k], proofText) {
+			fail("entry truncated to %d of %d bytes verified", k, len(good.Entry))
+		}
+	}
+	for k := range len(proofText) {
+		if !rejected(good.Entry, proofText[:k]) {
+			fail("proof text truncated to %d of %d bytes verified", k, len(proofText))
+		}
+	}
+	t.Logf("%d truncations of the entry and %d of the proof text: %d rejected by tlog.ParseProof, %d by Verify",
+		len(good.Entry), len(proofText), byParser, byVerify)
+
+	// Truncations of the encoded bundle. Marshal ends the JSON object with a
+	// newline, which is not part of the bundle: dropping only it decodes to
+	// the identical bundle, which must (and does) still verify. Every other
+	// truncation cuts into the JSON and must be rejected.
 	enc, err := good.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n := range len(enc) - 1 {
+	if enc[len(enc)-1] != '\n' {
+		t.Fatalf("the encoded bundle does not end with a newline: %q", enc[len(enc)-8:])
+	}
+	parseErrs, verifyErrs := 0, 0
+	for n := range len(enc) {
 		b, err := bundle.Parse(enc[:n])
-		if err == nil && verify(b) == nil {
-			t.Fatalf("bundle truncated to %d bytes verified", n)
+		if err != nil {
+			parseErrs++
+			continue
+		}
+		if n == len(enc)-1 {
+			if !bytes.Equal(b.Entry, good.Entry) || !bytes.Equal(b.Proof.Marshal(), proofText) {
+				t.Fatalf("the bundle without its final newline decodes to another bundle")
+			}
+			if _, err := Verify(t.Context(), b, tr, exp, Options{Now: f.now}); err != nil {
+				t.Fatalf("the bundle without its final newline: %v", err)
+			}
+			continue
+		}
+		if _, err := Verify(t.Context(), b, tr, exp, Options{Now: f.now}); err == nil {
+			fail("bundle truncated to %d of %d bytes verified", n, len(enc))
+		} else {
+			verifyErrs++
 		}
 	}
+	if parseErrs+verifyErrs != len(enc)-1 {
+		t.Errorf("%d + %d truncations rejected, want %d", parseErrs, verifyErrs, len(enc)-1)
+	}
+	t.Logf("%d truncations of the %d-byte encoded bundle rejected (%d by bundle.Parse, %d by Verify); the one without the final newline decodes to the same bundle and verifies",
+		len(enc)-1, len(enc), parseErrs, verifyErrs)
 }
 
 func TestConsistencyState(t *testing.T) {
