@@ -99,11 +99,13 @@ consistency proof from the size that witness last saw. Without it, every signed
 checkpoint is published as it is.
 
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
-finish (every acknowledged entry is already durable), and closes the log.`,
+finish (every acknowledged entry is already durable), and closes the log.` +
+			configHelp(&LogServeConfig{}, logServeConfigExample),
 		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key
   head -c 32 /dev/urandom | base64 > admin.token && chmod 600 admin.token
   vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key \
-      --witness-policy witnesses.txt --admin-token-file admin.token`,
+      --witness-policy witnesses.txt --admin-token-file admin.token
+  vmledger log serve --config /etc/vmledger/log.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.data == "" || f.listen == "" || f.key == "" {
@@ -143,6 +145,7 @@ finish (every acknowledged entry is already durable), and closes the log.`,
 	cmd.Flags().DurationVar(&f.freshnessWindow, "freshness-window", 10*time.Minute, "how long a replaced published checkpoint stays a valid freshness anchor")
 	cmd.Flags().IntVar(&f.maxInFlight, "max-in-flight", 512, "admissions handled at once (decoding, verification, append); above it POST /v1/attestations answers 429 with Retry-After")
 	cmd.Flags().StringVar(&f.witnessPolicy, "witness-policy", "", "C2SP tlog-policy file of witnesses (with URLs), groups and quorum: publish only checkpoints they cosign")
+	addConfigFlag(cmd, &LogServeConfig{})
 	return cmd
 }
 

@@ -55,9 +55,11 @@ The watch file (JSON) lists the VMs:
 
 State (the last verified checkpoint and position) is kept in --state, so a
 restarted monitor resumes where it stopped. Alerts go to stdout, one per line
-(JSON with --json). With --once, it runs one round and exits 3 if it found any.`,
+(JSON with --json). With --once, it runs one round and exits 3 if it found any.` +
+			configHelp(&MonitorConfig{}, monitorConfigExample),
 		Example: `  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json
-  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json --once --json`,
+  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json --once --json
+  vmledger monitor --config monitor.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if logURL == "" || trustPath == "" || watchPath == "" {
@@ -128,6 +130,7 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 	fl.DurationVar(&interval, "interval", 2*time.Second, "how often to poll the log")
 	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts)")
 	fl.BoolVar(&asJSON, "json", false, "print alerts as JSON lines")
+	addConfigFlag(cmd, &MonitorConfig{})
 	return cmd
 }
 

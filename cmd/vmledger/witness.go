@@ -57,11 +57,13 @@ GET /v1/evidence (fork evidence, JSON), /metrics, /healthz.
 
 At start it prints its verifier key on stdout in the cosignature/v1 form (key type
 0x04). Either that or the plain Ed25519 key that keygen printed can go in a
-policy's "witness" line: vmledger (and Tessera) convert the latter.`,
+policy's "witness" line: vmledger (and Tessera) convert the latter.` +
+			configHelp(&WitnessServeConfig{}, witnessServeConfigExample),
 		Example: `  vmledger keygen --name witness.example/w1 --out w1.key
   echo "log example.com/ledger+edb3e1ea+AYE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU http://127.0.0.1:8080/" > logs
   vmledger witness serve --data ./w1 --listen 127.0.0.1:7001 --key w1.key --logs logs \
-      --peers http://127.0.0.1:7002/`,
+      --peers http://127.0.0.1:7002/
+  vmledger witness serve --config /etc/vmledger/w1.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWitnessServe(cmd.Context(), f)
@@ -77,6 +79,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.`,
 	fl.Float64Var(&f.rate, "rate", 20, "per-origin request budget: requests per second (0: unlimited)")
 	fl.IntVar(&f.burst, "burst", 100, "per-origin request budget: burst size")
 	f.tls.register(cmd)
+	addConfigFlag(cmd, &WitnessServeConfig{})
 	for _, name := range []string{"data", "key", "logs"} {
 		cmd.MarkFlagRequired(name)
 	}
