@@ -341,6 +341,22 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	return r, nil
 }
 
+// UndecodableReport is the report for a bundle file that does not decode
+// (bundle.Parse failed, err): the envelope check fails, since not even the
+// entry can be taken out of the bundle, and every later check is not run. It
+// lets a caller that reads bundle files answer a malformed one in the same
+// form as Verify answers a bad bundle, rather than with no report at all.
+func UndecodableReport(err error) *Report {
+	if !errors.Is(err, ErrEnvelope) {
+		err = fmt.Errorf("%w: the bundle does not decode: %w", ErrEnvelope, err)
+	}
+	r := &Report{Results: []Result{{Check: CheckEnvelope, Status: Fail, Detail: err.Error(), err: err}}}
+	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration} {
+		r.Results = append(r.Results, Result{Check: c, Status: NotRun, Detail: "the bundle did not decode"})
+	}
+	return r
+}
+
 // checkConfig compares the attested root with what is expected.
 func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 	root := measure.Digest(st.ConfigRoot())

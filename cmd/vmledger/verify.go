@@ -141,7 +141,14 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 	}
 	b, err := bundle.Parse(raw)
 	if err != nil {
-		return refusedError{fmt.Errorf("--bundle %s: %w", f.bundle, err)}
+		// A malformed bundle is a failed verification, not an unreadable
+		// input: it gets a report (envelope check failed, the rest not run)
+		// like any other bad bundle, so a --json consumer always has one.
+		err = fmt.Errorf("--bundle %s: %w", f.bundle, err)
+		if perr := printVerifyReport(cmd.OutOrStdout(), f.asJSON, client.UndecodableReport(err)); perr != nil {
+			return perr
+		}
+		return refusedError{err}
 	}
 	trust, err := client.LoadTrust(f.trust)
 	if err != nil {
@@ -221,17 +228,21 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 		opts.Prover = p
 	}
 	report, verr := client.Verify(cmd.Context(), b, trust, exp, opts)
-	out := cmd.OutOrStdout()
-	if f.asJSON {
-		if err := writeJSON(out, report); err != nil {
-			return err
-		}
-	} else {
-		printReport(out, report)
+	if err := printVerifyReport(cmd.OutOrStdout(), f.asJSON, report); err != nil {
+		return err
 	}
 	if verr != nil {
 		return refusedError{verr}
 	}
+	return nil
+}
+
+// printVerifyReport writes r as JSON or as the human summary.
+func printVerifyReport(w io.Writer, asJSON bool, r *client.Report) error {
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	printReport(w, r)
 	return nil
 }
 

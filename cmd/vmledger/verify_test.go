@@ -83,3 +83,79 @@ func TestVerifyEvidence(t *testing.T) {
 		t.Errorf("--evidence with --bundle = %v, want a usage error", err)
 	}
 }
+
+// TestVerifyMalformedBundle: a bundle file that does not decode is a failed
+// verification (exit 3) with a report — with --json a JSON report whose first
+// check, the envelope, failed with the reason and whose other checks did not
+// run; without it the human summary — never only a message on stderr.
+func TestVerifyMalformedBundle(t *testing.T) {
+	dir := t.TempDir()
+	_, vkey, err := note.GenerateKey(rand.Reader, "malformed.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	line, _ := client.TrustLine("host-a", pub)
+	trust := filepath.Join(dir, "trust.txt")
+	if err := os.WriteFile(trust, []byte("log "+vkey+"\nquorum none\n"+line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, content, reason string }{
+		{"empty file", "", "not a JSON object"},
+		{"not JSON", "this is not a bundle\n", "not a JSON object"},
+		{"truncated", `{"mediaType":"application/vnd.vmledger.bundle.v1+json","entry":"AAAA","pro`, "malformed"},
+		{"malformed proof", `{"mediaType":"application/vnd.vmledger.bundle.v1+json","entry":"AAAA","proof":"index 0\n"}`, "proof"},
+		{"unknown member", `{"mediaType":"application/vnd.vmledger.bundle.v1+json","entry":"AAAA","proof":"x","extra":"y"}`, "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bundle.json")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			stdout, stderr, err := runCLISplit(t, "verify", "--bundle", path, "--trust", trust, "--json")
+			var re refusedError
+			if !errors.As(err, &re) {
+				t.Fatalf("verify --json = %v, want a refusal (exit 3)\nstdout: %s\nstderr: %s", err, stdout, stderr)
+			}
+			var report struct {
+				OK     *bool `json:"ok"`
+				Checks []struct {
+					Check, Status, Detail string
+				} `json:"checks"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+				t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout)
+			}
+			if report.OK == nil || *report.OK || len(report.Checks) != 8 {
+				t.Fatalf("report: ok %v, %d checks; want ok false and 8 checks\n%s", report.OK, len(report.Checks), stdout)
+			}
+			first := report.Checks[0]
+			if first.Check != client.CheckEnvelope || first.Status != string(client.Fail) ||
+				!strings.Contains(first.Detail, path) || !strings.Contains(first.Detail, tc.reason) {
+				t.Fatalf("first check = %+v, want the envelope failed, naming %s and %q", first, path, tc.reason)
+			}
+			for _, c := range report.Checks[1:] {
+				if c.Status != string(client.NotRun) {
+					t.Fatalf("check %s = %s after a bundle that does not decode, want %q", c.Check, c.Status, client.NotRun)
+				}
+			}
+
+			stdout, _, err = runCLISplit(t, "verify", "--bundle", path, "--trust", trust)
+			if !errors.As(err, &re) || !strings.Contains(stdout, "✗ 1. envelope") || !strings.Contains(stdout, "REFUSED") {
+				t.Fatalf("verify (human) = %v, want a refusal with a summary naming the envelope\n%s", err, stdout)
+			}
+		})
+	}
+}
+
+// runCLISplit runs the command line and returns stdout, stderr and the error.
+func runCLISplit(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), errb.String(), err
+}
