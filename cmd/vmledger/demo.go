@@ -23,6 +23,14 @@ import (
 //go:embed demodata/web01.json
 var demoConfig []byte
 
+// walkthrough is the demo's closing text: the same deployment as separate
+// processes, with swtpm. README.md's walkthrough is this text verbatim, and
+// testing/e2e runs it (TestDemoWalkthrough), so that what the demo tells
+// people to type works.
+//
+//go:embed demodata/walkthrough.sh
+var walkthrough string
+
 func newDemoCmd() *cobra.Command {
 	var (
 		keep   bool
@@ -155,18 +163,15 @@ func runDemo(ctx context.Context, w io.Writer, coproc string, keep bool) error {
 	say("agent: attestation failed, launch aborted: %v", err)
 
 	head(6, "Run the parts as separate processes")
-	say(`  vmledger keygen --name example.com/log --out log.key
-  vmledger keygen --name w1.example.com --out w1.key        # and w2, w3
-  vmledger witness serve --data w1 --listen 127.0.0.1:7001 --key w1.key --logs logs.txt
-  vmledger log serve --data logdata --listen 127.0.0.1:8080 --key log.key \
-      --witness-policy witness-policy.txt --admin-token-file admin.token
-  swtpm socket --tpm2 --tpmstate dir=tpm --server type=tcp,port=2321,bindaddr=127.0.0.1 \
-      --ctrl type=tcp,port=2322,bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
-  vmledger coproc init --coproc swtpm:127.0.0.1:2321
-  vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key tpm.pem
-  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
-      --coproc swtpm:127.0.0.1:2321 --log http://127.0.0.1:8080 --trust trust.txt -- qemu-system-x86_64 …
-  vmledger verify --bundle web01.bundle.json --trust trust.txt --expected web01.json --vm-secret web01.secret`)
+	say("the same deployment with real processes and swtpm: the README's walkthrough (it needs")
+	say("swtpm and curl; paste it into bash in the repository's root; /bin/echo stands in for qemu):\n")
+	for _, l := range strings.Split(strings.TrimRight(walkthrough, "\n"), "\n") {
+		if l == "" {
+			say("")
+		} else {
+			say("  %s", l)
+		}
+	}
 	if keep {
 		say("\nkept: %s (trust.txt, web01.bundle.json, keys and databases)", dir)
 	}
