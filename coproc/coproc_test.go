@@ -15,9 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,8 +165,24 @@ func TestIndependentVerifier(t *testing.T) {
 	}
 }
 
-// TestTamper: every single-byte change of the payload or the signature
-// (on the decoded bytes, re-encoded), a wrong keyid and a wrong key all fail.
+// TestTamper: a tampered envelope fails verification, for every
+// single-byte change where the time allows:
+//
+//   - signature: every byte position × all 255 changes, both key types;
+//   - payload: every byte position × all 255 changes with Ed25519; with
+//     P-256, ^0x01, ^0x80, ^0xff and one more change per position drawn from
+//     a generator seeded with tamperSeed. Both keys take the payload through
+//     the same Verify and PAE and differ only after it (P-256 signs
+//     SHA-256(PAE)); exhausting both would about double the time under
+//     -race, which is ~75 CPU-seconds already, nearly all of it Ed25519;
+//   - serialized envelope (the log entry): every byte position × ^0x01,
+//     ^0x80, ^0xff and ^0x20, through ParseEnvelope and Verify;
+//   - truncations of the signature, an extended payload, another payload
+//     type, a wrong keyid and a wrong key.
+//
+// Payload and signature changes are made on the decoded bytes. In -short
+// mode the Ed25519 payload is sampled like the P-256 one. The subtests run
+// in parallel, as CI runs this under -race on two cores.
 func TestTamper(t *testing.T) {
 	p256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -170,13 +190,20 @@ func TestTamper(t *testing.T) {
 	}
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
 	otherP256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var total atomic.Int64
+	t.Cleanup(func() {
+		if !t.Failed() {
+			t.Logf("%d single-byte mutations, all refused (seed %d)", total.Load(), tamperSeed)
+		}
+	})
 	for _, tc := range []struct {
-		name  string
-		priv  crypto.Signer
-		wrong crypto.PublicKey
+		name       string
+		priv       crypto.Signer
+		wrong      crypto.PublicKey
+		allPayload bool // all 255 changes of every payload byte
 	}{
-		{"ed25519", goldenKey, other},
-		{"ecdsa-p256", p256, otherP256.Public()},
+		{"ed25519", goldenKey, other, !testing.Short()},
+		{"ecdsa-p256", p256, otherP256.Public(), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := seal(t, tc.priv, goldenClaim, 1)
@@ -184,55 +211,153 @@ func TestTamper(t *testing.T) {
 			if err := coproc.Verify(env, pub); err != nil {
 				t.Fatalf("Verify(untouched) = %v", err)
 			}
-			// reject reports whether a mutated envelope fails, checked both
-			// directly and after re-encoding and strict parsing.
-			reject := func(m *coproc.Envelope) bool {
-				if coproc.Verify(m, pub) == nil {
-					return false
-				}
-				b, err := m.Canonical()
-				if err != nil {
-					return true
-				}
-				p, err := coproc.ParseEnvelope(b)
-				return err != nil || coproc.Verify(p, pub) != nil
-			}
+			wire := canonical(t, env)
 			clone := func() *coproc.Envelope {
 				return &coproc.Envelope{PayloadType: env.PayloadType, Payload: bytes.Clone(env.Payload),
 					Signatures: []coproc.Signature{{KeyID: env.Signatures[0].KeyID, Sig: bytes.Clone(env.Signatures[0].Sig)}}}
 			}
-			for _, delta := range []byte{0x01, 0x80, 0xff} {
-				for i := range env.Payload {
-					m := clone()
-					m.Payload[i] ^= delta
-					if !reject(m) {
-						t.Fatalf("payload byte %d ^ 0x%02x still verifies", i, delta)
+			// refused returns "" if the mutant m fails Verify, and what
+			// went wrong otherwise. With roundTrip, m must also come back
+			// unchanged from Canonical and ParseEnvelope, so that the
+			// verdict is the one a log entry carrying m would get; that
+			// depends on the length of what changed, not on its value, so
+			// the exhaustive loops ask it only for the fixed deltas and
+			// spend their time in Verify.
+			refused := func(m *coproc.Envelope, roundTrip bool) string {
+				if roundTrip {
+					b, err := m.Canonical()
+					if err != nil {
+						return fmt.Sprintf("Canonical = %v (a same-length change must still encode)", err)
+					}
+					p, err := coproc.ParseEnvelope(b)
+					if err != nil || !reflect.DeepEqual(p, m) {
+						return fmt.Sprintf("does not round-trip through ParseEnvelope (err %v)", err)
 					}
 				}
-				for i := range env.Signatures[0].Sig {
-					m := clone()
-					m.Signatures[0].Sig[i] ^= delta
-					if !reject(m) {
-						t.Fatalf("signature byte %d ^ 0x%02x still verifies", i, delta)
+				if coproc.Verify(m, pub) == nil {
+					return "still verifies"
+				}
+				return ""
+			}
+			allDeltas := make([]byte, 255)
+			for i := range allDeltas {
+				allDeltas[i] = byte(i + 1)
+			}
+			fixedDeltas := []byte{0x01, 0x80, 0xff}
+			isFixed := func(d byte) bool { return bytes.IndexByte(fixedDeltas, d) >= 0 }
+			// sampled returns, per byte position, the fixed deltas and one
+			// drawn from the seeded generator that is none of them.
+			rng := mathrand.New(mathrand.NewPCG(tamperSeed, uint64(len(tc.name))))
+			sampled := func(n int) [][]byte {
+				out := make([][]byte, n)
+				for i := range out {
+					d := byte(rng.IntN(255) + 1)
+					for isFixed(d) {
+						d = byte(rng.IntN(255) + 1)
 					}
+					out[i] = append(slices.Clone(fixedDeltas), d)
+				}
+				return out
+			}
+			every := func(n int, deltas []byte) [][]byte {
+				out := make([][]byte, n)
+				for i := range out {
+					out[i] = deltas
+				}
+				return out
+			}
+			// mutate runs, as parallel subtests of at most chunk positions
+			// each, f on every (position, delta) of plan.
+			mutate := func(region string, plan [][]byte, chunk int, f func(t *testing.T, i int, d byte)) {
+				for lo := 0; lo < len(plan); lo += chunk {
+					hi := min(lo+chunk, len(plan))
+					t.Run(fmt.Sprintf("%s[%d:%d]", region, lo, hi), func(t *testing.T) {
+						t.Parallel()
+						n := 0
+						for i := lo; i < hi; i++ {
+							for _, d := range plan[i] {
+								f(t, i, d)
+								n++
+							}
+						}
+						total.Add(int64(n))
+					})
 				}
 			}
+
+			mutate("signature", every(len(env.Signatures[0].Sig), allDeltas), 32, func(t *testing.T, i int, d byte) {
+				m := clone()
+				m.Signatures[0].Sig[i] ^= d
+				if msg := refused(m, isFixed(d)); msg != "" {
+					t.Fatalf("signature byte %d ^ 0x%02x: %s", i, d, msg)
+				}
+			})
+			payloadPlan := sampled(len(env.Payload))
+			if tc.allPayload {
+				payloadPlan = every(len(env.Payload), allDeltas)
+			}
+			mutate("payload", payloadPlan, 64, func(t *testing.T, i int, d byte) {
+				m := clone()
+				m.Payload[i] ^= d
+				if msg := refused(m, isFixed(d)); msg != "" {
+					t.Fatalf("payload byte %d ^ 0x%02x (seed %d): %s", i, d, tamperSeed, msg)
+				}
+			})
+			// The serialized envelope (the log entry): a change is refused
+			// by ParseEnvelope or, if it still parses, by Verify. Some
+			// changes leave the content a lenient reader sees untouched
+			// (for instance a base64 character whose change lies only in
+			// padding bits, or a different case of a key name); such an
+			// entry is a second spelling of the same attestation, so it
+			// must be refused by the parser itself, not merely fail to
+			// verify. ParseEnvelope accepts only the canonical encoding, so
+			// a change that parses to the original envelope is a failure.
+			// ^0x20 is there for the lenient spellings: it flips the case of
+			// a letter.
+			envelopeDeltas := append(slices.Clone(fixedDeltas), 0x20)
+			var parseRefused, sameRefused, verifyRefused atomic.Int64
+			t.Cleanup(func() {
+				t.Logf("envelope: %d changes refused by ParseEnvelope (%d of them carry the original content to a lenient reader), %d by Verify",
+					parseRefused.Load(), sameRefused.Load(), verifyRefused.Load())
+			})
+			mutate("envelope", every(len(wire), envelopeDeltas), 512, func(t *testing.T, i int, d byte) {
+				b := bytes.Clone(wire)
+				b[i] ^= d
+				p, err := coproc.ParseEnvelope(b)
+				switch {
+				case lenientlySame(b, env):
+					if err == nil {
+						t.Fatalf("envelope byte %d ^ 0x%02x (%q → %q): ParseEnvelope accepts a second spelling of the same envelope", i, d, wire[i], b[i])
+					}
+					sameRefused.Add(1)
+					parseRefused.Add(1)
+				case err != nil:
+					parseRefused.Add(1)
+				case reflect.DeepEqual(p, env):
+					t.Fatalf("envelope byte %d ^ 0x%02x (%q → %q) parses to the original envelope: two encodings of one entry", i, d, wire[i], b[i])
+				case coproc.Verify(p, pub) == nil:
+					t.Fatalf("envelope byte %d ^ 0x%02x (%q → %q) still verifies", i, d, wire[i], b[i])
+				default:
+					verifyRefused.Add(1)
+				}
+			})
+
 			// Truncations of the signature and extensions of the payload.
 			for n := range len(env.Signatures[0].Sig) {
 				m := clone()
 				m.Signatures[0].Sig = m.Signatures[0].Sig[:n]
-				if !reject(m) {
+				if coproc.Verify(m, pub) == nil {
 					t.Fatalf("signature truncated to %d bytes still verifies", n)
 				}
 			}
 			m := clone()
 			m.Payload = append(m.Payload, ' ')
-			if !reject(m) {
-				t.Fatalf("payload with a trailing space still verifies")
+			if msg := refused(m, true); msg != "" {
+				t.Fatalf("payload with a trailing space: %s", msg)
 			}
 			m = clone()
 			m.PayloadType = "application/json"
-			if !reject(m) {
+			if coproc.Verify(m, pub) == nil {
 				t.Fatalf("other payload type still verifies")
 			}
 
@@ -256,6 +381,35 @@ func TestTamper(t *testing.T) {
 		})
 	}
 }
+
+// lenientlySame reports whether b, read the lenient way (encoding/json,
+// which matches key names without regard to case and skips whitespace;
+// base64 that ignores padding bits and line breaks), carries exactly the
+// envelope e.
+func lenientlySame(b []byte, e *coproc.Envelope) bool {
+	var w struct {
+		PayloadType string
+		Payload     string
+		Signatures  []struct{ KeyID, Sig string }
+	}
+	if json.Unmarshal(b, &w) != nil || len(w.Signatures) != 1 {
+		return false
+	}
+	payload, err := base64.StdEncoding.DecodeString(w.Payload)
+	if err != nil {
+		return false
+	}
+	sig, err := base64.StdEncoding.DecodeString(w.Signatures[0].Sig)
+	if err != nil {
+		return false
+	}
+	return w.PayloadType == e.PayloadType && bytes.Equal(payload, e.Payload) &&
+		w.Signatures[0].KeyID == e.Signatures[0].KeyID && bytes.Equal(sig, e.Signatures[0].Sig)
+}
+
+// tamperSeed seeds TestTamper's sampled payload changes; it is fixed so
+// that a failure reproduces (the failure message names it).
+const tamperSeed = 20261128
 
 // TestHighS: the other valid ECDSA signature (r, n-s) is refused, so nobody
 // can mint a second log entry from a signed statement.
