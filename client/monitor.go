@@ -56,7 +56,10 @@ type Alert struct {
 // Its state (the last verified checkpoint, the next index and the compact
 // range of the tree so far) is saved atomically after each step, so a
 // restarted monitor resumes where it stopped and never re-trusts a rewritten
-// history.
+// history. When the log presents a checkpoint that does not extend the one
+// verified before, the monitor reports it, does not advance, and keeps both
+// signed checkpoints as evidence in its state file (Evidence), as the State
+// of Verify does.
 type Monitor struct {
 	trust   *Trust
 	watch   map[string]Expectation
@@ -71,6 +74,10 @@ type monitorState struct {
 	Checkpoint string   `json:"checkpoint,omitempty"` // last verified signed checkpoint
 	Next       uint64   `json:"next"`                 // first index not yet examined
 	Range      [][]byte `json:"range"`                // compact range [0, Next)
+	// Evidence: pairs of the last verified signed checkpoint and a signed
+	// checkpoint the log then presented that does not extend it, as the
+	// consistency State of Verify keeps them.
+	Evidence []Evidence `json:"evidence,omitempty"`
 }
 
 // NewMonitor returns a monitor of the log at logURL (its tlog-tiles base
@@ -104,6 +111,10 @@ func NewMonitor(logURL string, trust *Trust, watch map[string]Expectation, state
 // Next returns the index of the first entry not yet examined.
 func (m *Monitor) Next() uint64 { return m.st.Next }
 
+// Evidence returns the pairs of signed checkpoints kept because the log
+// presented one that does not extend the one the monitor verified before.
+func (m *Monitor) Evidence() []Evidence { return slices.Clone(m.st.Evidence) }
+
 // Step runs one round. It returns the alerts found; an error means the
 // round could not complete (the log unreachable, say) and will be retried
 // by the next Step from the same state.
@@ -121,10 +132,16 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 		return []Alert{m.alert(AlertCheckpoint, "", m.st.Next, "log checkpoint malformed: "+err.Error())}, nil
 	}
 	if cp.Size < m.st.Next {
-		return []Alert{m.alert(AlertInconsistent, "", cp.Size, fmt.Sprintf("the log's checkpoint has size %d, smaller than the %d entries already verified", cp.Size, m.st.Next))}, nil
+		detail, err := m.inconsistent(cp.Origin, raw, fmt.Sprintf("the log's checkpoint has size %d, smaller than the %d entries already verified", cp.Size, m.st.Next))
+		if err != nil {
+			return nil, err
+		}
+		return []Alert{m.alert(AlertInconsistent, "", cp.Size, detail)}, nil
 	}
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	rng, err := rf.NewRange(0, m.st.Next, m.st.Range)
+	// A copy: Append reuses the slice it was given, and m.st.Range must stay
+	// the verified range if this round ends in an alert (it is saved then).
+	rng, err := rf.NewRange(0, m.st.Next, slices.Clone(m.st.Range))
 	if err != nil {
 		return nil, fmt.Errorf("monitor state: %w", err)
 	}
@@ -153,18 +170,48 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 	if tlog.Hash(root) != cp.Root {
 		// The entries do not hash to what the log signed: keep the old state,
 		// report, and never advance past this.
-		return append(alerts[:0], m.alert(AlertInconsistent, "", cp.Size,
-			fmt.Sprintf("entries 0..%d hash to %x, the log's signed checkpoint says %x: the log forked or rewrote its history", cp.Size, root, cp.Root[:]))), nil
+		detail, err := m.inconsistent(cp.Origin, raw,
+			fmt.Sprintf("entries 0..%d hash to %x, the log's signed checkpoint says %x: the log forked or rewrote its history", cp.Size, root, cp.Root[:]))
+		if err != nil {
+			return nil, err
+		}
+		return append(alerts[:0], m.alert(AlertInconsistent, "", cp.Size, detail)), nil
 	}
 	m.st.Checkpoint, m.st.Next, m.st.Range = string(raw), cp.Size, rng.Hashes()
-	b, err := json.Marshal(m.st)
-	if err != nil {
+	if err := m.save(); err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(m.path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("saving monitor state: %w", err)
-	}
 	return alerts, nil
+}
+
+// inconsistent keeps the last verified signed checkpoint and the presented
+// one as evidence (once per pair), saves the state without advancing it, and
+// returns the alert's detail. Before any checkpoint was verified there is no
+// pair to keep: reason is all there is.
+func (m *Monitor) inconsistent(origin string, presented []byte, reason string) (string, error) {
+	if m.st.Checkpoint == "" {
+		return reason, nil
+	}
+	ev := Evidence{Origin: origin, Trusted: m.st.Checkpoint, Presented: string(presented), Reason: reason, Time: m.now().UTC()}
+	if !slices.ContainsFunc(m.st.Evidence, func(e Evidence) bool { return e.Trusted == ev.Trusted && e.Presented == ev.Presented }) {
+		m.st.Evidence = append(m.st.Evidence, ev)
+		if err := m.save(); err != nil {
+			m.st.Evidence = m.st.Evidence[:len(m.st.Evidence)-1]
+			return "", fmt.Errorf("saving evidence (%s): %w", reason, err)
+		}
+	}
+	return reason + "; both signed checkpoints are kept as evidence in " + m.path, nil
+}
+
+func (m *Monitor) save() error {
+	b, err := json.Marshal(m.st)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(m.path, b, 0o600); err != nil {
+		return fmt.Errorf("saving monitor state: %w", err)
+	}
+	return nil
 }
 
 // examine reports what is wrong with entry i, if it attests a watched VM.

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -131,6 +133,7 @@ func TestMonitorDetectsRewrite(t *testing.T) {
 	}
 	honest := serve([][]byte{[]byte("a"), []byte("b"), []byte("c")})
 	forked := serve([][]byte{[]byte("a"), []byte("B"), []byte("c"), []byte("d")})
+	sameSize := serve([][]byte{[]byte("a"), []byte("b"), []byte("C")})
 	tr, err := ParseTrust([]byte("log "+f.logVKey+"\nquorum none\n"+mustLine(t, f)+"\n"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +151,52 @@ func TestMonitorDetectsRewrite(t *testing.T) {
 	if m.Next() != 3 {
 		t.Fatalf("monitor advanced to %d past a rewritten history", m.Next())
 	}
+
+	// Both signed checkpoints are kept as evidence, in the state file, once
+	// per pair however often the log presents the same one.
+	trusted, presented := getCheckpoint(t, honest), getCheckpoint(t, forked)
+	if !strings.Contains(alerts[0].Detail, "kept as evidence") {
+		t.Errorf("alert %q does not say the evidence is kept", alerts[0].Detail)
+	}
+	for range 2 {
+		m, _ = NewMonitor(forked, tr, nil, state, nil) // also after a restart
+		if ev := m.Evidence(); len(ev) != 1 || ev[0].Origin != origin || ev[0].Trusted != trusted || ev[0].Presented != presented {
+			t.Fatalf("evidence = %+v, want the honest and the forked signed checkpoints", ev)
+		}
+		if alerts, err := m.Step(ctx); err != nil || len(alerts) != 1 || alerts[0].Kind != AlertInconsistent {
+			t.Fatalf("forked log again: alerts %+v, err %v; want one inconsistent", alerts, err)
+		}
+	}
+	// The same size with another root: a fork the two notes alone prove.
+	m, _ = NewMonitor(sameSize, tr, nil, state, nil)
+	alerts, err = m.Step(ctx)
+	if err != nil || len(alerts) != 1 || alerts[0].Kind != AlertInconsistent || m.Next() != 3 {
+		t.Fatalf("same-size fork: alerts %+v, err %v, next %d; want one inconsistent and no advance", alerts, err, m.Next())
+	}
+	m, _ = NewMonitor(honest, tr, nil, state, nil)
+	ev := m.Evidence()
+	if len(ev) != 2 || ev[1].Trusted != trusted || ev[1].Presented != getCheckpoint(t, sameSize) {
+		t.Fatalf("evidence = %+v, want a second record with the same-size checkpoint", ev)
+	}
+	// The honest log still verifies, and the evidence stays.
+	if alerts, err := m.Step(ctx); err != nil || len(alerts) != 0 || len(m.Evidence()) != 2 {
+		t.Fatalf("honest log after the forks: %v %v, %d evidence records", alerts, err, len(m.Evidence()))
+	}
+}
+
+// getCheckpoint returns the signed checkpoint a log serves.
+func getCheckpoint(t *testing.T, logURL string) string {
+	t.Helper()
+	resp, err := http.Get(logURL + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/checkpoint: %d, %v", logURL, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 func mustLine(t testing.TB, f *fixture) string {
