@@ -29,9 +29,11 @@
 //     differs from the memory size, path and digest together, a package
 //     listed twice, …) is refused with a *FieldError naming the field in
 //     the input's own terms, wrapping ErrMissing, ErrInvalid, ErrAmbiguous
-//     or ErrUnsupported (test with errors.Is). Unknown JSON/YAML fields are
-//     refused too; unknown libvirt elements are ignored (libvirt has many
-//     that do not affect what vmledger measures).
+//     or ErrUnsupported (test with errors.Is). Unknown JSON/YAML fields
+//     (names are case-sensitive), values of the wrong type and YAML
+//     anchors, aliases and merge keys are refused too, naming the field
+//     ("nics[1].vlan"); unknown libvirt elements are ignored (libvirt has
+//     many that do not affect what vmledger measures).
 //
 // The JSON/YAML format is documented on File; what is read from libvirt XML
 // on ParseLibvirt. Packages are not part of libvirt's schema: they come from

@@ -1,12 +1,11 @@
 package vmconfig
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -14,8 +13,10 @@ import (
 )
 
 // File is the documented JSON and YAML configuration format (the same
-// field names in both). Unknown fields, duplicate keys and a second YAML
-// document are refused.
+// field names in both). Unknown fields (names are case-sensitive),
+// duplicate keys, values of the wrong type, YAML anchors, aliases and merge
+// keys, and a second YAML document are refused, with a FieldError that
+// names the field as the file writes it ("memory", "nics[1].vlan").
 //
 //	{
 //	  "schema": "vmledger/config/v1",           // required, exactly this
@@ -89,13 +90,14 @@ type FilePackage struct {
 }
 
 // Size is a size written with a unit. It refuses bare numbers in JSON and
-// YAML.
+// YAML. (ParseJSON and ParseYAML refuse them before decoding, naming the
+// field; these methods refuse them for other decoders.)
 type Size struct{ Text string }
 
 // UnmarshalJSON accepts only a JSON string.
 func (s *Size) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 || b[0] != '"' {
-		return fmt.Errorf("size %s has no unit: write a string such as \"%sGiB\" or \"%sb\"", abbrev(string(b)), b, b)
+		return errors.New(noUnit(abbrev(string(b))))
 	}
 	return json.Unmarshal(b, &s.Text)
 }
@@ -103,7 +105,7 @@ func (s *Size) UnmarshalJSON(b []byte) error {
 // UnmarshalYAML accepts only a YAML string scalar.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		return fmt.Errorf("line %d: size %q has no unit: write e.g. %sGiB or %sb", n.Line, abbrev(n.Value), n.Value, n.Value)
+		return fmt.Errorf("line %d: %s", n.Line, noUnit(abbrev(n.Value)))
 	}
 	s.Text = n.Value
 	return nil
@@ -152,92 +154,6 @@ func ParsePackages(data []byte, f Format) ([]measure.Package, error) {
 		return nil, fieldErr("packages", ErrMissing, "the package file has no \"packages\" list")
 	}
 	return convertPackages(pf.Packages, "packages")
-}
-
-func decodeJSON(data []byte, v any) error {
-	if err := checkDuplicateKeys(data); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
-			return wrapField(te.Field, ErrInvalid, fmt.Errorf("want %v, got JSON %s", te.Type, te.Value))
-		}
-		return fmt.Errorf("JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("JSON: trailing data after the configuration object")
-	}
-	return nil
-}
-
-func decodeYAML(data []byte, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if err == io.EOF {
-			return errors.New("YAML: empty document")
-		}
-		return fmt.Errorf("YAML: %w", err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return fmt.Errorf("%w: YAML: more than one document", ErrAmbiguous)
-	}
-	return nil
-}
-
-// checkDuplicateKeys refuses a JSON text in which an object repeats a key:
-// encoding/json would silently keep the last one.
-func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var walk func(path string, depth int) error
-	walk = func(path string, depth int) error {
-		if depth > 64 {
-			return errors.New("JSON: nested too deeply")
-		}
-		t, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("JSON: %w", err)
-		}
-		switch t {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("JSON: %w", err)
-				}
-				k, _ := kt.(string)
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
-				if seen[k] {
-					return fieldErr(p, ErrAmbiguous, "key appears twice")
-				}
-				seen[k] = true
-				if err := walk(p, depth+1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-		case json.Delim('['):
-			for i := 0; dec.More(); i++ {
-				if err := walk(path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-		}
-		if err != nil {
-			return fmt.Errorf("JSON: %w", err)
-		}
-		return nil
-	}
-	return walk("", 0)
 }
 
 // Config validates f and converts it.
@@ -333,7 +249,57 @@ func (f *File) Config() (*Config, error) {
 	if c.Packages, err = convertPackages(f.Packages, "packages"); err != nil {
 		return nil, err
 	}
-	return c, c.check()
+	return c, c.check(c.fileField)
+}
+
+// fileField names in File's terms the field behind a field measure's
+// validation names (see check).
+func (c *Config) fileField(name string) string {
+	switch name {
+	case measure.NameMemoryBytes:
+		return "memory"
+	case measure.NameCPUCount, measure.NameCPUAffinity:
+		return name
+	case measure.NameKernelCmdline:
+		return "boot.cmdline"
+	case "net":
+		return "nics"
+	case "disk":
+		return "disks"
+	}
+	for i := range c.NICs {
+		if name == measure.NICVLANName(i) {
+			return indexPath("nics", i) + ".vlan"
+		}
+	}
+	for i := range c.Disks {
+		if name == measure.DiskTargetName(i) {
+			return indexPath("disks", i) + ".target"
+		}
+	}
+	if i, ok := packageIndex(c.Packages, name); ok {
+		return indexPath("packages", i)
+	}
+	return ""
+}
+
+// packageIndex returns the position in pk of the package that measure's
+// validation names "packages/NAME" or "packages/#i".
+func packageIndex(pk []measure.Package, name string) (int, bool) {
+	p, ok := strings.CutPrefix(name, "packages/")
+	if !ok {
+		return 0, false
+	}
+	if n, ok := strings.CutPrefix(p, "#"); ok {
+		i, err := strconv.Atoi(n)
+		return i, err == nil && 0 <= i && i < len(pk)
+	}
+	for i, q := range pk {
+		if q.Name == p {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func convertImage(fi FileImage, field string) (*Image, error) {
@@ -381,12 +347,17 @@ func convertPackages(fps []FilePackage, field string) ([]measure.Package, error)
 
 // check runs measure's validation on everything that does not need the
 // images, so that a bad configuration fails before any file is hashed.
-func (c *Config) check() error {
-	mc := c.skeleton()
-	if err := mc.Validate(); err != nil {
-		return err
+// measure names a field by its parameter ("disk.1.target") or package
+// ("packages/openssl"); name, if not nil, maps that to the field of the
+// input (a parser's input; "" keeps measure's name).
+func (c *Config) check(name func(string) string) error {
+	err := c.skeleton().Validate()
+	if mfe, ok := errors.AsType[*measure.FieldError](err); ok && name != nil {
+		if f := name(mfe.Field); f != "" {
+			return &FieldError{Field: f, Err: mfe.Err}
+		}
 	}
-	return nil
+	return err
 }
 
 // skeleton is c as a measure.Config with placeholder digests.

@@ -89,15 +89,55 @@ func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 	for k := range meta.images {
 		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\" or \"kernel\" of this domain", k)
 	}
+	packages := "/domain/metadata/vmledger:config/package"
 	switch {
 	case len(meta.packages) > 0 && len(opts.Packages) > 0:
-		return nil, fieldErr("/domain/metadata/vmledger:config/package", ErrAmbiguous, "packages are given both in the domain metadata and in a side file; use one")
+		return nil, fieldErr(packages, ErrAmbiguous, "packages are given both in the domain metadata and in a side file; use one")
 	case len(meta.packages) > 0:
 		c.Packages = meta.packages
 	default:
 		c.Packages = opts.Packages
+		packages = "packages" // the side file's field
 	}
-	return c, c.check()
+	return c, c.check(func(name string) string { return c.libvirtField(name, packages) })
+}
+
+// libvirtField names as an XPath (see ParseLibvirt) the element behind a
+// field measure's validation names (see check); packages are at the list
+// packages, in the metadata or in the side file.
+func (c *Config) libvirtField(name, packages string) string {
+	switch name {
+	case measure.NameMemoryBytes:
+		return "/domain/memory"
+	case measure.NameCPUCount:
+		return "/domain/vcpu"
+	case measure.NameCPUAffinity:
+		return "/domain/vcpu/@cpuset"
+	case measure.NameKernelCmdline:
+		return "/domain/os/cmdline"
+	case "net":
+		return "/domain/devices/interface"
+	case "disk":
+		return "/domain/devices/disk"
+	}
+	for i := range c.NICs {
+		if name == measure.NICVLANName(i) {
+			return fmt.Sprintf("/domain/devices/interface[%d]/vlan/tag/@id", i+1)
+		}
+	}
+	for i := range c.Disks {
+		if name == measure.DiskTargetName(i) {
+			return fmt.Sprintf("/domain/devices/disk[%d]/target/@dev", i+1)
+		}
+	}
+	i, ok := packageIndex(c.Packages, name)
+	switch {
+	case !ok:
+		return ""
+	case packages == "packages":
+		return indexPath(packages, i)
+	}
+	return fmt.Sprintf("%s[%d]", packages, i+1) // XPath counts from 1
 }
 
 type domainXML struct {

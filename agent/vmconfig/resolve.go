@@ -39,7 +39,7 @@ func (e *ImageError) Unwrap() error { return e.Err }
 // ready to measure. Each distinct file is read exactly once, in one pass,
 // even if several images name it.
 func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Config, error) {
-	if err := c.check(); err != nil {
+	if err := c.check(nil); err != nil {
 		return nil, err
 	}
 	cache := map[string]measure.Digest{}

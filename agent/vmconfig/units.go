@@ -66,13 +66,14 @@ func ScaleBytes(value, unit string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is too large", abbrev(value))
 	}
-	scale, err := UnitScale(strings.TrimSpace(unit))
+	u := strings.TrimSpace(unit)
+	scale, err := UnitScale(u)
 	if err != nil {
 		return 0, err
 	}
 	hi, lo := bits.Mul64(n, scale)
 	if hi != 0 {
-		return 0, fmt.Errorf("%s %s overflows 64 bits", v, unit)
+		return 0, fmt.Errorf("%s %s overflows 64 bits", v, u)
 	}
 	return lo, nil
 }
