@@ -243,9 +243,11 @@ func printMeasurement(w io.Writer, source string, m *measure.Measurement, zeroSe
 	return tw.Flush()
 }
 
-// The attest, launch and hook flows need the log, coproc and client
-// packages; their flags are declared now so that scripts can be written
-// against them.
+// The attest, launch and hook flows run runFlow: measure, attest with the
+// co-processor, submit to the log, wait for a witness-cosigned checkpoint
+// and verify the bundle as a customer would. attest and launch take its
+// settings as flags (flowFlags); hook, which libvirt starts with no flags
+// of ours, reads them from the agent configuration file (agentFileConfig).
 
 // flowFlags are the flags that attest, launch and hook share.
 type flowFlags struct {
