@@ -76,16 +76,18 @@ func newLogServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve --data DIR --listen ADDR --key FILE",
 		Short: "Serve the log: C2SP tlog-tiles, proofs, checkpoint history, metrics",
-		Long: `serve opens (or creates) the log in DIR with the embedded badger engine and
-serves it on ADDR: /checkpoint, /tile/…, /tile/entries/…, /v1/proof/inclusion,
+		Long: `serve opens (or creates) the log — by default in DIR with the embedded badger
+engine; with --engine tessera --mysql-dsn DSN on Tessera with a MySQL/MariaDB
+database, which several serve processes (front-ends) can share — and serves it
+on ADDR: /checkpoint, /tile/…, /tile/entries/…, /v1/proof/inclusion,
 /v1/proof/consistency, /v1/checkpoints/<size>, /healthz and /metrics, and the
 Rekor v1-compatible reads /api/v1/log, /api/v1/log/proof, /api/v1/log/entries.
 The log's origin is the name of the key in FILE (made by vmledger keygen); the
 key file must not be readable by group or others.
 
-Layout of DIR: engine/ (the badger database), index/ (admission state and the
-search index, rebuilt from the log if lost), published (the latest published
-checkpoint).
+Layout of DIR: engine/ (the badger database; unused with --engine tessera),
+index/ (admission state and the search index, rebuilt from the log if lost),
+published (the latest published checkpoint).
 
 Admission (POST /v1/attestations) accepts DSSE envelopes signed by enrolled
 co-processor keys; enrolment (POST/DELETE /v1/coprocessors) needs the bearer
