@@ -48,8 +48,13 @@ func mustLaunch(t *testing.T, name string, args []string, marker string) {
 // TestLaunchRefused shows that `vmledger agent launch` runs nothing, and
 // exits 3 with the reason, when any key is wrong or any component is
 // stopped: each case differs from a launch that works in that one thing.
-func TestLaunchRefused(t *testing.T) {
-	d := deploy(t)
+func TestLaunchRefused(t *testing.T) { testLaunchRefused(t, deploy(t)) }
+
+// TestLaunchRefusedTessera: the same refusals with the log on the Tessera
+// engine (MariaDB).
+func TestLaunchRefusedTessera(t *testing.T) { testLaunchRefused(t, deployTessera(t)) }
+
+func testLaunchRefused(t *testing.T, d *deployment) {
 	app := d.newVM("app01", "4GiB", 0x70)
 	marker := func(name string) string { return d.path(name + ".launched") }
 
