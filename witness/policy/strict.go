@@ -9,8 +9,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// CheckEverySignature verifies every signature line of signed whose key is
-// known to known, including repeated lines of one key.
+// CheckEverySignature verifies the repeated signature lines of signed whose
+// key is known to known: the lines note.Open leaves unchecked.
 //
 // note.Open (golang.org/x/mod/sumdb/note) verifies only the first line of each
 // known key and skips later lines of the same key unchecked, so a note whose
@@ -18,11 +18,19 @@ import (
 // error, while the same two lines in the other order are refused. A signed
 // checkpoint that carries a failing signature by a trusted key must be refused
 // whatever the order of its lines, so callers run this after note.Open
-// succeeded. It returns a *note.InvalidSignatureError naming the first line
-// that fails, and nil when every known line verifies. Lines of unknown keys
-// are ignored; a note that does not parse is left to note.Open to report (this
-// function then returns nil).
+// succeeded: the first line of each known key is then known to verify, and
+// this verifies every later line of that key that differs from the first
+// (so a note without repeated keys costs no signature check here). It returns
+// a *note.InvalidSignatureError naming the first line that fails, and nil
+// when every known line verifies. Lines of unknown keys are ignored; a note
+// that does not parse is left to note.Open to report (this function then
+// returns nil).
 func CheckEverySignature(signed []byte, known note.Verifiers) error {
+	type keyID struct {
+		name string
+		hash uint32
+	}
+	first := map[keyID]string{} // the first line's base64 of each key
 	split := bytes.LastIndex(signed, []byte("\n\n"))
 	if split < 0 {
 		return nil
@@ -47,6 +55,15 @@ func CheckEverySignature(signed []byte, known note.Verifiers) error {
 			return nil
 		}
 		hash := binary.BigEndian.Uint32(sig[:4])
+		id := keyID{string(name), hash}
+		if b, seen := first[id]; !seen || b == string(b64) {
+			// The first line of a key (note.Open verified it, if the key
+			// is known), or an identical copy of it.
+			if !seen {
+				first[id] = string(b64)
+			}
+			continue
+		}
 		v, err := known.Verifier(string(name), hash)
 		if err != nil {
 			var unknown *note.UnknownVerifierError
