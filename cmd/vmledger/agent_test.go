@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,22 +14,17 @@ import (
 // stderr and the exit code run would return.
 func runAgent(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	err := root.ExecuteContext(t.Context())
+	out, errb, err := runCLISplit(t, args...)
 	code := exitOK
 	if err != nil {
-		errb.WriteString(err.Error())
+		errb += err.Error()
 		code = exitFailure
 		var ue usageError
 		if asUsage(err, &ue) || isCobraUsageError(err) {
 			code = exitUsage
 		}
 	}
-	return out.String(), errb.String(), code
+	return out, errb, code
 }
 
 func asUsage(err error, ue *usageError) bool {

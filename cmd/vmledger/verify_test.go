@@ -17,16 +17,12 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// runCLI runs the command line and returns stdout and the error.
+// runCLI runs the command line and returns stdout and stderr together,
+// and the error.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	err := root.ExecuteContext(t.Context())
-	return out.String() + errb.String(), err
+	out, errb, err := runCLISplit(t, args...)
+	return out + errb, err
 }
 
 // TestVerifyEvidence checks fork evidence offline: two checkpoints of one
