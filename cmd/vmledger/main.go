@@ -129,7 +129,27 @@ and the customer verifies all of it, offline if they like.`,
 		newBenchCmd(),
 		newDemoCmd(),
 	)
+	// cobra's completion command, with examples like every other command.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Example = `  source <(vmledger completion bash)                    # this shell
+  vmledger completion bash > /etc/bash_completion.d/vmledger
+  vmledger completion zsh > "${fpath[1]}/_vmledger"`
+			for _, shell := range c.Commands() {
+				shell.Example = completionExamples[shell.Name()]
+			}
+		}
+	}
 	return root
+}
+
+// completionExamples are the examples of `vmledger completion SHELL`.
+var completionExamples = map[string]string{
+	"bash":       "  source <(vmledger completion bash)\n  vmledger completion bash > /etc/bash_completion.d/vmledger",
+	"zsh":        "  vmledger completion zsh > \"${fpath[1]}/_vmledger\"",
+	"fish":       "  vmledger completion fish > ~/.config/fish/completions/vmledger.fish",
+	"powershell": "  vmledger completion powershell | Out-String | Invoke-Expression",
 }
 
 // newLogger builds the process logger from the global flags. Logs go to
