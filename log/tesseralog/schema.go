@@ -53,7 +53,7 @@ var historySchema = []string{
 
 // applySchema creates the tables that do not exist yet.
 func applySchema(ctx context.Context, db *sql.DB) error {
-	for _, stmts := range [][]string{tesseraSchema, historySchema} {
+	for _, stmts := range [][]string{tesseraSchema, historySchema, claimsSchema} {
 		for _, s := range stmts {
 			if _, err := db.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("applying schema: %w", err)

@@ -16,9 +16,12 @@
 //	  Checkpoint           (id=0) the latest PUBLISHED signed checkpoint
 //	  Subtree              (level, index) → hash tile, rewritten until full
 //	  TiledLeaves          (tile_index) → entry bundle, rewritten until full
-//	vmledger's table
+//	vmledger's tables
 //	  vmledger_checkpoints (size) → root, signed note, first-signed time:
 //	                       every checkpoint this log ever signed
+//	  vmledger_admission   (keyid) → counter floor, its leaf hash, revoked,
+//	                       pending claims: admission state shared by the
+//	                       front-ends (see Claims)
 //
 // # Appending
 //
@@ -95,8 +98,11 @@
 // the TreeState row lock), any one of them publishes, all read the same
 // Checkpoint row and history, and an Add returns on the front-end that took
 // it once any front-end's checkpoint covers it. Deduplication is not done
-// here (Tessera's is best-effort and absent for MySQL): it is the admission
-// layer's job.
+// by the engine (Tessera's is best-effort and absent for MySQL): it is the
+// admission layer's job, and [Engine.Claims] gives admission the state it
+// must share across front-ends for that (counter floors with the leaf hash
+// that claimed them, revocation marks, pending claims) in one more table,
+// vmledger_admission, created by Open like the others.
 //
 // # Known limits
 //
