@@ -288,11 +288,17 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return err
 	}
 	rc.Register(srv)
-	svc, err := admission.New(ctx, admission.Config{
+	acfg := admission.Config{
 		Engine: eng, Publisher: pub, Dir: filepath.Join(f.data, "index"),
 		AdminToken: adminToken, FreshnessWindow: f.freshnessWindow, MaxInFlight: f.maxInFlight,
 		Logger: logger.With("part", "admission"), Registry: srv.Registry(),
-	})
+	}
+	if te, ok := eng.(*tesseralog.Engine); ok {
+		// Front-ends on one database share counter floors, duplicate
+		// claims and revocations through it.
+		acfg.Claims = te.Claims()
+	}
+	svc, err := admission.New(ctx, acfg)
 	if err != nil {
 		eng.Close()
 		return err

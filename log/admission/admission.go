@@ -62,7 +62,53 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock for freshness and enrolment times; nil is time.Now.
 	Now func() time.Time
+	// Claims, if set, is admission state shared with the other front-ends
+	// of the same log (the Tessera engine's database: tesseralog's
+	// Engine.Claims), so that counter floors, duplicates and revocations
+	// hold across front-ends at once rather than once each front-end's
+	// index has caught up. nil: this service is the log's only front-end
+	// (the badger engine).
+	Claims Claims
+
+	// catchUpEvery is how often the indexer reads entries appended
+	// elsewhere (default 1 s); tests of several front-ends raise it so
+	// that only the shared state can tell one front-end about another.
+	catchUpEvery time.Duration
 }
+
+// Claims is the per-key admission state that the front-ends of one log
+// share. Each method is atomic in the shared store and holds no lock when
+// it returns: the append runs between Claim and Done or Release.
+type Claims interface {
+	// Claim raises keyID's floor to counter, records leaf (the entry's
+	// leaf hash) as the floor's holder and counts the claim as pending,
+	// if the key is not revoked and counter is above the floor. On
+	// success ok is true and floor and holder are the values it replaced;
+	// otherwise they are the stored ones and revoked says whether the key
+	// is revoked.
+	Claim(ctx context.Context, keyID string, counter uint64, leaf [32]byte) (ok bool, floor uint64, holder [32]byte, revoked bool, err error)
+	// Release ends a claim whose append failed: if the floor is still that
+	// claim it goes back to prevCounter and prevLeaf (compare-and-set),
+	// so the same envelope can be admitted on a retry.
+	Release(ctx context.Context, keyID string, counter uint64, leaf [32]byte, prevCounter uint64, prevLeaf [32]byte) error
+	// Done ends a claim whose append succeeded.
+	Done(ctx context.Context, keyID string) error
+	// Revoke marks keyID revoked, so that no front-end claims it again,
+	// and returns the number of claims still pending; calling it again
+	// polls that number.
+	Revoke(ctx context.Context, keyID string) (pending int, err error)
+}
+
+// How long an admission waits for an identical envelope that another
+// front-end claimed to show up in the log, and how long a revocation waits
+// for other front-ends' appends of the key to finish. Both outlast a
+// Tessera append (about 2 s) by far; they bound the wait when a front-end
+// died holding a claim.
+var (
+	sharedWait      = 30 * time.Second
+	sharedPoll      = 100 * time.Millisecond
+	sharedOpTimeout = 10 * time.Second
+)
 
 // Service is the Attestation Service's admission, enrolment, search and
 // bundle endpoints. Create it with New, add its routes with Register, stop
@@ -87,6 +133,7 @@ type Service struct {
 	indexedCh chan struct{}          // closed and replaced when indexed grows
 
 	kick   chan struct{}
+	pull   chan struct{} // asks the indexer to read the engine now (Sync)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -145,6 +192,9 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.catchUpEvery <= 0 {
+		c.catchUpEvery = time.Second
+	}
 	signed, err := c.Engine.Checkpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("admission: reading the log's checkpoint: %w", err)
@@ -172,6 +222,7 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		added:     map[uint64]indexEntry{},
 		indexedCh: make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		pull:      make(chan struct{}, 1),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmledger_admissions_total",
 			Help: "Attestation submissions by result: admitted, duplicate, or the refusal reason.",
@@ -270,7 +321,7 @@ func (s *Service) applyKeys(changed map[string]*Key) error {
 // that this service appended as soon as they are handed over, and every
 // second whatever else the engine has (entries appended otherwise).
 func (s *Service) runIndexer(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(s.cfg.catchUpEvery)
 	defer t.Stop()
 	for {
 		var err error
@@ -279,8 +330,18 @@ func (s *Service) runIndexer(ctx context.Context) {
 			return
 		case <-s.kick:
 			err = s.applyAdded()
+			if err == nil && s.gap() {
+				// Entries appended through other front-ends come
+				// before ours: read them now rather than at the tick.
+				err = s.catchUp(ctx)
+			}
 		case <-t.C:
 			err = s.catchUp(ctx)
+		case <-s.pull:
+			err = s.applyAdded()
+			if err == nil {
+				err = s.catchUp(ctx)
+			}
 		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("index: catching up with the log", "err", err)
@@ -300,6 +361,14 @@ func (s *Service) handOff(index uint64, e indexEntry) {
 	case s.kick <- struct{}{}:
 	default:
 	}
+}
+
+// gap reports whether entries handed over wait for earlier ones that this
+// service did not append.
+func (s *Service) gap() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.added) > 0
 }
 
 // applyAdded indexes the handed-over entries that continue the index
@@ -433,7 +502,7 @@ func (s *Service) Sync(ctx context.Context) error {
 		return err
 	}
 	select {
-	case s.kick <- struct{}{}:
+	case s.pull <- struct{}{}:
 	default:
 	}
 	return s.waitIndexed(ctx, cp.Size)
@@ -550,7 +619,18 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 		return p.index, true, nil
 	}
 
-	idx, att, err := s.admitNew(ctx, env, body)
+	idx, att, dup, err := s.admitNew(ctx, env, body, leaf)
+	if err == nil && dup {
+		// Admitted through another front-end: the index has it now.
+		s.mu.Lock()
+		if s.leaves[leaf] == p {
+			delete(s.leaves, leaf)
+		}
+		s.mu.Unlock()
+		p.index = idx
+		close(p.done)
+		return idx, true, nil
+	}
 	if err != nil {
 		s.mu.Lock()
 		if s.leaves[leaf] == p {
@@ -568,65 +648,156 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 	return idx, false, nil
 }
 
-// admitNew checks an envelope that is not in the log and appends it.
-func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byte) (uint64, *Attestation, error) {
+// admitNew checks an envelope that is not in this front-end's index and
+// appends it. dup reports that it is already in the log at idx, appended
+// through another front-end (only with Config.Claims).
+func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byte, leaf tlog.Hash) (idx uint64, att *Attestation, dup bool, err error) {
 	st, err := env.Statement()
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
+		return 0, nil, false, fmt.Errorf("%w: %w", ErrBadStatement, err)
 	}
 	keyID := env.Signatures[0].KeyID
 	ks := s.key(keyID)
 	if ks == nil {
-		return 0, nil, fmt.Errorf("%w: %s", ErrUnknownKey, keyID)
+		return 0, nil, false, fmt.Errorf("%w: %s", ErrUnknownKey, keyID)
 	}
 	ks.mu.Lock()
 	revoked := ks.info.Revoked || ks.revoking
 	ks.mu.Unlock()
 	if revoked {
-		return 0, nil, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+		return 0, nil, false, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
 	}
 	// Verification runs in the request's goroutine, without locks.
 	if err := coproc.Verify(env, ks.pub); err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return 0, nil, false, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	if err := s.checkAnchor(ctx, st.Anchor()); err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 
-	// Reserve the counter: from here until the append returns, no other
-	// envelope of this key with a counter at or below it gets in.
 	counter := st.Predicate.Coprocessor.Counter
-	ks.mu.Lock()
-	if ks.info.Revoked || ks.revoking {
-		ks.mu.Unlock()
-		return 0, nil, fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+	var prevFloor uint64
+	var prevHolder [32]byte
+	deadline := time.Now().Add(sharedWait)
+	for {
+		// Reserve the counter: from here until the append returns, no
+		// other envelope of this key with a counter at or below it gets
+		// in through this front-end.
+		if err := s.reserve(ks, keyID, counter); err != nil {
+			return 0, nil, false, err
+		}
+		if s.cfg.Claims == nil {
+			break
+		}
+		// And through the others: claim it in the shared state.
+		cctx, cancel := context.WithTimeout(ctx, sharedOpTimeout)
+		ok, floor, holder, revoked, err := s.cfg.Claims.Claim(cctx, keyID, counter, leaf)
+		cancel()
+		if err == nil && ok {
+			prevFloor, prevHolder = floor, holder
+			break
+		}
+		s.unreserve(ks, counter, false)
+		switch {
+		case err != nil:
+			return 0, nil, false, fmt.Errorf("%w: claiming counter %d of key %s: %w", ErrSharedState, counter, keyID, err)
+		case revoked:
+			return 0, nil, false, fmt.Errorf("%w: %s (revoked through another front-end)", ErrRevokedKey, keyID)
+		}
+		// Another front-end claimed this counter or a higher one. If it
+		// was this very envelope and its append has finished, it is in
+		// the engine's latest checkpoint (an append returns once a
+		// published checkpoint covers it): bring the index up to that
+		// checkpoint and look.
+		idx, found, err := s.lookupPublished(ctx, leaf)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if found {
+			return idx, nil, true, nil
+		}
+		if holder != [32]byte(leaf) || floor != counter {
+			return 0, nil, false, fmt.Errorf("%w: counter %d, key %s is at %d (claimed through another front-end)", ErrReplayedCounter, counter, keyID, floor)
+		}
+		// This envelope is being appended through another front-end:
+		// wait for its outcome (in the log, or released after a failed
+		// append and then ours to claim).
+		if time.Now().After(deadline) {
+			return 0, nil, false, fmt.Errorf("%w: counter %d of key %s: another front-end claimed this envelope %v ago and has not appended it; it is lost with that front-end, sign a new attestation", ErrReplayedCounter, counter, keyID, sharedWait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, false, ctx.Err()
+		case <-time.After(sharedPoll):
+		}
 	}
-	if floor := ks.floor(); counter <= floor {
-		ks.mu.Unlock()
-		return 0, nil, fmt.Errorf("%w: counter %d, key %s is at %d", ErrReplayedCounter, counter, keyID, floor)
-	}
-	ks.reserved = append(ks.reserved, counter)
-	ks.mu.Unlock()
 
 	// The append is not cancelled with the request: once queued it may be
 	// sequenced, and the reservation must settle with the real outcome.
-	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), body)
+	idx, err = s.cfg.Engine.Add(context.WithoutCancel(ctx), body)
 
+	if s.cfg.Claims != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedOpTimeout)
+		var serr error
+		if err == nil {
+			serr = s.cfg.Claims.Done(sctx, keyID)
+		} else {
+			serr = s.cfg.Claims.Release(sctx, keyID, counter, leaf, prevFloor, prevHolder)
+		}
+		cancel()
+		if serr != nil {
+			// The floor stays claimed (safe: nothing below it gets in) or
+			// the pending count stays high (a revocation of the key then
+			// waits sharedWait for it).
+			s.log.Error("settling a shared counter claim", "keyid", keyID, "counter", counter, "appended", err == nil, "err", serr)
+		}
+	}
+	s.unreserve(ks, counter, err == nil)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("appending: %w", err)
+	}
+	return idx, summarize(st), false, nil
+}
+
+// reserve adds counter to the key's reservations if the key is not revoked
+// and counter is above its floor.
+func (s *Service) reserve(ks *keyState, keyID string, counter uint64) error {
 	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.info.Revoked || ks.revoking {
+		return fmt.Errorf("%w: %s", ErrRevokedKey, keyID)
+	}
+	if floor := ks.floor(); counter <= floor {
+		return fmt.Errorf("%w: counter %d, key %s is at %d", ErrReplayedCounter, counter, keyID, floor)
+	}
+	ks.reserved = append(ks.reserved, counter)
+	return nil
+}
+
+// unreserve drops a reservation; admitted raises the key's counter to it.
+func (s *Service) unreserve(ks *keyState, counter uint64, admitted bool) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
 	if i := slices.Index(ks.reserved, counter); i >= 0 {
 		ks.reserved = slices.Delete(ks.reserved, i, i+1)
 	}
-	if err == nil {
+	if admitted {
 		ks.info.Counter = max(ks.info.Counter, counter)
 	}
 	if len(ks.reserved) == 0 {
 		ks.idle.Broadcast()
 	}
-	ks.mu.Unlock()
-	if err != nil {
-		return 0, nil, fmt.Errorf("appending: %w", err)
+}
+
+// lookupPublished brings the index up to the engine's latest checkpoint
+// and looks leaf up in it.
+func (s *Service) lookupPublished(ctx context.Context, leaf tlog.Hash) (uint64, bool, error) {
+	sctx, cancel := context.WithTimeout(ctx, sharedOpTimeout)
+	defer cancel()
+	if err := s.Sync(sctx); err != nil {
+		return 0, false, fmt.Errorf("%w: reading the log up to its latest checkpoint: %w", ErrSharedState, err)
 	}
-	return idx, summarize(st), nil
+	return s.store.leaf(leaf)
 }
 
 // checkToken reports whether header carries the admin bearer token.
@@ -700,10 +871,52 @@ func (s *Service) Revoke(ctx context.Context, keyID string) (k Key, changed bool
 		return k, false, nil
 	}
 	ks.revoking = true
+	ks.mu.Unlock()
+	if s.cfg.Claims != nil {
+		// Refuse the key at every front-end from now on. The mark stays
+		// if the append below fails: the key stays refused everywhere
+		// until the revocation is retried.
+		if _, err := s.sharedRevoke(ctx, keyID); err != nil {
+			ks.mu.Lock()
+			ks.revoking = false
+			ks.mu.Unlock()
+			return Key{}, false, fmt.Errorf("%w: marking key %s revoked: %w", ErrSharedState, keyID, err)
+		}
+	}
+	ks.mu.Lock()
 	for len(ks.reserved) > 0 {
 		ks.idle.Wait()
 	}
 	ks.mu.Unlock()
+	if s.cfg.Claims != nil {
+		// Let the appends of the key that other front-ends claimed before
+		// the mark finish, so that none follows the revocation in the log.
+		deadline := time.Now().Add(sharedWait)
+		for {
+			pending, err := s.sharedRevoke(ctx, keyID)
+			if err != nil {
+				ks.mu.Lock()
+				ks.revoking = false
+				ks.mu.Unlock()
+				return Key{}, false, fmt.Errorf("%w: marking key %s revoked: %w", ErrSharedState, keyID, err)
+			}
+			if pending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.log.Warn("revoking with appends of the key still pending at other front-ends (dead front-ends?)", "keyid", keyID, "pending", pending, "waited", sharedWait)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				ks.mu.Lock()
+				ks.revoking = false
+				ks.mu.Unlock()
+				return Key{}, false, ctx.Err()
+			case <-time.After(sharedPoll):
+			}
+		}
+	}
 	entry := NewRevocation(keyID, s.cfg.Now()).Marshal()
 	idx, err := s.cfg.Engine.Add(context.WithoutCancel(ctx), entry)
 	if err == nil {
@@ -722,6 +935,14 @@ func (s *Service) Revoke(ctx context.Context, keyID string) (k Key, changed bool
 	defer ks.mu.Unlock()
 	s.log.Info("co-processor revoked", "keyid", keyID, "index", idx)
 	return ks.info, true, nil
+}
+
+// sharedRevoke marks keyID revoked in the shared state and returns how
+// many of its appends are still pending there.
+func (s *Service) sharedRevoke(ctx context.Context, keyID string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, sharedOpTimeout)
+	defer cancel()
+	return s.cfg.Claims.Revoke(ctx, keyID)
 }
 
 // Keys returns the enrolled keys (revoked ones included) in enrolment order.

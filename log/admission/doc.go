@@ -53,6 +53,7 @@
 //	413 too-large         body above 65,535 bytes
 //	429 overloaded        Config.MaxInFlight admissions in flight; Retry-After: 1
 //	503 pushback          the engine refuses new entries for now; Retry-After: 1
+//	503 shared-state-unavailable  Config.Claims (the front-ends' shared state) failed; Retry-After: 1
 //	503 unavailable       shutting down
 //
 // # Admission
@@ -76,6 +77,50 @@
 // retried. The response is sent once the entry is durable in the log (the
 // engine's Add), and with ?wait=1 once a published checkpoint includes it;
 // the search index follows within moments ([Service.Sync] waits for it).
+//
+// # Several front-ends
+//
+// Front-ends of one log (the Tessera engine: one database, several
+// `vmledger log serve`) each keep their own index, which reads what the
+// others appended from the log about once a second. What must not wait for
+// that is shared through Config.Claims (tesseralog's Engine.Claims, one
+// row per key in the log's database):
+//
+//   - Counter floor. After the local reservation, admission claims the
+//     counter in the shared state; the claim succeeds only if the counter
+//     is above the shared floor and the key is not revoked there, and
+//     raises the floor to it. An append that fails releases the claim
+//     (compare-and-set back to the previous floor, so a newer claim stays),
+//     and the same envelope can be retried at any front-end.
+//   - Duplicates. The claim records the entry's leaf hash. When a claim is
+//     refused, the front-end brings its index up to the engine's latest
+//     checkpoint and looks the leaf up: an append returns only once a
+//     published checkpoint covers it, so an envelope admitted through
+//     another front-end is found and answered 200 with its index. If the
+//     floor is this very envelope and not yet in the log, another
+//     front-end is appending it: the request waits (polling every 100 ms,
+//     up to 30 s) for it to appear or be released. Otherwise the answer is
+//     409 replayed-counter.
+//   - Revocation. A revocation marks the key revoked in the shared state
+//     before anything else, so every front-end refuses it at once, then
+//     waits for the appends of the key that any front-end claimed before
+//     the mark (the shared pending count; at most 30 s, for front-ends that
+//     died holding a claim), then appends the record. The mark stays if
+//     that append fails: the key stays refused until the revocation is
+//     retried.
+//
+// The shared state holds no lock across an append. If it cannot be reached
+// the admission is 503 shared-state-unavailable and nothing is appended.
+// What still lags by the index's second: search and bundle endpoints, the
+// key list and enrolment (a key enrolled through one front-end is
+// unknown-key at another until its index has the record), and an envelope
+// whose counter another envelope of the key has already overtaken while
+// the first was still being appended elsewhere (409 instead of 200; it is
+// in the log all the same). As with one front-end, an append that fails
+// after the engine may have sequenced the entry (tesseralog: a failed read
+// of the published checkpoint) releases the claim, and a retry before the
+// index sees the entry appends it again. Without Config.Claims (the embedded engine,
+// one process) admission works as described above, per front-end.
 //
 // Freshness: an anchor must name this log's origin, a size at which the
 // engine signed a checkpoint with the anchor's root, and a checkpoint the

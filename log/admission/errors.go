@@ -43,6 +43,10 @@ var (
 	// ErrBadKey: an enrolment request with a public key that is not an ECDSA
 	// P-256 or Ed25519 PEM public key, or a bad name.
 	ErrBadKey = errors.New("bad public key")
+	// ErrSharedState: the admission state shared by the log's front-ends
+	// (Config.Claims) could not be read or written; nothing was admitted,
+	// retry later.
+	ErrSharedState = errors.New("shared admission state unavailable")
 )
 
 // retryAfter is the Retry-After value (seconds) sent with 429 and 503.
@@ -81,6 +85,8 @@ func status(err error) (code int, reason string) {
 		return http.StatusTooManyRequests, "overloaded"
 	case errors.Is(err, engine.ErrPushback):
 		return http.StatusServiceUnavailable, "pushback"
+	case errors.Is(err, ErrSharedState):
+		return http.StatusServiceUnavailable, "shared-state-unavailable"
 	case errors.Is(err, engine.ErrFailed):
 		return http.StatusServiceUnavailable, "storage-failure"
 	case errors.Is(err, engine.ErrClosed), errors.Is(err, errClosed):
