@@ -158,13 +158,22 @@ func TestFrontEndsDeduplicate(t *testing.T) {
 	const perFront = 8
 	var wg sync.WaitGroup
 	replies := make(chan reply, 2*perFront)
+	var mu sync.Mutex
+	slowest := map[int]time.Duration{}
 	for range perFront {
-		for _, fe := range fes {
-			wg.Go(func() { replies <- fe.post(env) })
+		for i, fe := range fes {
+			wg.Go(func() {
+				start := time.Now()
+				replies <- fe.post(env)
+				mu.Lock()
+				slowest[i] = max(slowest[i], time.Since(start))
+				mu.Unlock()
+			})
 		}
 	}
 	wg.Wait()
 	close(replies)
+	t.Logf("slowest answer: %v at A, %v at B", slowest[0], slowest[1])
 	indexes := map[uint64]int{}
 	admitted := 0
 	for r := range replies {
