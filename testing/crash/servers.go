@@ -218,9 +218,14 @@ func (l *LogServer) CheckNoSecrets() error {
 		return err
 	}
 	text := string(b)
-	skey := strings.TrimSpace(string(key))
-	// The private key's last field is its secret part.
-	secret := skey[strings.LastIndex(skey, "+")+1:]
+	// PRIVATE+KEY+<name>+<hash>+<base64 secret>: the name cannot contain
+	// '+', the base64 can (cutting at the last '+' gave a few characters
+	// that a log could contain by chance).
+	fields := strings.SplitN(strings.TrimSpace(string(key)), "+", 5)
+	if len(fields) != 5 || len(fields[4]) < 40 {
+		return fmt.Errorf("%s: not a note private key", l.KeyFile)
+	}
+	secret := fields[4]
 	switch {
 	case strings.Contains(text, string(l.Token)):
 		return fmt.Errorf("the log's stderr (%s) contains the admin token", l.LogPath())
