@@ -620,26 +620,20 @@ func (s *Service) admit(ctx context.Context, body []byte) (uint64, bool, error) 
 	}
 
 	idx, att, dup, err := s.admitNew(ctx, env, body, leaf)
-	if err == nil && dup {
-		// Admitted through another front-end: the index has it now.
+	if err != nil || dup {
+		// Refused, or admitted through another front-end (the index has
+		// it now): no entry of ours for the indexer to settle.
 		s.mu.Lock()
 		if s.leaves[leaf] == p {
 			delete(s.leaves, leaf)
 		}
 		s.mu.Unlock()
-		p.index = idx
+		p.index, p.err = idx, err
 		close(p.done)
+		if err != nil {
+			return 0, false, err
+		}
 		return idx, true, nil
-	}
-	if err != nil {
-		s.mu.Lock()
-		if s.leaves[leaf] == p {
-			delete(s.leaves, leaf)
-		}
-		s.mu.Unlock()
-		p.err = err
-		close(p.done)
-		return 0, false, err
 	}
 	// The indexer drops the pending entry once the index has the leaf.
 	s.handOff(idx, indexEntry{entry: body, att: att})

@@ -109,15 +109,7 @@ func (fe *frontEnd) sync() {
 
 func (fe *frontEnd) size() uint64 {
 	fe.t.Helper()
-	signed, err := fe.eng.Checkpoint(fe.t.Context())
-	if err != nil {
-		fe.t.Fatal(err)
-	}
-	c, err := parseSigned(signed)
-	if err != nil {
-		fe.t.Fatal(err)
-	}
-	return c.Size
+	return engineSize(fe.t, fe.eng)
 }
 
 // setUp enrols a device through the first front-end, lets every front-end

@@ -183,13 +183,19 @@ func (d *deployment) restart() {
 // size returns the engine's tree size.
 func (d *deployment) size() uint64 {
 	d.t.Helper()
-	signed, err := d.eng.Checkpoint(d.t.Context())
+	return engineSize(d.t, d.eng)
+}
+
+// engineSize returns the tree size of eng's latest checkpoint.
+func engineSize(t testing.TB, eng engine.Engine) uint64 {
+	t.Helper()
+	signed, err := eng.Checkpoint(t.Context())
 	if err != nil {
-		d.t.Fatal(err)
+		t.Fatal(err)
 	}
 	c, err := parseSigned(signed)
 	if err != nil {
-		d.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return c.Size
 }
