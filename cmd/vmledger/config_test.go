@@ -45,6 +45,12 @@ func TestConfigStructsMirrorFlags(t *testing.T) {
 			for i := range st.NumField() {
 				tag := st.Field(i).Tag.Get("json")
 				tags = append(tags, tag)
+				// flagText spells only these kinds as a command line would.
+				switch k := st.Field(i).Type.Kind(); k {
+				case reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64, reflect.String:
+				default:
+					t.Errorf("%s.%s is a %s: applyConfigFile cannot set a flag from it (extend flagText)", st.Name(), st.Field(i).Name, k)
+				}
 				if cmd.Flags().Lookup(tag) == nil {
 					t.Errorf("%s has field %s (json %q) but the command has no --%s flag", st.Name(), st.Field(i).Name, tag, tag)
 				}
