@@ -275,6 +275,33 @@ func TestVerifyValid(t *testing.T) {
 	}
 }
 
+// TestUndecodableReport: the report for a bundle that does not decode
+// names the same checks as Verify's, in the same order, with the envelope
+// failed (matching ErrEnvelope) and every later check not run.
+func TestUndecodableReport(t *testing.T) {
+	f := newFixture(t)
+	idx := f.attest("vm-1", f.cfg)
+	r, err := Verify(t.Context(), f.bundle(idx, f.tree.Size(), 0, 2), f.trust(), f.expected(), Options{Now: f.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := UndecodableReport(errors.New("truncated"))
+	if len(u.Results) != len(r.Results) {
+		t.Fatalf("undecodable report has %d checks, Verify's %d", len(u.Results), len(r.Results))
+	}
+	for i, res := range u.Results {
+		if res.Check != r.Results[i].Check {
+			t.Errorf("check %d: undecodable report %q, Verify %q", i, res.Check, r.Results[i].Check)
+		}
+		if want := map[bool]Status{true: Fail, false: NotRun}[i == 0]; res.Status != want {
+			t.Errorf("check %q: status %q, want %q", res.Check, res.Status, want)
+		}
+	}
+	if u.OK || !errors.Is(u.Results[0].err, ErrEnvelope) {
+		t.Errorf("undecodable report OK %v, envelope error %v; want not OK and ErrEnvelope", u.OK, u.Results[0].err)
+	}
+}
+
 // TestVerifyEachCheckFails crafts one bundle per check that breaks exactly
 // that link, and requires Verify to name it.
 func TestVerifyEachCheckFails(t *testing.T) {
