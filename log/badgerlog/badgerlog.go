@@ -34,6 +34,9 @@
 //	                         up to 256 × 32 bytes; partial tiles of any
 //	                         checkpointed size are prefixes of it
 //	'c' ‖ u64 size           the signed checkpoint of that size
+//	'i' ‖ u64 size           when it was signed: i64 Unix milliseconds,
+//	                         the integration time of the entries it added
+//	                         (engine.IntegrationTimes)
 //	's'                      tree state: u64 size ‖ compact range hashes
 //
 // Each entry is stored once (no bundle copies), each tree hash once in its
@@ -59,6 +62,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -174,20 +178,25 @@ type result struct {
 }
 
 var (
-	_ engine.Engine        = (*Engine)(nil)
-	_ engine.StatsReporter = (*Engine)(nil)
+	_ engine.Engine           = (*Engine)(nil)
+	_ engine.StatsReporter    = (*Engine)(nil)
+	_ engine.IntegrationTimes = (*Engine)(nil)
 )
 
 const (
 	tagEntry      = 'e'
 	tagTile       = 't'
 	tagCheckpoint = 'c'
+	tagSignedAt   = 'i'
 	tagState      = 's'
 )
 
 func entryKey(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tagEntry}, i) }
 func checkpointKey(size uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{tagCheckpoint}, size)
+}
+func signedAtKey(size uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagSignedAt}, size)
 }
 func tileKey(level, index uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{tagTile, byte(level)}, index)
@@ -599,11 +608,15 @@ func (e *Engine) commit(entries [][]byte) error {
 	if err != nil {
 		return err
 	}
+	signedAt := time.Now()
 	signed, err := tlog.Checkpoint{Origin: e.signer.Name(), Size: newSize, Root: root}.Sign(e.signer)
 	if err != nil {
 		return err
 	}
 	if err := txn.Set(checkpointKey(newSize), signed); err != nil {
+		return err
+	}
+	if err := txn.Set(signedAtKey(newSize), binary.BigEndian.AppendUint64(nil, uint64(signedAt.UnixMilli()))); err != nil {
 		return err
 	}
 	state := binary.BigEndian.AppendUint64(nil, newSize)
@@ -744,6 +757,45 @@ func (e *Engine) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) 
 		return nil, fmt.Errorf("checkpoint of size %d: %w", size, err)
 	}
 	return b, nil
+}
+
+// IntegratedAt implements [engine.IntegrationTimes]: the time stored with
+// the first checkpoint whose size is above index.
+func (e *Engine) IntegratedAt(ctx context.Context, index uint64) (time.Time, error) {
+	if index == math.MaxUint64 {
+		return time.Time{}, fmt.Errorf("badgerlog: integration time of entry %d: %w", index, engine.ErrNotFound)
+	}
+	var size uint64
+	var at []byte
+	err := e.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte{tagCheckpoint}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Seek(checkpointKey(index + 1))
+		if !it.Valid() {
+			return badger.ErrKeyNotFound
+		}
+		size = binary.BigEndian.Uint64(it.Item().Key()[1:])
+		item, err := txn.Get(signedAtKey(size))
+		if err != nil {
+			return err
+		}
+		at, err = item.ValueCopy(nil)
+		return err
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return time.Time{}, fmt.Errorf("badgerlog: integration time of entry %d: %w", index, engine.ErrNotFound)
+	case errors.Is(err, badger.ErrDBClosed):
+		return time.Time{}, engine.ErrClosed
+	case err != nil:
+		return time.Time{}, fmt.Errorf("badgerlog: integration time of entry %d: %w", index, err)
+	case len(at) != 8:
+		return time.Time{}, fmt.Errorf("badgerlog: corrupt signing time of checkpoint %d (%d bytes)", size, len(at))
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(at))), nil
 }
 
 func (e *Engine) get(key []byte) ([]byte, error) {

@@ -16,6 +16,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 var (
@@ -58,6 +59,20 @@ type Stats struct {
 // StatsReporter is implemented by engines that count their batches.
 type StatsReporter interface {
 	Stats() Stats
+}
+
+// IntegrationTimes is implemented by engines that record, durably and with
+// each checkpoint, when they signed it. An entry's integration time is the
+// time the engine signed its first checkpoint that includes the entry (the
+// smallest checkpointed size above its index): at or after the entry was
+// sequenced, and before Add returned it. It is read, never computed at
+// read time, so every read gives the same answer.
+type IntegrationTimes interface {
+	// IntegratedAt returns the integration time of entry index, or an
+	// error wrapping ErrNotFound if no checkpoint the engine serves
+	// includes it yet, or if that checkpoint was stored without a time (a
+	// log created by an older version).
+	IntegratedAt(ctx context.Context, index uint64) (time.Time, error)
 }
 
 // Engine is a verifiable log's storage and sequencer. All methods are safe

@@ -9,19 +9,48 @@
 //	GET /api/v1/log                                    models.LogInfo
 //	GET /api/v1/log/proof?firstSize=&lastSize=[&treeID=] models.ConsistencyProof
 //	GET /api/v1/log/entries?logIndex=                  models.LogEntry
+//	GET /api/v1/log/publicKey[?treeID=]                PEM public key
 //
 // The JSON has the shapes of github.com/sigstore/rekor/pkg/generated/models
 // (v1.5.4) field for field; the tests decode every response into those types
 // and run their Validate, and the package example shows one answer of each
-// endpoint. All three answer from the latest published checkpoint
-// (Config.Published), never from a tree the world has not seen.
+// endpoint. The first three answer from the latest published checkpoint
+// (Config.Published), never from a tree the world has not seen. The public
+// key is the log key as Rekor serves its own: a PEM "PUBLIC KEY" block of
+// the DER SubjectPublicKeyInfo (Content-Type application/x-pem-file).
 //
-// Verifying an entry with Sigstore's code and the log's public key:
+// Verifying an entry with Sigstore's code and the log's public key, as
+// cosign does with Rekor's:
 //
-//	v, _ := signature.LoadED25519Verifier(logPublicKey)
-//	err := verify.VerifyInclusion(ctx, &entry)             // body → leaf → root
-//	err = verify.VerifyCheckpointSignature(&entry, v)      // root ← signed tree head
+//	pub, _ := cryptoutils.UnmarshalPEMToPublicKey(pem)     // GET /api/v1/log/publicKey
+//	v, _ := signature.LoadVerifier(pub, crypto.SHA256)
+//	err := verify.VerifyLogEntry(ctx, &entry, v)          // inclusion, checkpoint, SET
 //	sth, err := verify.VerifyCurrentCheckpoint(ctx, rekorClient, v, trustedSTH)
+//
+// # Signed entry timestamp and integrated time
+//
+// integratedTime is the time the log signed its first checkpoint that
+// includes the entry (engine.IntegrationTimes), in Unix seconds rounded
+// down: the engine stores that time with every checkpoint, in the same
+// transaction (badgerlog) or history row (tesseralog), so it is recorded
+// once and every read serves the same value. It is at or after the entry
+// was sequenced and before the log acknowledged the submission; it is not
+// the statement's own time, which is the co-processor's claim. Under
+// Tessera it can be up to the checkpoint interval (about 2 s) after the
+// entry was sequenced, because Tessera signs checkpoints at most once per
+// interval.
+//
+// The signedEntryTimestamp is what Rekor's api.signEntry makes: the log
+// key's Ed25519 signature over the RFC 8785 canonical JSON of
+//
+//	{"body":…,"integratedTime":…,"logID":…,"logIndex":…}
+//
+// and pkg/verify.VerifySignedEntryTimestamp checks exactly that. Ed25519 is
+// deterministic, so the SET is the same on every read too. An engine
+// without recorded times (one that does not implement
+// engine.IntegrationTimes, or a badger log whose checkpoint predates
+// them) gets integratedTime 0 and no SET for those entries; VerifyLogEntry
+// then fails with "signature missing", never with a made-up time.
 //
 // # One key, two key-ID conventions
 //
@@ -61,16 +90,14 @@
 //     kind (models.UnmarshalProposedEntry, pkg/types.UnmarshalEntry, as
 //     tools do that compare an entry with an artifact) fail: it has no
 //     "kind". Read body as a DSSE envelope instead.
-//   - integratedTime is 0: the log does not record when each entry was
-//     integrated, and the statement's own time is the co-processor's claim,
-//     not an integration time. With 0, a client that checks a certificate's
-//     validity at integratedTime fails closed instead of trusting an
-//     invented time. pkg/verify's inclusion and checkpoint checks do not
-//     read it.
-//   - No signedEntryTimestamp (SET): pkg/verify.VerifySignedEntryTimestamp
-//     and VerifyLogEntry, which requires it, fail; use VerifyInclusion plus
-//     VerifyCheckpointSignature (and VerifyCurrentCheckpoint or
-//     ProveConsistency for freshness), which is what a SET stands in for.
+//   - integratedTime is when the log signed its first checkpoint holding
+//     the entry, not when Trillian integrated the leaf (see above); Rekor
+//     has no notion of a witnessed publication, and neither the time nor
+//     the SET says whether witnesses cosigned. A SET is a promise of
+//     inclusion; here it is issued only for entries already in a published
+//     checkpoint, and the inclusion proof is always served with it.
+//   - The SET and the checkpoints are signed with the same Ed25519 log key,
+//     as in Rekor; there is no separate timestamping key.
 //   - The consistency proof's rootHash is the root at lastSize; Rekor (from
 //     Trillian) returns the root of its latest tree. pkg/verify ignores it.
 //   - The map key of a log entry is Rekor's entry ID, the 16-hex-digit tree
@@ -108,12 +135,15 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -157,6 +187,7 @@ type Handler struct {
 	log      *slog.Logger
 	verifier note.Verifier // the log's C2SP verifier, same key as cfg.Signer
 	logID    string        // hex SHA-256(DER SPKI)
+	pubPEM   string        // PEM of the DER SPKI
 	hint     [4]byte       // Rekor key hint, SHA-256(DER SPKI)[:4]
 	treeID   string        // decimal
 	treeIDHx string        // 16 hex digits, the entry ID prefix
@@ -207,6 +238,10 @@ func New(c Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rekorcompat: %w", err)
 	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("rekorcompat: %w", err)
+	}
 	if c.TreeID == 0 {
 		if c.TreeID, err = DefaultTreeID(pub); err != nil {
 			return nil, fmt.Errorf("rekorcompat: %w", err)
@@ -220,6 +255,7 @@ func New(c Config) (*Handler, error) {
 		log:      c.Logger,
 		verifier: v,
 		logID:    logID,
+		pubPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
 		treeID:   strconv.FormatInt(c.TreeID, 10),
 		treeIDHx: fmt.Sprintf("%016x", c.TreeID),
 	}
@@ -232,7 +268,12 @@ func (h *Handler) Register(srv *server.Server) {
 	srv.Handle("GET /api/v1/log", http.HandlerFunc(h.getLogInfo))
 	srv.Handle("GET /api/v1/log/proof", http.HandlerFunc(h.getLogProof))
 	srv.Handle("GET /api/v1/log/entries", http.HandlerFunc(h.getLogEntry))
+	srv.Handle("GET /api/v1/log/publicKey", http.HandlerFunc(h.getPublicKey))
 }
+
+// PublicKeyPEM returns the log key as /api/v1/log/publicKey serves it: a
+// PEM "PUBLIC KEY" block of its DER SubjectPublicKeyInfo.
+func (h *Handler) PublicKeyPEM() string { return h.pubPEM }
 
 // LogID returns the log ID served in entries: hex SHA-256 of the log key's
 // DER SubjectPublicKeyInfo.
@@ -319,8 +360,8 @@ type ConsistencyProof struct {
 // LogEntry is models.LogEntry: one entry by its entry ID.
 type LogEntry map[string]LogEntryAnon
 
-// LogEntryAnon is models.LogEntryAnon without the attestation and the
-// signed entry timestamp, which this log does not provide.
+// LogEntryAnon is models.LogEntryAnon without the attestation, which this
+// log does not provide.
 type LogEntryAnon struct {
 	Body           string       `json:"body"`
 	IntegratedTime int64        `json:"integratedTime"`
@@ -329,10 +370,12 @@ type LogEntryAnon struct {
 	Verification   Verification `json:"verification"`
 }
 
-// Verification is models.LogEntryAnonVerification without the signed
-// entry timestamp.
+// Verification is models.LogEntryAnonVerification.
 type Verification struct {
 	InclusionProof InclusionProof `json:"inclusionProof"`
+	// SignedEntryTimestamp is the SET, absent when the integration time is
+	// unknown.
+	SignedEntryTimestamp []byte `json:"signedEntryTimestamp,omitempty"`
 }
 
 // InclusionProof is models.InclusionProof.
@@ -428,21 +471,62 @@ func (h *Handler) processLogEntry(ctx context.Context, index uint64) (LogEntry, 
 	if err := tlog.VerifyInclusion(index, size, leaf, hashes, hd.cp.Root); err != nil {
 		return nil, fmt.Errorf("entry %d does not verify against the published checkpoint of size %d: %w", index, size, err)
 	}
-	return LogEntry{
-		h.treeIDHx + hex.EncodeToString(leaf[:]): {
-			Body:           base64.StdEncoding.EncodeToString(entry),
-			IntegratedTime: 0, // unknown; see the package doc
-			LogID:          h.logID,
-			LogIndex:       index,
-			Verification: Verification{InclusionProof: InclusionProof{
-				Checkpoint: hd.sth,
-				Hashes:     hexHashes(hashes),
-				LogIndex:   index,
-				RootHash:   hex.EncodeToString(hd.cp.Root[:]),
-				TreeSize:   size,
-			}},
-		},
-	}, nil
+	e := LogEntryAnon{
+		Body:     base64.StdEncoding.EncodeToString(entry),
+		LogID:    h.logID,
+		LogIndex: index,
+		Verification: Verification{InclusionProof: InclusionProof{
+			Checkpoint: hd.sth,
+			Hashes:     hexHashes(hashes),
+			LogIndex:   index,
+			RootHash:   hex.EncodeToString(hd.cp.Root[:]),
+			TreeSize:   size,
+		}},
+	}
+	// The SET: only with a time the engine recorded (see the package doc);
+	// without one, integratedTime stays 0 and there is no SET.
+	if it, ok := h.cfg.Engine.(engine.IntegrationTimes); ok {
+		at, err := it.IntegratedAt(ctx, index)
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("integration time of entry %d: %w", index, err)
+		default:
+			e.IntegratedTime = at.Unix()
+			if e.Verification.SignedEntryTimestamp, err = h.signEntry(&e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return LogEntry{h.treeIDHx + hex.EncodeToString(leaf[:]): e}, nil
+}
+
+// setPayload is the payload of a signed entry timestamp: Rekor's
+// canonical (RFC 8785) JSON of body, integratedTime, logID and logIndex.
+// The fields are in canonical order and hold only base64, hex and
+// integers below 2^53, so encoding/json writes the canonical form.
+type setPayload struct {
+	Body           string `json:"body"`
+	IntegratedTime int64  `json:"integratedTime"`
+	LogID          string `json:"logID"`
+	LogIndex       uint64 `json:"logIndex"`
+}
+
+// signEntry returns the signed entry timestamp of e: the log key's Ed25519
+// signature of the SET payload, as Rekor's api.signEntry makes it.
+func (h *Handler) signEntry(e *LogEntryAnon) ([]byte, error) {
+	if e.LogIndex >= 1<<53 || e.IntegratedTime < 0 || e.IntegratedTime >= 1<<53 {
+		return nil, fmt.Errorf("entry %d: no canonical JSON for integratedTime %d", e.LogIndex, e.IntegratedTime)
+	}
+	payload, err := json.Marshal(setPayload{Body: e.Body, IntegratedTime: e.IntegratedTime, LogID: e.LogID, LogIndex: e.LogIndex})
+	if err != nil {
+		return nil, err
+	}
+	sig, err := h.cfg.Signer.Sign(rand.Reader, payload, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("signing the entry timestamp of entry %d: %w", e.LogIndex, err)
+	}
+	return sig, nil
 }
 
 // queryParam parses the query parameter name as a canonical decimal in
@@ -471,7 +555,8 @@ func queryParam(r *http.Request, name string, required bool, def, min uint64) (u
 	return v, nil
 }
 
-// checkTreeID checks the optional treeID parameter of the proof endpoint:
+// checkTreeID checks the optional treeID parameter of the proof and public
+// key endpoints:
 // digits only (else 422), and this log's tree (else 400, as Rekor answers
 // for a tree it does not serve).
 func (h *Handler) checkTreeID(r *http.Request) error {
@@ -533,6 +618,16 @@ func (h *Handler) getLogEntry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeJSON(w, e)
+}
+
+func (h *Handler) getPublicKey(w http.ResponseWriter, r *http.Request) {
+	if err := h.checkTreeID(r); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	io.WriteString(w, h.pubPEM)
 }
 
 func (h *Handler) writeJSON(w http.ResponseWriter, v any) {

@@ -3,6 +3,7 @@ package rekorcompat_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -18,14 +19,19 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-openapi/runtime"
+	httptransport "github.com/go-openapi/runtime/client"
 	"github.com/go-openapi/strfmt"
 	"github.com/sigstore/rekor/pkg/generated/client"
 	rentries "github.com/sigstore/rekor/pkg/generated/client/entries"
+	rpubkey "github.com/sigstore/rekor/pkg/generated/client/pubkey"
 	rtlog "github.com/sigstore/rekor/pkg/generated/client/tlog"
 	"github.com/sigstore/rekor/pkg/generated/models"
 	"github.com/sigstore/rekor/pkg/util"
 	"github.com/sigstore/rekor/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -51,6 +57,7 @@ type testLog struct {
 	verifier signature.Verifier // the log key as Rekor's code takes it
 	rekor    *client.Rekor      // Rekor's generated client
 	entries  [][]byte
+	added    [][2]int64    // per entry, Unix seconds before and after its AddBatch
 	logNote  note.Verifier // the log key as a C2SP note verifier
 	witness  note.Signer   // adds a second signature line to published checkpoints
 }
@@ -138,15 +145,18 @@ func (l *testLog) grow(t testing.TB, n int) {
 	if len(batch) == 0 {
 		return
 	}
+	before := time.Now().Unix()
 	idx, err := l.e.AddBatch(t.Context(), batch)
 	if err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now().Unix()
 	for i, x := range idx {
 		if x != uint64(len(l.entries)) {
 			t.Fatalf("AddBatch gave index %d to entry %d", x, len(l.entries))
 		}
 		l.entries = append(l.entries, batch[i])
+		l.added = append(l.added, [2]int64{before, after})
 	}
 }
 
@@ -256,10 +266,12 @@ func onlyEntry(t *testing.T, le models.LogEntry) (string, models.LogEntryAnon) {
 // TestRekorVerifies grows a real badger log through sizes around the tile
 // boundaries and checks, at each size, with Rekor's own code: the signed
 // tree head verifies with the log key (pkg/util), every sampled entry read
-// through /api/v1/log/entries passes pkg/verify.VerifyInclusion and
-// VerifyCheckpointSignature, Rekor's generated client reads all three
-// endpoints, and pkg/verify.VerifyCurrentCheckpoint proves consistency from
-// the previous size through /api/v1/log/proof.
+// through /api/v1/log/entries passes pkg/verify.VerifyLogEntry (inclusion,
+// checkpoint signature and SET), its integratedTime lies within the call
+// that added it and reads the same twice, the SET fails for any changed
+// field, Rekor's generated client reads the endpoints, and
+// pkg/verify.VerifyCurrentCheckpoint proves consistency from the previous
+// size through /api/v1/log/proof.
 func TestRekorVerifies(t *testing.T) {
 	l := newTestLog(t, nil)
 	ctx := t.Context()
@@ -341,8 +353,9 @@ func TestRekorVerifies(t *testing.T) {
 					t.Errorf("entry %d: logIndex %d, proof logIndex %d", i, *e.LogIndex, *ip.LogIndex)
 				case *e.LogID != logID:
 					t.Errorf("entry %d: logID %s, want %s", i, *e.LogID, logID)
-				case *e.IntegratedTime != 0 || e.Verification.SignedEntryTimestamp != nil || e.Attestation != nil:
-					t.Errorf("entry %d: integratedTime %d, SET %x, attestation %v; want 0, none, none", i, *e.IntegratedTime, e.Verification.SignedEntryTimestamp, e.Attestation)
+				case *e.IntegratedTime < l.added[i][0] || *e.IntegratedTime > l.added[i][1] || e.Attestation != nil:
+					t.Errorf("entry %d: integratedTime %d, attestation %v; want a time within its AddBatch [%d, %d], none",
+						i, *e.IntegratedTime, e.Attestation, l.added[i][0], l.added[i][1])
 				case *ip.TreeSize != int64(size) || *ip.RootHash != hex.EncodeToString(root) || *ip.Checkpoint != *info.SignedTreeHead:
 					t.Errorf("entry %d: proof against size %d root %s, want %d %x and the log info's tree head", i, *ip.TreeSize, *ip.RootHash, size, root)
 				}
@@ -354,10 +367,40 @@ func TestRekorVerifies(t *testing.T) {
 				if err := verify.VerifyInclusion(ctx, &e); err == nil {
 					t.Fatalf("entry %d: VerifyInclusion(changed body) = nil", i)
 				}
-				// No SET, as documented: the full VerifyLogEntry refuses.
+				// Sigstore's full check: inclusion, checkpoint and the SET.
 				e.Body = base64.StdEncoding.EncodeToString(l.entries[i])
-				if err := verify.VerifyLogEntry(ctx, &e, l.verifier); err == nil || !strings.Contains(err.Error(), "signature missing") {
-					t.Fatalf("entry %d: VerifyLogEntry = %v, want the missing SET", i, err)
+				if err := verify.VerifyLogEntry(ctx, &e, l.verifier); err != nil {
+					t.Fatalf("entry %d: rekor verify.VerifyLogEntry: %v", i, err)
+				}
+				if err := verify.VerifySignedEntryTimestamp(ctx, &e, otherVerifier); err == nil {
+					t.Fatalf("entry %d: VerifySignedEntryTimestamp(another key) = nil", i)
+				}
+				// The SET covers the time, the index, the log ID and the body.
+				for name, change := range map[string]func(e *models.LogEntryAnon) func(){
+					"integratedTime": func(e *models.LogEntryAnon) func() { *e.IntegratedTime++; return func() { *e.IntegratedTime-- } },
+					"logIndex":       func(e *models.LogEntryAnon) func() { *e.LogIndex++; return func() { *e.LogIndex-- } },
+					"logID": func(e *models.LogEntryAnon) func() {
+						id := *e.LogID
+						*e.LogID = strings.Repeat("0", 64)
+						return func() { *e.LogID = id }
+					},
+					"body": func(e *models.LogEntryAnon) func() {
+						b := e.Body
+						e.Body = base64.StdEncoding.EncodeToString(append(bytes.Clone(l.entries[i]), ' '))
+						return func() { e.Body = b }
+					},
+				} {
+					undo := change(&e)
+					if err := verify.VerifySignedEntryTimestamp(ctx, &e, l.verifier); err == nil {
+						t.Fatalf("entry %d: VerifySignedEntryTimestamp accepted a changed %s", i, name)
+					}
+					undo()
+				}
+				// Read again: the same time and SET.
+				var again models.LogEntry
+				l.getModel(t, fmt.Sprintf("/api/v1/log/entries?logIndex=%d", i), &again)
+				if _, a := onlyEntry(t, again); *a.IntegratedTime != *e.IntegratedTime || !bytes.Equal(a.Verification.SignedEntryTimestamp, e.Verification.SignedEntryTimestamp) {
+					t.Fatalf("entry %d read twice: integratedTime %d then %d", i, *e.IntegratedTime, *a.IntegratedTime)
 				}
 			}
 
@@ -371,8 +414,8 @@ func TestRekorVerifies(t *testing.T) {
 			if err := verify.VerifyInclusion(ctx, &e); err != nil {
 				t.Fatalf("rekor client entry %d: VerifyInclusion: %v", last, err)
 			}
-			if err := verify.VerifyCheckpointSignature(&e, l.verifier); err != nil {
-				t.Fatalf("rekor client entry %d: VerifyCheckpointSignature: %v", last, err)
+			if err := verify.VerifyLogEntry(ctx, &e, l.verifier); err != nil {
+				t.Fatalf("rekor client entry %d: VerifyLogEntry: %v", last, err)
 			}
 
 			// Consistency with the previous size: our proof verified with
@@ -463,6 +506,8 @@ func TestBadInput(t *testing.T) {
 		{"/api/v1/log/proof?firstSize=1&lastSize=5&treeID=-" + tid, 422, "treeID"},
 		{"/api/v1/log/proof?firstSize=1&lastSize=5&treeID=1" + tid, 400, "invalid tree ID"},
 		{"/api/v1/log/proof?firstSize=1&lastSize=5&treeID=7", 400, "invalid tree ID"},
+		{"/api/v1/log/publicKey?treeID=abc", 422, "treeID"},
+		{"/api/v1/log/publicKey?treeID=7", 400, "invalid tree ID"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			code, b := l.get(t, tc.path)
@@ -497,6 +542,52 @@ func TestBadInput(t *testing.T) {
 	_, err = l.rekor.Tlog.GetLogProof(rtlog.NewGetLogProofParamsWithContext(t.Context()).WithLastSize(11))
 	if bad, ok := err.(*rtlog.GetLogProofBadRequest); !ok || bad.Payload == nil || bad.Payload.Code != 400 {
 		t.Errorf("rekor client GetLogProof(lastSize 11) error = %T %v, want *GetLogProofBadRequest with a payload", err, err)
+	}
+}
+
+// TestPublicKey: /api/v1/log/publicKey serves the log key as Rekor does, a
+// PEM SubjectPublicKeyInfo, which Rekor's generated client reads (with the
+// PEM consumer that sigstore/rekor/pkg/client installs) and Sigstore's
+// verifier loader takes; the tree ID parameter is optional.
+func TestPublicKey(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 1)
+	u, _ := url.Parse(l.url)
+	rt := httptransport.New(u.Host, client.DefaultBasePath, []string{"http"})
+	rt.Consumers["application/x-pem-file"] = runtime.TextConsumer()
+	rekor := client.New(rt, strfmt.Default)
+	for _, treeID := range []*string{nil, new(l.h.TreeID())} {
+		resp, err := rekor.Pubkey.GetPublicKey(rpubkey.NewGetPublicKeyParamsWithContext(t.Context()).WithTreeID(treeID))
+		if err != nil {
+			t.Fatalf("rekor client GetPublicKey(treeID %v): %v", treeID, err)
+		}
+		if resp.Payload != l.h.PublicKeyPEM() {
+			t.Errorf("GetPublicKey payload %q, want %q", resp.Payload, l.h.PublicKeyPEM())
+		}
+		pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(resp.Payload))
+		if err != nil {
+			t.Fatalf("served key: %v\n%s", err, resp.Payload)
+		}
+		if k, ok := pub.(ed25519.PublicKey); !ok || !k.Equal(l.pub) {
+			t.Fatalf("served key is %T %x, want the log key %x", pub, pub, l.pub)
+		}
+		v, err := signature.LoadVerifier(pub, crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var le models.LogEntry
+		l.getModel(t, "/api/v1/log/entries?logIndex=0", &le)
+		if _, e := onlyEntry(t, le); verify.VerifyLogEntry(t.Context(), &e, v) != nil {
+			t.Errorf("VerifyLogEntry with the served key: %v", verify.VerifyLogEntry(t.Context(), &e, v))
+		}
+	}
+	resp, err := http.Get(l.url + "/api/v1/log/publicKey")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-pem-file" {
+		t.Errorf("Content-Type %q, want application/x-pem-file", ct)
 	}
 }
 

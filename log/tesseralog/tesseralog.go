@@ -194,7 +194,10 @@ type Engine struct {
 	closeErr error
 }
 
-var _ engine.Engine = (*Engine)(nil)
+var (
+	_ engine.Engine           = (*Engine)(nil)
+	_ engine.IntegrationTimes = (*Engine)(nil)
+)
 
 // Open connects to the database, creates the tables if needed, checks that
 // the stored log (if any) has this signer's origin and key, starts
@@ -403,6 +406,32 @@ func (e *Engine) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) 
 		return nil, fmt.Errorf("tesseralog: checkpoint %d: %w", size, engine.ErrNotFound)
 	}
 	return signed, nil
+}
+
+// IntegratedAt implements [engine.IntegrationTimes] from the history: the
+// signed_at of the first checkpoint above index, if it is published.
+func (e *Engine) IntegratedAt(ctx context.Context, index uint64) (time.Time, error) {
+	latest, err := e.Checkpoint(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	c, err := tlog.ParseCheckpoint(cpText(latest))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tesseralog: published checkpoint: %w", err)
+	}
+	if index >= c.Size {
+		return time.Time{}, fmt.Errorf("tesseralog: integration time of entry %d: %w (published size is %d)", index, engine.ErrNotFound, c.Size)
+	}
+	var ms int64
+	err = e.db.QueryRowContext(ctx,
+		"SELECT `signed_at` FROM `vmledger_checkpoints` WHERE `size` > ? ORDER BY `size` LIMIT 1", index).Scan(&ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("tesseralog: integration time of entry %d: %w (not in the history)", index, engine.ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tesseralog: integration time of entry %d: %w", index, err)
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // ReadTile implements [engine.Engine.ReadTile]: Tessera's stored tile, cut

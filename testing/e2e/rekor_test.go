@@ -1,19 +1,26 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-openapi/runtime"
+	httptransport "github.com/go-openapi/runtime/client"
 	"github.com/go-openapi/strfmt"
 	"github.com/sigstore/rekor/pkg/generated/client"
 	rentries "github.com/sigstore/rekor/pkg/generated/client/entries"
+	rpubkey "github.com/sigstore/rekor/pkg/generated/client/pubkey"
 	rtlog "github.com/sigstore/rekor/pkg/generated/client/tlog"
 	"github.com/sigstore/rekor/pkg/util"
 	rverify "github.com/sigstore/rekor/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/vmledger/vmledger/log/bundle"
@@ -22,9 +29,12 @@ import (
 // testRekorReads reads every attested VM's entry from the running
 // `vmledger log serve` through its Rekor v1-compatible API with Rekor's own
 // generated client, and checks it with Rekor's own verifier
-// (pkg/verify): inclusion under the served tree head, and the tree head's
-// signature by the log's key. The entry Rekor returns must be the envelope
-// the customer's bundle carries, at the same index.
+// (pkg/verify.VerifyLogEntry: inclusion under the served tree head, the
+// tree head's signature, and the signed entry timestamp) with the log's
+// key as the log publishes it at /api/v1/log/publicKey, as a Sigstore
+// client takes it. The entry Rekor returns must be the envelope the
+// customer's bundle carries, at the same index, and read twice it must be
+// the same, integrated time and SET included.
 func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 	ctx := t.Context()
 	logKey := logPublicKey(t, d.logVKey)
@@ -36,8 +46,24 @@ func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rekor := client.NewHTTPClientWithConfig(strfmt.Default,
-		client.DefaultTransportConfig().WithHost(u.Host).WithSchemes([]string{u.Scheme}))
+	// As sigstore/rekor/pkg/client.GetRekorClient sets up its transport:
+	// the public key comes as application/x-pem-file.
+	rt := httptransport.New(u.Host, client.DefaultBasePath, []string{u.Scheme})
+	rt.Consumers["application/x-pem-file"] = runtime.TextConsumer()
+	rekor := client.New(rt, strfmt.Default)
+
+	// Cosign loads the Rekor key this way (crypto.SHA256 is ignored for
+	// Ed25519). If the key is not served, go on with the trust file's key.
+	var servedVerifier signature.Verifier = verifier
+	if pk, err := rekor.Pubkey.GetPublicKey(rpubkey.NewGetPublicKeyParamsWithContext(ctx)); err != nil {
+		t.Errorf("rekor client GetPublicKey: %v", err)
+	} else if served, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pk.Payload)); err != nil {
+		t.Errorf("rekor: /api/v1/log/publicKey is not a PEM public key: %v\n%s", err, pk.Payload)
+	} else if edk, ok := served.(ed25519.PublicKey); !ok || !edk.Equal(logKey) {
+		t.Errorf("rekor: /api/v1/log/publicKey serves %T %v, not the log key %x", served, served, logKey)
+	} else if servedVerifier, err = signature.LoadVerifier(served, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
 
 	info, err := rekor.Tlog.GetLogInfo(rtlog.NewGetLogInfoParamsWithContext(ctx))
 	if err != nil {
@@ -74,6 +100,38 @@ func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 			if err := rverify.VerifyCheckpointSignature(&e, verifier); err != nil {
 				t.Errorf("%s: rekor rverify.VerifyCheckpointSignature: %v", vm, err)
 			}
+			// Sigstore's main entry check: inclusion, checkpoint and SET.
+			if err := rverify.VerifyLogEntry(ctx, &e, servedVerifier); err != nil {
+				t.Errorf("%s: rekor rverify.VerifyLogEntry: %v", vm, err)
+			}
+			// The log integrated the entry during this test, not in the
+			// future (integratedTime is in seconds).
+			if it := *e.IntegratedTime; it <= 0 || it > time.Now().Unix() {
+				t.Errorf("%s: integratedTime %d is not a time in the past", vm, it)
+			}
+			// Read again: the same time and the same SET.
+			again, err := rekor.Entries.GetLogEntryByIndex(rentries.NewGetLogEntryByIndexParamsWithContext(ctx).WithLogIndex(int64(b.Proof.Index)))
+			if err != nil {
+				t.Fatalf("rekor client GetLogEntryByIndex(%d) again: %v", b.Proof.Index, err)
+			}
+			for _, a := range again.Payload {
+				if *a.IntegratedTime != *e.IntegratedTime || !bytes.Equal(a.Verification.SignedEntryTimestamp, e.Verification.SignedEntryTimestamp) {
+					t.Errorf("%s: read twice, integratedTime %d then %d, SET %x then %x", vm,
+						*e.IntegratedTime, *a.IntegratedTime, e.Verification.SignedEntryTimestamp, a.Verification.SignedEntryTimestamp)
+				}
+			}
+			// The SET binds the time and the index.
+			it := *e.IntegratedTime
+			*e.IntegratedTime = it + 1
+			if err := rverify.VerifySignedEntryTimestamp(ctx, &e, servedVerifier); err == nil {
+				t.Errorf("%s: rekor VerifySignedEntryTimestamp accepted another integratedTime", vm)
+			}
+			*e.IntegratedTime = it
+			*e.LogIndex++
+			if err := rverify.VerifySignedEntryTimestamp(ctx, &e, servedVerifier); err == nil {
+				t.Errorf("%s: rekor VerifySignedEntryTimestamp accepted another logIndex", vm)
+			}
+			*e.LogIndex--
 			// The same checks refuse a changed entry.
 			e.Body = base64.StdEncoding.EncodeToString(append(b.Entry, ' '))
 			if err := rverify.VerifyInclusion(ctx, &e); err == nil {

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
@@ -47,6 +48,63 @@ func Run(t *testing.T, c Config) {
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, c) })
 	t.Run("Randomized", func(t *testing.T) { testRandomized(t, c) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, c) })
+	t.Run("IntegratedAt", func(t *testing.T) { testIntegratedAt(t, c) })
+}
+
+// testIntegratedAt checks an engine's integration times, if it records
+// them: each lies between the start of the entry's Add (to the
+// millisecond) and its return, never decreases with the index, reads the
+// same every time and after a reopen, and is not found for an index the
+// log does not have.
+func testIntegratedAt(t *testing.T, c Config) {
+	ctx := t.Context()
+	open := c.NewLog(t)
+	e := open(t)
+	defer func() { e.Close() }()
+	it, ok := e.(engine.IntegrationTimes)
+	if !ok {
+		t.Skipf("%T does not implement engine.IntegrationTimes", e)
+	}
+	if _, err := it.IntegratedAt(ctx, 0); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("IntegratedAt(0) on an empty log = %v, want ErrNotFound", err)
+	}
+	var got []time.Time
+	for i := range 3 {
+		before := time.UnixMilli(time.Now().UnixMilli())
+		idx, err := e.Add(ctx, entryFor("integrated", i, 20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		if idx != uint64(i) {
+			t.Fatalf("Add #%d returned index %d", i, idx)
+		}
+		at, err := it.IntegratedAt(ctx, idx)
+		if err != nil {
+			t.Fatalf("IntegratedAt(%d) = %v", idx, err)
+		}
+		if at.Before(before) || at.After(after) {
+			t.Errorf("IntegratedAt(%d) = %v, not within its Add (%v to %v)", idx, at, before, after)
+		}
+		if i > 0 && at.Before(got[i-1]) {
+			t.Errorf("IntegratedAt(%d) = %v is before IntegratedAt(%d) = %v", idx, at, i-1, got[i-1])
+		}
+		got = append(got, at)
+	}
+	if _, err := it.IntegratedAt(ctx, 3); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("IntegratedAt(3) on a log of 3 = %v, want ErrNotFound", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = open(t)
+	it = e.(engine.IntegrationTimes)
+	for i, want := range got {
+		at, err := it.IntegratedAt(ctx, uint64(i))
+		if err != nil || !at.Equal(want) {
+			t.Errorf("IntegratedAt(%d) after reopen = %v, %v, want %v", i, at, err, want)
+		}
+	}
 }
 
 func testEmpty(t *testing.T, c Config) {
