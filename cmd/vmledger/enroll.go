@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -38,6 +40,24 @@ func readAdminToken(path string) ([]byte, error) {
 	return tok, nil
 }
 
+// checkAdminURL refuses to send the admin token where it could be read on
+// the way: logURL must be https://, or http:// to a loopback host
+// (localhost, 127.0.0.0/8, ::1), or http:// anywhere with --insecure-http.
+func checkAdminURL(logURL string, insecureHTTP bool) error {
+	u, err := url.Parse(logURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return usagef("--log %q: want the log's base URL, https://HOST[:PORT] or http://127.0.0.1:PORT", logURL)
+	}
+	if u.Scheme == "https" || insecureHTTP {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return usagef("--log %s: refusing to send the admin token over plain HTTP to %s, where anyone on the path can read it: use https:// (log serve --tls-cert), or add --insecure-http if the network is yours", logURL, host)
+}
+
 // explainRefusal turns a refusal by the log into an error that says what
 // to do.
 func explainRefusal(what string, err error) error {
@@ -67,6 +87,7 @@ func printKey(cmd *cobra.Command, k admission.Key) error {
 
 func newLogEnrollCmd() *cobra.Command {
 	var logURL, tokenFile, keyFile, name string
+	var insecureHTTP bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "enroll --log URL --admin-token-file F --key PEM [--name N]",
@@ -75,12 +96,18 @@ func newLogEnrollCmd() *cobra.Command {
 PEM (the public key, as vmledger coproc info prints it; ECDSA P-256 or Ed25519).
 The log records the enrolment as an entry of its own, so auditors can see which
 keys were valid when. Enrolling a key that is already enrolled changes nothing;
-a revoked key cannot be enrolled again. Prints the key's record as JSON.`,
+a revoked key cannot be enrolled again. Prints the key's record as JSON.
+
+The admin token goes only to https:// or to a loopback http:// URL (localhost,
+127.0.0.0/8, ::1); --insecure-http allows plain HTTP to any host.`,
 		Example: `  vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if logURL == "" || tokenFile == "" || keyFile == "" {
 				return usagef("log enroll needs --log URL, --admin-token-file F and --key PEM")
+			}
+			if err := checkAdminURL(logURL, insecureHTTP); err != nil {
+				return err
 			}
 			tok, err := readAdminToken(tokenFile)
 			if err != nil {
@@ -107,12 +134,14 @@ a revoked key cannot be enrolled again. Prints the key's record as JSON.`,
 	cmd.Flags().StringVar(&tokenFile, "admin-token-file", "", "file holding the log's admin bearer token (mode 0600)")
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM file of the co-processor's public key")
 	cmd.Flags().StringVar(&name, "name", "", "a name for the co-processor (no spaces), recorded with the key")
+	cmd.Flags().BoolVar(&insecureHTTP, "insecure-http", false, "send the admin token over plain http:// to a host that is not loopback")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the log")
 	return cmd
 }
 
 func newLogRevokeCmd() *cobra.Command {
 	var logURL, tokenFile, keyFile, keyID string
+	var insecureHTTP bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "revoke --log URL --admin-token-file F (--key PEM | --keyid ID)",
@@ -121,13 +150,18 @@ func newLogRevokeCmd() *cobra.Command {
 named by its public key in PEM (--key, as for enroll) or by its key ID (--keyid:
 lowercase hex SHA-256 of its DER public key, as vmledger coproc info prints it).
 The log records the revocation as an entry of its own, after the attestations of
-that key already being admitted. Revocation is final. Prints the key's record.`,
+that key already being admitted. Revocation is final. Prints the key's record.
+As for enroll, the admin token goes only to https:// or loopback http://
+unless --insecure-http is given.`,
 		Example: `  vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem
   vmledger log revoke --log http://127.0.0.1:8080 --admin-token-file admin.token --keyid 8cef065b…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if logURL == "" || tokenFile == "" || (keyFile == "") == (keyID == "") {
 				return usagef("log revoke needs --log URL, --admin-token-file F and one of --key PEM or --keyid ID")
+			}
+			if err := checkAdminURL(logURL, insecureHTTP); err != nil {
+				return err
 			}
 			if keyFile != "" {
 				pemBytes, err := os.ReadFile(keyFile)
@@ -160,6 +194,7 @@ that key already being admitted. Revocation is final. Prints the key's record.`,
 	cmd.Flags().StringVar(&tokenFile, "admin-token-file", "", "file holding the log's admin bearer token (mode 0600)")
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM file of the co-processor's public key to revoke")
 	cmd.Flags().StringVar(&keyID, "keyid", "", "the key ID to revoke (64 lowercase hex digits), instead of --key")
+	cmd.Flags().BoolVar(&insecureHTTP, "insecure-http", false, "send the admin token over plain http:// to a host that is not loopback")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the log")
 	return cmd
 }
