@@ -114,7 +114,9 @@ and the customer verifies all of it, offline if they like.`,
   vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n") // --version: the line `vmledger version` prints
 	root.PersistentFlags().StringVar(&globals.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -128,6 +130,7 @@ and the customer verifies all of it, offline if they like.`,
 		newMonitorCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
+		newVersionCmd(),
 	)
 	// cobra's completion command, with examples like every other command.
 	root.InitDefaultCompletionCmd()
