@@ -11,6 +11,8 @@ import (
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vmledger/vmledger/internal/notekey"
 )
 
 // Cosigner makes C2SP tlog-cosignature cosignature/v1 signatures (Ed25519,
@@ -42,6 +44,9 @@ type Cosigner struct {
 // writes). now may be nil for time.Now.
 func NewCosigner(skey string, now func() time.Time) (*Cosigner, error) {
 	skey = strings.TrimSpace(skey)
+	if err := notekey.CheckNotPublic(skey); err != nil {
+		return nil, fmt.Errorf("witness key: %w", err)
+	}
 	if _, err := note.NewSigner(skey); err != nil { // validates name, ID and key
 		return nil, fmt.Errorf("witness key: %w", err)
 	}

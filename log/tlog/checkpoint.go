@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vmledger/vmledger/internal/notekey"
 )
 
 // HashSize is the size of a tree hash in bytes.
@@ -142,9 +144,13 @@ func CheckKeyName(name string) error {
 // NewSigner parses a private key in the x/mod text form (surrounding
 // whitespace, such as a final newline in a key file, is ignored). Only
 // Ed25519 (type 0x01) keys are accepted. It returns the signer and the
-// matching verifier key text.
+// matching verifier key text. A public key given instead (the verifier key
+// text, or a PEM public key) is an error wrapping notekey.ErrPublicKey.
 func NewSigner(skey string) (note.Signer, string, error) {
 	skey = strings.TrimSpace(skey)
+	if err := notekey.CheckNotPublic(skey); err != nil {
+		return nil, "", fmt.Errorf("parsing private key: %w", err)
+	}
 	s, err := note.NewSigner(skey)
 	if err != nil {
 		return nil, "", fmt.Errorf("parsing private key: %w", err)
