@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmledger/vmledger/log/tlog"
 )
 
 // TestPublicKeyWherePrivateKeyExpected: giving log serve or witness serve
@@ -46,5 +51,50 @@ func TestPublicKeyWherePrivateKeyExpected(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestKeygenVKey: --vkey writes the verifier key keygen prints; if either
+// file exists keygen writes neither, and changes neither.
+func TestKeygenVKey(t *testing.T) {
+	dir := t.TempDir()
+	key, vkey := filepath.Join(dir, "log.key"), filepath.Join(dir, "log.vkey")
+	out, err := runLogCmd(t.Context(), "keygen", "--name", "example.com/ledger", "--out", key, "--vkey", vkey)
+	if err != nil {
+		t.Fatalf("keygen --vkey = %v", err)
+	}
+	keyText, _ := os.ReadFile(key)
+	vkeyText, err := os.ReadFile(vkey)
+	if err != nil || string(vkeyText) != out {
+		t.Fatalf("--vkey file holds %q (%v), keygen printed %q", vkeyText, err, out)
+	}
+	if _, printed, err := tlog.NewSigner(string(keyText)); err != nil || printed+"\n" != out {
+		t.Fatalf("the key file's verifier key is %q (%v), keygen printed %q", printed, err, out)
+	}
+	for name, args := range map[string][]string{
+		"existing --out":  {"--out", key, "--vkey", filepath.Join(dir, "new.vkey")},
+		"existing --vkey": {"--out", filepath.Join(dir, "new.key"), "--vkey", vkey},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := runLogCmd(t.Context(), append([]string{"keygen", "--name", "example.com/other"}, args...)...)
+			if err == nil || !strings.Contains(err.Error(), "already exists") {
+				t.Fatalf("keygen %q = %v, want a refusal", args, err)
+			}
+			for _, p := range []string{filepath.Join(dir, "new.key"), filepath.Join(dir, "new.vkey")} {
+				if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the refused keygen created %s (%v)", p, err)
+				}
+			}
+			if b, _ := os.ReadFile(key); !bytes.Equal(b, keyText) {
+				t.Errorf("the refused keygen changed %s", key)
+			}
+			if b, _ := os.ReadFile(vkey); !bytes.Equal(b, vkeyText) {
+				t.Errorf("the refused keygen changed %s", vkey)
+			}
+		})
+	}
+	var ue usageError
+	if _, err := runLogCmd(t.Context(), "keygen", "--name", "a.example", "--out", filepath.Join(dir, "same"), "--vkey", filepath.Join(dir, ".", "same")); !errors.As(err, &ue) {
+		t.Errorf("keygen with --vkey = --out: %v, want a usage error", err)
 	}
 }

@@ -1,12 +1,13 @@
-# In the repository's root: the binary, and a scratch directory with the demo's VM configuration.
+# In the repository's root: the binary, and a new, empty scratch directory with the demo's VM
+# configuration (to walk through again, first stop the servers and rm -r /tmp/vmledger-run).
 mkdir /tmp/vmledger-run
 go build -o /tmp/vmledger-run/vmledger ./cmd/vmledger
 cp cmd/vmledger/demodata/web01.json /tmp/vmledger-run/     # the VM the customer ordered
 cd /tmp/vmledger-run && export PATH=$PWD:$PATH
 
 # Keys: one for the log, one per witness (Ed25519 note keys; files are 0600 and refused otherwise).
-vmledger keygen --name log.example/vmledger --out log.key > log.vkey   # keygen prints the verifier key
-for w in w1 w2 w3; do vmledger keygen --name $w.example --out $w.key > $w.vkey; done
+vmledger keygen --name log.example/vmledger --out log.key --vkey log.vkey   # and the verifier key
+for w in w1 w2 w3; do vmledger keygen --name $w.example --out $w.key --vkey $w.vkey; done
 
 # Witnesses: each witnesses the logs listed in a tlog-policy "log" file.
 echo "log $(cat log.vkey) http://127.0.0.1:8080" > logs.txt
