@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -551,5 +552,36 @@ func TestStats(t *testing.T) {
 	st := e.Stats()
 	if st.Batches != 2 || st.Entries != 4 || st.CommitSeconds <= 0 {
 		t.Errorf("Stats after a batch of 3 and an Add = %+v, want 2 batches, 4 entries, commit time > 0", st)
+	}
+}
+
+// TestIntegratedAtWithoutStoredTime: a checkpoint stored without its
+// signing time (a log written before the times were recorded) gives its
+// entries no integration time, rather than the time of a later checkpoint.
+func TestIntegratedAtWithoutStoredTime(t *testing.T) {
+	s, _ := newKey(t)
+	e := open(t, Config{Dir: t.TempDir(), Signer: s, MemoryBudget: 32 << 20})
+	defer e.Close()
+	ctx := t.Context()
+	for i := range 3 { // three batches: checkpoints 1, 2 and 3
+		if _, err := e.Add(ctx, fmt.Appendf(nil, "entry %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at2, err := e.IntegratedAt(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Update(func(txn *badger.Txn) error { return txn.Delete(signedAtKey(2)) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.IntegratedAt(ctx, 1); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("IntegratedAt(1) with checkpoint 2's time gone = %v, want ErrNotFound", err)
+	}
+	if got, err := e.IntegratedAt(ctx, 2); err != nil || !got.Equal(at2) {
+		t.Errorf("IntegratedAt(2) = %v, %v, want %v", got, err, at2)
+	}
+	if _, err := e.IntegratedAt(ctx, math.MaxUint64); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("IntegratedAt(MaxUint64) = %v, want ErrNotFound", err)
 	}
 }

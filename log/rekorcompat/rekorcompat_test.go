@@ -843,3 +843,49 @@ func TestNothingPublishedYet(t *testing.T) {
 		}
 	}
 }
+
+// engineOnly hides every method of an engine but engine.Engine's, as an
+// engine that records no integration times has.
+type engineOnly struct{ engine.Engine }
+
+// TestNoIntegrationTime: over an engine that records no integration times
+// (or an entry whose checkpoint has none), an entry is served with
+// integratedTime 0 and no SET, never an invented time: VerifyLogEntry
+// refuses it and the inclusion and checkpoint checks still pass.
+func TestNoIntegrationTime(t *testing.T) {
+	l := newTestLog(t, nil)
+	l.grow(t, 3)
+	srv, err := server.New(server.Config{Engine: l.e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := rekorcompat.New(rekorcompat.Config{Engine: engineOnly{l.e}, Published: l.published, Signer: l.key, Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Register(srv)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	resp, err := http.Get(hs.URL + "/api/v1/log/entries?logIndex=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var le models.LogEntry
+	if err := json.NewDecoder(resp.Body).Decode(&le); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET entry 1 = %d, %v", resp.StatusCode, err)
+	}
+	_, e := onlyEntry(t, le)
+	if *e.IntegratedTime != 0 || e.Verification.SignedEntryTimestamp != nil {
+		t.Errorf("integratedTime %d, SET %x; want 0 and none", *e.IntegratedTime, e.Verification.SignedEntryTimestamp)
+	}
+	if err := verify.VerifyInclusion(t.Context(), &e); err != nil {
+		t.Errorf("VerifyInclusion: %v", err)
+	}
+	if err := verify.VerifyCheckpointSignature(&e, l.verifier); err != nil {
+		t.Errorf("VerifyCheckpointSignature: %v", err)
+	}
+	if err := verify.VerifyLogEntry(t.Context(), &e, l.verifier); err == nil {
+		t.Error("VerifyLogEntry accepted an entry without a SET")
+	}
+}

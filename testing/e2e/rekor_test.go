@@ -104,10 +104,12 @@ func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 			if err := rverify.VerifyLogEntry(ctx, &e, servedVerifier); err != nil {
 				t.Errorf("%s: rekor rverify.VerifyLogEntry: %v", vm, err)
 			}
-			// The log integrated the entry during this test, not in the
-			// future (integratedTime is in seconds).
-			if it := *e.IntegratedTime; it <= 0 || it > time.Now().Unix() {
-				t.Errorf("%s: integratedTime %d is not a time in the past", vm, it)
+			// The log integrated the entry after the deployment made the
+			// log's key and before the agent wrote the bundle
+			// (integratedTime is in whole seconds, rounded down).
+			if it := *e.IntegratedTime; it < mtime(t, d.path("log.key")).Unix() || it > mtime(t, path).Unix() {
+				t.Errorf("%s: integratedTime %d is not between the log key's creation (%d) and the bundle's (%d)",
+					vm, it, mtime(t, d.path("log.key")).Unix(), mtime(t, path).Unix())
 			}
 			// Read again: the same time and the same SET.
 			again, err := rekor.Entries.GetLogEntryByIndex(rentries.NewGetLogEntryByIndexParamsWithContext(ctx).WithLogIndex(int64(b.Proof.Index)))
@@ -139,6 +141,15 @@ func testRekorReads(t *testing.T, d *deployment, bundles map[string]string) {
 			}
 		}
 	}
+}
+
+func mtime(t *testing.T, path string) time.Time {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime()
 }
 
 // logPublicKey extracts the Ed25519 public key from a C2SP note verifier
