@@ -64,7 +64,10 @@
 // bytes = history bytes); a different root for a stored size, or a size
 // below the newest stored one, is refused with a [ConflictError] and logged
 // at error level, and the log stops publishing: two roots for one size are
-// impossible by construction.
+// impossible by construction. The row's signed_at (Unix milliseconds, taken
+// when the row is inserted) is the integration time [Engine.IntegratedAt]
+// reports for the entries that checkpoint added; a size signed again keeps
+// its first time.
 //
 // If a front-end crashes after the history insert but before Tessera commits
 // the Checkpoint row, the history holds a checkpoint that nobody was served.
