@@ -170,6 +170,10 @@
 // statement already parsed), and every second reads whatever else the
 // engine has from its entry bundles (entries appended otherwise). Entries
 // that are neither envelopes nor records (the server's raw test endpoint)
-// are skipped; envelopes are indexed without re-verifying their signatures,
-// since only admission appends them.
+// are skipped. An envelope that this service did not hand over (appended
+// through another front-end, before a crash, or behind admission's back)
+// takes effect only if its key was enrolled earlier in the log and its
+// signature verifies under that key; otherwise it is logged and ignored
+// (no search result, no counter floor), so that the index never takes
+// state from an attestation admission did not check.
 package admission
