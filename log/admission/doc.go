@@ -175,5 +175,8 @@
 // takes effect only if its key was enrolled earlier in the log and its
 // signature verifies under that key; otherwise it is logged and ignored
 // (no search result, no counter floor), so that the index never takes
-// state from an attestation admission did not check.
+// state from an attestation admission did not check. Enrolment records
+// carry no signature: only admission may append them, which is why `log
+// serve` refuses raw entries together with an admin token and its raw
+// endpoint refuses records and envelopes ([RefuseRawEntry]).
 package admission
