@@ -104,6 +104,10 @@ type Claims interface {
 // for other front-ends' appends of the key to finish. Both outlast a
 // Tessera append (about 2 s) by far; they bound the wait when a front-end
 // died holding a claim.
+// enrolPublishWait bounds how long an enrolment waits for a published
+// checkpoint that includes it (witnesses that are down delay publication).
+var enrolPublishWait = 30 * time.Second
+
 var (
 	sharedWait      = 30 * time.Second
 	sharedPoll      = 100 * time.Millisecond
@@ -808,7 +812,8 @@ func (s *Service) checkToken(header string) error {
 }
 
 // Enrol records the enrolment of pub under name in the log and returns the
-// key's record. Enrolling a key that is already enrolled returns its record
+// key's record, once a published checkpoint includes the enrolment (or
+// after enrolPublishWait without one). Enrolling a key that is already enrolled returns its record
 // and created false, without a new entry; a revoked key cannot be enrolled
 // again (ErrRevokedKey).
 func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) (k Key, created bool, err error) {
@@ -839,6 +844,15 @@ func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) 
 	ks := s.key(rec.KeyID)
 	if ks == nil {
 		return Key{}, false, fmt.Errorf("admission: enrolment at index %d not applied", idx)
+	}
+	// Answer once a published checkpoint includes the record, so that the
+	// key's first attestation can anchor to a non-empty checkpoint (an
+	// anchor of the empty tree is refused). The key is enrolled either way.
+	pctx, cancel := context.WithTimeout(ctx, enrolPublishWait)
+	_, perr := s.cfg.Publisher.Wait(pctx, idx+1)
+	cancel()
+	if perr != nil && ctx.Err() == nil {
+		s.log.Warn("co-processor enrolled, but no published checkpoint includes the enrolment yet (is the witness quorum up?)", "keyid", rec.KeyID, "index", idx, "waited", enrolPublishWait)
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"net/http"
 	"os"
 	"testing"
@@ -97,4 +98,52 @@ func TestIndexTakesNoStateFromUncheckedEntries(t *testing.T) {
 	}
 	d.start()
 	t.Run("rebuilt", check)
+}
+
+// TestEmptyAnchor: a statement anchored to the log's empty tree proves
+// nothing about when it was made (anyone can write that anchor in
+// advance), so admission refuses it even while the empty checkpoint is
+// fresh, and appends nothing.
+func TestEmptyAnchor(t *testing.T) {
+	d := newDeployment(t, nil)
+	dv := newDevice(t, true)
+	empty := d.anchor()
+	if empty.Size != 0 {
+		t.Fatalf("a new log's published checkpoint has size %d", empty.Size)
+	}
+	d.enrol(dv, "dv")
+	before := d.size()
+	if r := d.post(dv.attest(t, "vm-1", rootOf("1"), 1, empty), ""); r.status != http.StatusConflict || r.reason(t) != "empty-anchor" {
+		t.Errorf("POST with an anchor of the empty tree = %d %s, want 409 empty-anchor", r.status, r.body)
+	}
+	if d.size() != before {
+		t.Errorf("log size %d → %d after the refusal", before, d.size())
+	}
+	// The counter was not taken, and the published enrolment is an anchor.
+	d.admit(dv.attest(t, "vm-1", rootOf("1"), 1, d.anchor()))
+}
+
+// TestFrontEndsUncheckedEntries: front-ends that share one Tessera log
+// read each other's entries from the log. A forged envelope appended there
+// behind admission's back raises no front-end's counter floor, and every
+// front-end refuses an anchor of the empty tree.
+func TestFrontEndsUncheckedEntries(t *testing.T) {
+	fes := newFrontEnds(t, 2, true)
+	dv, a := setUp(t, fes)
+	if r := fes[0].post(dv.attest(t, "web-01", rootOf("web-01"), 1, a)); r.status != http.StatusAccepted {
+		t.Fatalf("POST at A = %d %s, want 202", r.status, r.body)
+	}
+	if _, err := fes[0].eng.Add(t.Context(), dv.forge(t, "web-forged", 1<<53-1, a)); err != nil {
+		t.Fatal(err)
+	}
+	empty := coproc.Anchor{Origin: a.Origin, Root: sha256.Sum256(nil)}
+	for i, fe := range fes {
+		fe.sync()
+		if r := fe.post(dv.attest(t, "web-01", rootOf("web-01"), uint64(2+i), a)); r.status != http.StatusAccepted {
+			t.Errorf("front-end %d: the key's next attestation after a forged one = %d %s, want 202", i, r.status, r.body)
+		}
+		if r := fe.post(dv.attest(t, "web-01", rootOf("web-01"), uint64(10+i), empty)); r.status != http.StatusConflict || r.reason(t) != "empty-anchor" {
+			t.Errorf("front-end %d: anchor of the empty tree = %d %s, want 409 empty-anchor", i, r.status, r.body)
+		}
+	}
 }
