@@ -105,8 +105,9 @@ type Claims interface {
 // Tessera append (about 2 s) by far; they bound the wait when a front-end
 // died holding a claim.
 // enrolPublishWait bounds how long an enrolment waits for a published
-// checkpoint that includes it (witnesses that are down delay publication).
-var enrolPublishWait = 30 * time.Second
+// checkpoint that includes it (witnesses that are down delay publication);
+// well within `log enroll`'s default --timeout of 30 s.
+var enrolPublishWait = 10 * time.Second
 
 var (
 	sharedWait      = 30 * time.Second

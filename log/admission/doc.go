@@ -27,7 +27,7 @@
 //	GET    /v1/coprocessors                200 {"coprocessors": [Key, …]} (public)
 //	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}
 //	                                       201 Key (enrolled; answered once a published
-//	                                       checkpoint includes the record, or after 30 s)
+//	                                       checkpoint includes the record, or after 10 s)
 //	                                       / 200 Key (already enrolled)
 //	DELETE /v1/coprocessors/<keyid>        admin; 200 Key (revoked, or already revoked)
 //
