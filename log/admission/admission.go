@@ -814,9 +814,9 @@ func (s *Service) checkToken(header string) error {
 
 // Enrol records the enrolment of pub under name in the log and returns the
 // key's record, once a published checkpoint includes the enrolment (or
-// after enrolPublishWait without one). Enrolling a key that is already enrolled returns its record
-// and created false, without a new entry; a revoked key cannot be enrolled
-// again (ErrRevokedKey).
+// after enrolPublishWait without one). Enrolling a key that is already
+// enrolled returns its record and created false, without a new entry; a
+// revoked key cannot be enrolled again (ErrRevokedKey).
 func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) (k Key, created bool, err error) {
 	rec, err := NewEnrolment(pub, name, s.cfg.Now())
 	if err != nil {
