@@ -247,6 +247,11 @@ func TestLogServeRefusesRawEntriesWithAdmission(t *testing.T) {
 		if code := run(t.Context(), args); code != exitUsage {
 			t.Errorf("exit code = %d, want %d", code, exitUsage)
 		}
+		// The same from a config file.
+		cfg := writeConfig(t, `{"data": "`+l.data+`", "listen": "`+l.addr+`", "key": "`+l.key+`", "allow-raw-entries": true, "admin-token-file": "`+l.token+`"}`)
+		if code := run(t.Context(), []string{"log", "serve", "--config", cfg}); code != exitUsage {
+			t.Errorf("both in --config: exit code = %d, want %d", code, exitUsage)
+		}
 		return
 	}
 	defer stop()
