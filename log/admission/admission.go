@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -424,12 +426,50 @@ func (s *Service) catchUp(ctx context.Context) error {
 		for i, e := range entries {
 			batch[i].entry = e
 		}
+		s.preverify(batch)
 		if err := s.applyEntries(next, batch); err != nil {
 			return err
 		}
 		next += uint64(len(entries))
 	}
 	return nil
+}
+
+// preverify checks, on all cores, the attestations in batch whose key is
+// already in memory (so enrolled earlier in the log than the batch) and
+// sets att for those whose signature verifies. apply checks the others one
+// by one, in log order.
+func (s *Service) preverify(batch []indexEntry) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batch)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batch) {
+					return
+				}
+				e := batch[i].entry
+				if IsRecord(e) {
+					continue
+				}
+				env, err := coproc.ParseEnvelope(e)
+				if err != nil {
+					continue
+				}
+				st, err := env.Statement()
+				if err != nil {
+					continue
+				}
+				ks := s.key(st.Predicate.Coprocessor.KeyID)
+				if ks == nil || coproc.Verify(env, ks.pub) != nil {
+					continue
+				}
+				batch[i].att = summarize(st)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // applyEntries indexes entries first, first+1, … (first is the indexed
