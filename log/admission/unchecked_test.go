@@ -116,6 +116,12 @@ func TestEmptyAnchor(t *testing.T) {
 	if r := d.post(dv.attest(t, "vm-1", rootOf("1"), 1, empty), ""); r.status != http.StatusConflict || r.reason(t) != "empty-anchor" {
 		t.Errorf("POST with an anchor of the empty tree = %d %s, want 409 empty-anchor", r.status, r.body)
 	}
+	// Another log's empty tree is refused for its origin first.
+	otherEmpty := empty
+	otherEmpty.Origin = "other.example/log"
+	if r := d.post(dv.attest(t, "vm-1", rootOf("1"), 1, otherEmpty), ""); r.status != http.StatusConflict || r.reason(t) != "unknown-anchor" {
+		t.Errorf("POST with another log's empty tree = %d %s, want 409 unknown-anchor", r.status, r.body)
+	}
 	if d.size() != before {
 		t.Errorf("log size %d → %d after the refusal", before, d.size())
 	}
@@ -144,6 +150,11 @@ func TestFrontEndsUncheckedEntries(t *testing.T) {
 		}
 		if r := fe.post(dv.attest(t, "web-01", rootOf("web-01"), uint64(10+i), empty)); r.status != http.StatusConflict || r.reason(t) != "empty-anchor" {
 			t.Errorf("front-end %d: anchor of the empty tree = %d %s, want 409 empty-anchor", i, r.status, r.body)
+		}
+		other := a
+		other.Origin = "other.example/log"
+		if r := fe.post(dv.attest(t, "web-01", rootOf("web-01"), uint64(20+i), other)); r.status != http.StatusConflict || r.reason(t) != "unknown-anchor" {
+			t.Errorf("front-end %d: this log's checkpoint under another origin = %d %s, want 409 unknown-anchor", i, r.status, r.body)
 		}
 	}
 }
