@@ -116,6 +116,11 @@ finish (every acknowledged entry is already durable), and closes the log.` +
 			if err := f.tls.check(); err != nil {
 				return err
 			}
+			if f.allowRawEntries && f.adminTokenFile != "" {
+				// Raw entries bypass admission: with enrolment enabled,
+				// anyone could append enrolment records and attestations.
+				return usagef("--allow-raw-entries and --admin-token-file cannot be combined: raw entries bypass admission (use --allow-raw-entries only on a test or benchmark log without enrolment)")
+			}
 			switch f.engine {
 			case "badger":
 				if f.mysqlDSN != "" {
@@ -134,7 +139,7 @@ finish (every acknowledged entry is already durable), and closes the log.` +
 	cmd.Flags().StringVar(&f.data, "data", "", "directory of the log's database (created if missing)")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "address to listen on, e.g. 127.0.0.1:8080")
 	cmd.Flags().StringVar(&f.key, "key", "", "the log's private key file (from vmledger keygen; mode 0600)")
-	cmd.Flags().BoolVar(&f.allowRawEntries, "allow-raw-entries", false, "enable POST /v1/entries (raw bytes; for tests and benchmarks only)")
+	cmd.Flags().BoolVar(&f.allowRawEntries, "allow-raw-entries", false, "enable POST /v1/entries (raw bytes except enrolment records and attestations; tests and benchmarks only, not with --admin-token-file)")
 	cmd.Flags().DurationVar(&f.batchMaxAge, "batch-max-age", 0, "how long a batch waits for more entries after its first (0: commit as soon as the previous batch is durable)")
 	cmd.Flags().IntVar(&f.batchMaxSize, "batch-max-size", 0, "most entries per batch (0: the engine's default)")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to wait for requests in flight on shutdown")
@@ -260,6 +265,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		Engine:          eng,
 		Logger:          logger,
 		AllowRawEntries: f.allowRawEntries,
+		RefuseRawEntry:  admission.RefuseRawEntry,
 		Published:       pub.Latest,
 	})
 	if err != nil {

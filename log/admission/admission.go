@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +106,11 @@ type Claims interface {
 // for other front-ends' appends of the key to finish. Both outlast a
 // Tessera append (about 2 s) by far; they bound the wait when a front-end
 // died holding a claim.
+// enrolPublishWait bounds how long an enrolment waits for a published
+// checkpoint that includes it (witnesses that are down delay publication);
+// well within `log enroll`'s default --timeout of 30 s.
+var enrolPublishWait = 10 * time.Second
+
 var (
 	sharedWait      = 30 * time.Second
 	sharedPoll      = 100 * time.Millisecond
@@ -419,12 +426,50 @@ func (s *Service) catchUp(ctx context.Context) error {
 		for i, e := range entries {
 			batch[i].entry = e
 		}
+		s.preverify(batch)
 		if err := s.applyEntries(next, batch); err != nil {
 			return err
 		}
 		next += uint64(len(entries))
 	}
 	return nil
+}
+
+// preverify checks, on all cores, the attestations in batch whose key is
+// already in memory (so enrolled earlier in the log than the batch) and
+// sets att for those whose signature verifies. apply checks the others one
+// by one, in log order.
+func (s *Service) preverify(batch []indexEntry) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batch)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batch) {
+					return
+				}
+				e := batch[i].entry
+				if IsRecord(e) {
+					continue
+				}
+				env, err := coproc.ParseEnvelope(e)
+				if err != nil {
+					continue
+				}
+				st, err := env.Statement()
+				if err != nil {
+					continue
+				}
+				ks := s.key(st.Predicate.Coprocessor.KeyID)
+				if ks == nil || coproc.Verify(env, ks.pub) != nil {
+					continue
+				}
+				batch[i].att = summarize(st)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // applyEntries indexes entries first, first+1, … (first is the indexed
@@ -808,9 +853,10 @@ func (s *Service) checkToken(header string) error {
 }
 
 // Enrol records the enrolment of pub under name in the log and returns the
-// key's record. Enrolling a key that is already enrolled returns its record
-// and created false, without a new entry; a revoked key cannot be enrolled
-// again (ErrRevokedKey).
+// key's record, once a published checkpoint includes the enrolment (or
+// after enrolPublishWait without one). Enrolling a key that is already
+// enrolled returns its record and created false, without a new entry; a
+// revoked key cannot be enrolled again (ErrRevokedKey).
 func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) (k Key, created bool, err error) {
 	rec, err := NewEnrolment(pub, name, s.cfg.Now())
 	if err != nil {
@@ -839,6 +885,15 @@ func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) 
 	ks := s.key(rec.KeyID)
 	if ks == nil {
 		return Key{}, false, fmt.Errorf("admission: enrolment at index %d not applied", idx)
+	}
+	// Answer once a published checkpoint includes the record, so that the
+	// key's first attestation can anchor to a non-empty checkpoint (an
+	// anchor of the empty tree is refused). The key is enrolled either way.
+	pctx, cancel := context.WithTimeout(ctx, enrolPublishWait)
+	_, perr := s.cfg.Publisher.Wait(pctx, idx+1)
+	cancel()
+	if perr != nil && ctx.Err() == nil {
+		s.log.Warn("co-processor enrolled, but no published checkpoint includes the enrolment yet (is the witness quorum up?)", "keyid", rec.KeyID, "index", idx, "waited", enrolPublishWait)
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()

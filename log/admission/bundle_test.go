@@ -162,7 +162,17 @@ func TestBundleWithWitnesses(t *testing.T) {
 		return p
 	})
 	dv := newDevice(t, false)
-	d.enrol(dv, "host-b")
+	k := d.enrol(dv, "host-b")
+	// The enrolment is answered once the witnesses cosigned a checkpoint
+	// that includes it, so that the key's first attestation can anchor to
+	// a non-empty tree.
+	latest, err := d.pub.Latest(t.Context())
+	if err != nil {
+		t.Fatalf("no published checkpoint when the enrolment was answered: %v", err)
+	}
+	if c, err := parseSigned(latest); err != nil || c.Size <= k.EnrolledIndex {
+		t.Errorf("published checkpoint when the enrolment at index %d was answered: size %d (%v), want above %d", k.EnrolledIndex, c.Size, err, k.EnrolledIndex)
+	}
 	cfg, secret, m := ordered(t)
 	env := dv.attestParams(t, "vm-w", m.Root, m.Names(), 1, d.anchor())
 	r := d.post(env, "?wait=1")

@@ -26,7 +26,9 @@
 //	GET    /v1/vms/<vm id>/bundle          the same for the VM's latest published attestation
 //	GET    /v1/coprocessors                200 {"coprocessors": [Key, …]} (public)
 //	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}
-//	                                       201 Key (enrolled) / 200 Key (already enrolled)
+//	                                       201 Key (enrolled; answered once a published
+//	                                       checkpoint includes the record, or after 10 s)
+//	                                       / 200 Key (already enrolled)
 //	DELETE /v1/coprocessors/<keyid>        admin; 200 Key (revoked, or already revoked)
 //
 // A VM id containing "/" is percent-encoded in the path (web%2F01). Search
@@ -50,6 +52,7 @@
 //	409 replayed-counter  the counter is not above the key's last admitted counter
 //	409 stale-freshness   the anchor is no longer fresh (see below)
 //	409 unknown-anchor    the anchor is not a checkpoint this log published
+//	409 empty-anchor      the anchor is the empty tree (size 0): it proves nothing
 //	413 too-large         body above 65,535 bytes
 //	429 overloaded        Config.MaxInFlight admissions in flight; Retry-After: 1
 //	503 pushback          the engine refuses new entries for now; Retry-After: 1
@@ -122,7 +125,10 @@
 // index sees the entry appends it again. Without Config.Claims (the embedded engine,
 // one process) admission works as described above, per front-end.
 //
-// Freshness: an anchor must name this log's origin, a size at which the
+// Freshness: an anchor must name this log's origin, a size above 0 (the
+// empty tree is the same for every log and anyone can name it in advance,
+// so a log admits attestations only once it has published a non-empty
+// checkpoint, e.g. after its first enrolment record), a size at which the
 // engine signed a checkpoint with the anchor's root, and a checkpoint the
 // publisher published that is still the latest or was replaced by a newer
 // one less than Config.FreshnessWindow ago (default 10 minutes). (Counting
@@ -170,6 +176,13 @@
 // statement already parsed), and every second reads whatever else the
 // engine has from its entry bundles (entries appended otherwise). Entries
 // that are neither envelopes nor records (the server's raw test endpoint)
-// are skipped; envelopes are indexed without re-verifying their signatures,
-// since only admission appends them.
+// are skipped. An envelope that this service did not hand over (appended
+// through another front-end, before a crash, or behind admission's back)
+// takes effect only if its key was enrolled earlier in the log and its
+// signature verifies under that key; otherwise it is logged and ignored
+// (no search result, no counter floor), so that the index never takes
+// state from an attestation admission did not check. Enrolment records
+// carry no signature: only admission may append them, which is why `log
+// serve` refuses raw entries together with an admin token and its raw
+// endpoint refuses records and envelopes ([RefuseRawEntry]).
 package admission

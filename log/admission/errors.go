@@ -32,6 +32,11 @@ var (
 	// ErrUnknownAnchor: the anchor is not a checkpoint this log signed and
 	// published (other origin, unknown size, other root).
 	ErrUnknownAnchor = errors.New("freshness anchor is not a checkpoint this log published")
+	// ErrEmptyAnchor: the anchor is the empty tree (size 0), which anyone
+	// can write in advance: it proves nothing about when the statement was
+	// made. Anchor to a published checkpoint of size 1 or more (a log has
+	// one once it has enrolled a key).
+	ErrEmptyAnchor = errors.New("freshness anchor is the empty tree")
 	// ErrTooLarge: the body exceeds the endpoint's limit.
 	ErrTooLarge = errors.New("request too large")
 	// ErrOverloaded: too many admissions in flight; retry later.
@@ -79,6 +84,8 @@ func status(err error) (code int, reason string) {
 		return http.StatusConflict, "stale-freshness"
 	case errors.Is(err, ErrUnknownAnchor):
 		return http.StatusConflict, "unknown-anchor"
+	case errors.Is(err, ErrEmptyAnchor):
+		return http.StatusConflict, "empty-anchor"
 	case errors.Is(err, ErrTooLarge), errors.Is(err, engine.ErrEntryTooLarge):
 		return http.StatusRequestEntityTooLarge, "too-large"
 	case errors.Is(err, ErrOverloaded):

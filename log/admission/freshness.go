@@ -96,12 +96,16 @@ func (f *freshness) check(a coproc.Anchor) error {
 }
 
 // checkAnchor verifies a statement's freshness anchor: this log's origin,
-// and a checkpoint that is published and fresh. Known published
+// a tree that is not empty, and a checkpoint that is published and fresh.
+// Known published
 // checkpoints are checked from memory; for others the engine says whether
 // it signed that checkpoint (stale-freshness) or not (unknown-anchor).
 func (s *Service) checkAnchor(ctx context.Context, a coproc.Anchor) error {
 	if a.Origin != s.origin {
 		return fmt.Errorf("%w: origin %q, this log is %q", ErrUnknownAnchor, a.Origin, s.origin)
+	}
+	if a.Size == 0 {
+		return fmt.Errorf("%w: anyone can name it in advance; anchor to a published checkpoint of size 1 or more", ErrEmptyAnchor)
 	}
 	err := s.fresh.check(a)
 	if !errors.Is(err, errNotTracked) {

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"crypto"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -194,20 +195,28 @@ func (s *store) keys() ([]*Key, error) {
 	return out, err
 }
 
-// apply indexes entries first, first+1, … and records the next index, in
-// one transaction. It returns the key records it changed and the leaf
-// hashes it indexed. Entries that are neither attestations nor enrolment
-// records are counted but not indexed.
 // indexEntry is one log entry to index; att, if set, is the entry's
-// attestation already parsed by admission (nil: parse the entry).
+// attestation already checked and parsed by admission (nil: check and
+// parse the entry).
 type indexEntry struct {
 	entry []byte
 	att   *Attestation
 }
 
+// apply indexes entries first, first+1, … and records the next index, in
+// one transaction. It returns the key records it changed and the leaf
+// hashes of all the entries.
+//
+// Only what admission would have admitted takes effect: an attestation
+// that admission did not hand over is indexed only if its key was enrolled
+// earlier in the log and its signature verifies under that key (an entry
+// that fails is counted, logged and otherwise ignored: no search result,
+// no leaf for deduplication, no counter floor). Entries that are neither
+// attestations nor enrolment records are counted but not indexed.
 func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tlog.Hash, error) {
 	changed := map[string]*Key{}
 	var leaves []tlog.Hash
+	pubs := map[string]crypto.PublicKey{}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		clear(changed)
 		leaves = leaves[:0]
@@ -233,11 +242,11 @@ func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tl
 			e := ie.entry
 			h := tlog.LeafHash(e)
 			leaves = append(leaves, h)
-			if _, err := txn.Get(leafKey(h)); errors.Is(err, badger.ErrKeyNotFound) {
-				if err := txn.Set(leafKey(h), u64(nil, index)); err != nil {
-					return err
+			setLeaf := func() error {
+				_, err := txn.Get(leafKey(h))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					return txn.Set(leafKey(h), u64(nil, index))
 				}
-			} else if err != nil {
 				return err
 			}
 			if IsRecord(e) {
@@ -245,6 +254,9 @@ func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tl
 				if err != nil {
 					s.log.Warn("index: skipping a malformed enrolment record", "index", index, "err", err)
 					continue
+				}
+				if err := setLeaf(); err != nil {
+					return err
 				}
 				k, err := getKey(r.KeyID)
 				if err != nil {
@@ -269,7 +281,16 @@ func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tl
 				if err != nil {
 					continue
 				}
+				if err := checkUnadmitted(env, st, getKey, pubs); errors.Is(err, errUnchecked) {
+					s.log.Warn("index: ignoring an attestation that admission did not check", "index", index, "err", err)
+					continue
+				} else if err != nil {
+					return err
+				}
 				a = summarize(st)
+			}
+			if err := setLeaf(); err != nil {
+				return err
 			}
 			a.Index = index
 			var root [32]byte
@@ -301,6 +322,37 @@ func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tl
 		return nil, nil, fmt.Errorf("admission: indexing entries %d..%d: %w", first, first+uint64(len(entries))-1, err)
 	}
 	return changed, leaves, nil
+}
+
+// errUnchecked: an attestation in the log that admission would not have
+// admitted.
+var errUnchecked = errors.New("not an admitted attestation")
+
+// checkUnadmitted checks an attestation read from the log as admission
+// would have (except freshness and the counter, which depend on when it was
+// submitted): its key was enrolled before it in the log (getKey sees the
+// state up to the entry) and its signature verifies under that key. pubs
+// caches parsed public keys.
+func checkUnadmitted(env *coproc.Envelope, st *coproc.Statement, getKey func(string) (*Key, error), pubs map[string]crypto.PublicKey) error {
+	id := st.Predicate.Coprocessor.KeyID
+	k, err := getKey(id)
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		return fmt.Errorf("%w: key %s is not enrolled before it", errUnchecked, id)
+	}
+	pub, ok := pubs[id]
+	if !ok {
+		if pub, err = (&Record{PublicKey: k.PublicKey}).Public(); err != nil {
+			return fmt.Errorf("key %s in the index: %w", id, err)
+		}
+		pubs[id] = pub
+	}
+	if err := coproc.Verify(env, pub); err != nil {
+		return fmt.Errorf("%w: key %s: %w", errUnchecked, id, err)
+	}
+	return nil
 }
 
 // summarize returns the search record of a statement (without its index).

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 	"unicode"
@@ -89,6 +90,26 @@ func (r *Record) Public() (crypto.PublicKey, error) {
 // attestation.
 func IsRecord(entry []byte) bool {
 	return bytes.HasPrefix(entry, []byte(`{"_type":"`+RecordType+`"`))
+}
+
+// ErrAdmissionEntry: a raw entry that admission would read as its own (an
+// enrolment record or an attestation envelope).
+var ErrAdmissionEntry = errors.New("only admission appends enrolment records and attestations")
+
+// RefuseRawEntry refuses an entry that the index would read as an enrolment
+// record or an attestation: anything that starts like a record (IsRecord),
+// and any canonical DSSE envelope. A log that takes raw entries (the
+// server's test endpoint) must refuse these, or whoever can append raw
+// bytes could enrol, revoke or raise a key's counter floor. Errors wrap
+// ErrAdmissionEntry.
+func RefuseRawEntry(entry []byte) error {
+	if IsRecord(entry) {
+		return fmt.Errorf("%w: this entry is an enrolment record (use POST or DELETE /v1/coprocessors with the admin token)", ErrAdmissionEntry)
+	}
+	if _, err := coproc.ParseEnvelope(entry); err == nil {
+		return fmt.Errorf("%w: this entry is a DSSE envelope (submit attestations to POST /v1/attestations)", ErrAdmissionEntry)
+	}
+	return nil
 }
 
 // ParseRecord parses an enrolment record strictly: the canonical encoding

@@ -14,7 +14,8 @@
 //	                                      accepts writes; 503 once it stopped
 //	GET  /metrics                         Prometheus metrics
 //	POST /v1/entries                      raw entry → {"index": N}; only with
-//	                                      Config.AllowRawEntries
+//	                                      Config.AllowRawEntries (400 if
+//	                                      Config.RefuseRawEntry refuses it)
 //
 // Tiles, bundles and historical checkpoints never change once they exist,
 // so they are served with Cache-Control: public, max-age=31536000,
@@ -68,6 +69,10 @@ type Config struct {
 	// For conformance tests and benchmarks only: real writes go through
 	// admission.
 	AllowRawEntries bool
+	// RefuseRawEntry, if set, is asked about each raw entry before it is
+	// appended; an error refuses it with 400 and the error's text (`log
+	// serve` refuses what admission would read as its own entries).
+	RefuseRawEntry func(entry []byte) error
 	// Registry receives the server's metrics and is served at /metrics;
 	// nil creates a new one. Never the global registry.
 	Registry *prometheus.Registry
@@ -469,6 +474,12 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.Error(w, r, badRequest("reading the entry: %v", err))
 		return
+	}
+	if s.cfg.RefuseRawEntry != nil {
+		if err := s.cfg.RefuseRawEntry(body); err != nil {
+			s.Error(w, r, badRequest("%v", err))
+			return
+		}
 	}
 	index, err := s.cfg.Engine.Add(r.Context(), body)
 	if err != nil {
