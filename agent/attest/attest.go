@@ -8,7 +8,9 @@
 //	  → log: POST /v1/attestations?wait=1 — admitted, sequenced, and answered
 //	    once the entry is in a witness-cosigned checkpoint, with its bundle
 //	  → verify the bundle exactly as a customer would (package client), with
-//	    the configuration just measured and the VM secret as the expectation
+//	    the configuration just measured and the VM secret as the expectation;
+//	    with a state file, the bundle's checkpoint also proved consistent
+//	    with the one trusted before, from the log's tiles
 //	  → keep the manifest and the bundle (package agent/store)
 //
 // Attest returns an error wrapping one of the sentinels below for each link
@@ -67,7 +69,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// Store, if set, keeps the manifest and the bundle per VM.
 	Store *store.Store
-	// State, if set, is the agent's consistency state for the log.
+	// State, if set, is the agent's consistency state for the log: each
+	// bundle's checkpoint must be consistent with the one trusted before,
+	// proved from the log's tiles (under LogURL), and then becomes the
+	// trusted one. A log that forked is refused (ErrVerify wrapping a
+	// *client.InconsistentError) and the evidence kept in the state.
 	State *client.State
 	// WaitTimeout bounds the whole attestation (default 2 minutes).
 	WaitTimeout time.Duration
@@ -163,7 +169,16 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	if req.Expected != nil {
 		expected = req.Expected
 	}
-	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, client.Options{State: c.State})
+	opts := client.Options{State: c.State}
+	if c.State != nil {
+		// The state's trusted checkpoint is proved consistent with the
+		// bundle's through the log just used: its tiles give the proof, and
+		// a log that forked cannot give one.
+		if opts.Prover, err = client.NewTileProver(base, c.HTTPClient); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLog, err)
+		}
+	}
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, opts)
 	if err != nil {
 		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
 			fmt.Errorf("%w: %w", ErrVerify, err)

@@ -69,6 +69,11 @@ func run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(os.Stderr, "vmledger: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit code of a command that returned err (not nil).
+func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
 	switch {
