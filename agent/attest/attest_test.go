@@ -1,14 +1,27 @@
 package attest_test
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vmledger/vmledger/agent/attest"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/soft"
 	"github.com/vmledger/vmledger/testing/cluster"
 )
 
@@ -151,4 +164,148 @@ func TestAttestForkedLogRefused(t *testing.T) {
 	if _, err := attestWithState(t, honest.Agent(), state, "web01"); err != nil {
 		t.Errorf("the honest log after the fork was refused: %v", err)
 	}
+}
+
+// TestIncomplete: what says nothing about the VM — a part of the chain
+// unreachable, failing or too slow — is told apart from a refusal, with
+// the sentinel of the part.
+func TestIncomplete(t *testing.T) {
+	ctx := t.Context()
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	req := func(vm string) attest.Request {
+		return attest.Request{VMID: vm, Config: testConfig(), Secret: secret(1)}
+	}
+	changed := testConfig()
+	changed.CPUCount = 32
+	otherLog := c.Agent()
+	tr, err := client.ParseTrust([]byte(strings.Replace(c.TrustText, c.LogVKey, otherLogVKey(t), 1)), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherLog.Trust = tr
+	unenrolled := c.Agent()
+	unenrolled.CoProcessor = softCoproc(t, filepath.Join(t.TempDir(), "coproc"))
+	goneDir := filepath.Join(t.TempDir(), "coproc")
+	gone := c.Agent()
+	gone.CoProcessor = softCoproc(t, goneDir)
+	if err := os.RemoveAll(goneDir); err != nil {
+		t.Fatal(err)
+	}
+	down := c.Agent()
+	down.LogURL = closedURL(t)
+	// A front of the log that serves everything but its tiles: the
+	// consistency proof for the state file cannot be had.
+	noTiles := c.Agent()
+	noTiles.LogURL = proxy(t, c.LogURL, func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/tile/") })
+	state := filepath.Join(t.TempDir(), "state.json")
+	if _, err := attestWithState(t, c.Agent(), state, "web01"); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name       string
+		run        func() error
+		want       error
+		incomplete bool
+	}{
+		{"log unreachable", func() error { _, err := attest.Attest(ctx, down, req("web01")); return err }, attest.ErrLog, true},
+		{"co-processor fails", func() error { _, err := attest.Attest(ctx, gone, req("web01")); return err }, attest.ErrCoprocessor, true},
+		{"consistency proof unavailable", func() error { _, err := attestWithState(t, noTiles, state, "web01"); return err }, client.ErrProofUnavailable, true},
+		{"key not enrolled", func() error { _, err := attest.Attest(ctx, unenrolled, req("web01")); return err }, attest.ErrRefused, false},
+		{"checkpoint of an untrusted log", func() error { _, err := attest.Attest(ctx, otherLog, req("web01")); return err }, attest.ErrFreshness, false},
+		{"another configuration", func() error {
+			_, err := attest.Attest(ctx, c.Agent(), attest.Request{VMID: "web01", Config: changed, Secret: secret(1), Expected: testConfig()})
+			return err
+		}, client.ErrConfiguration, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run()
+			if !errors.Is(err, tt.want) || attest.Incomplete(err) != tt.incomplete {
+				t.Fatalf("err = %v (Incomplete %v), want %v with Incomplete %v", err, attest.Incomplete(err), tt.want, tt.incomplete)
+			}
+		})
+	}
+	// The proxy's refusal did not cost the state anything: the log itself
+	// proves consistency.
+	if _, err := attestWithState(t, c.Agent(), state, "web01"); err != nil {
+		t.Errorf("after the missing proof, through the log itself: %v", err)
+	}
+}
+
+// TestWaitUntilDeadline: with the witness quorum down, the agent waits for
+// a cosigned checkpoint until the flow's deadline, although each HTTP
+// request of its client times out sooner (as the default client's 30 s did
+// before a 2-minute --timeout); then it says the quorum did not cosign, an
+// incomplete flow rather than a refusal.
+func TestWaitUntilDeadline(t *testing.T) {
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	c.StopWitness(0)
+	c.StopWitness(1)
+	a := c.Agent()
+	a.HTTPClient = &http.Client{Timeout: time.Second}
+	a.WaitTimeout = 5 * time.Minute
+	// The flow's deadline: the log never answers before it, so the agent
+	// can only return once it has passed.
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	_, err := attest.Attest(ctx, a, attest.Request{VMID: "web01", Config: testConfig(), Secret: secret(1)})
+	if !errors.Is(err, attest.ErrNotWitnessed) || !attest.Incomplete(err) {
+		t.Fatalf("err = %v, want ErrNotWitnessed, Incomplete", err)
+	}
+	if ctx.Err() == nil {
+		t.Fatalf("the agent gave up before its deadline: %v", err)
+	}
+}
+
+func otherLogVKey(t *testing.T) string {
+	t.Helper()
+	_, vkey, err := note.GenerateKey(rand.Reader, "vmledger.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vkey
+}
+
+func softCoproc(t *testing.T, dir string) coproc.CoProcessor {
+	t.Helper()
+	if _, err := soft.Init(t.Context(), dir, soft.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := soft.Open(t.Context(), dir, soft.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// closedURL is the URL of a loopback port nobody listens on any more.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// proxy serves target through a reverse proxy on loopback that answers 503
+// to the requests fail selects.
+func proxy(t *testing.T, target string, fail func(*http.Request) bool) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail(r) {
+			http.Error(w, "tiles unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -55,7 +55,9 @@ The watch file (JSON) lists the VMs:
 
 State (the last verified checkpoint and position) is kept in --state, so a
 restarted monitor resumes where it stopped. Alerts go to stdout, one per line
-(JSON with --json). With --once, it runs one round and exits 3 if it found any.` +
+(JSON with --json). With --once, it runs one round and exits 3 if it found any,
+4 if the round could not complete (the log unreachable or failing: nothing was
+checked, retry later).` +
 			configHelp(&MonitorConfig{}, monitorConfigExample),
 		Example: `  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json
   vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json --once --json
@@ -107,7 +109,7 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 				}
 				if once {
 					if err != nil {
-						return err
+						return incompleteError{fmt.Errorf("the round could not complete: %w", err)}
 					}
 					if total > 0 {
 						return refusedError{fmt.Errorf("%d alert(s)", total)}
@@ -128,7 +130,7 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 	fl.StringVar(&watchPath, "watch", "", "watch file: the VMs to watch and their expected configurations")
 	fl.StringVar(&statePath, "state", "", "state file (default: the watch file's path + .state)")
 	fl.DurationVar(&interval, "interval", 2*time.Second, "how often to poll the log")
-	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts)")
+	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts, 4 if the round could not complete)")
 	fl.BoolVar(&asJSON, "json", false, "print alerts as JSON lines")
 	addConfigFlag(cmd, &MonitorConfig{})
 	return cmd
