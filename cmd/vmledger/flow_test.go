@@ -206,10 +206,20 @@ func TestFlowExitCodes(t *testing.T) {
 		})
 	}
 
+	// A person's monitor round says what it checked.
+	stdout, stderr, code := runIn(t, "", "monitor", "--once", "--log", d.LogURL, "--trust", d.TrustFile, "--watch", watch, "--state", filepath.Join(dir, "fresh.state"))
+	if code != exitOK || !strings.Contains(stdout, "attestation(s) of 1 of 1 watched VM(s) (web01): all as expected") {
+		t.Errorf("monitor --once: exit %d, want 0 and the round's line\n%s%s", code, stdout, stderr)
+	}
+	badWatch := writeFile(t, dir, "bad-watch.json", fmt.Sprintf(`{"vms": [{"vm": "web01", "config": %q, "vm_secret": %q, "expect_within": "soon"}]}`, cfg, sec), 0o644)
+	if _, stderr, code := runIn(t, "", "monitor", "--once", "--log", d.LogURL, "--trust", d.TrustFile, "--watch", badWatch); code != exitFailure || !strings.Contains(stderr, `expect_within "soon"`) {
+		t.Errorf("monitor with expect_within \"soon\": exit %d, want 1 naming it\n%s", code, stderr)
+	}
+
 	// The witness quorum down: the flow gives up at --timeout, exit 4.
 	d.StopWitness(0)
 	d.StopWitness(1)
-	_, stderr, code := runIn(t, "", attestArgs("x.json", "--coproc", d.coproc, "--log", d.LogURL, "--timeout", "3s")...)
+	_, stderr, code = runIn(t, "", attestArgs("x.json", "--coproc", d.coproc, "--log", d.LogURL, "--timeout", "3s")...)
 	if code != exitIncomplete || !strings.Contains(stderr, "no witness-cosigned checkpoint") {
 		t.Errorf("attest with 2 of 3 witnesses down: exit %d, want %d and the quorum named\n%s", code, exitIncomplete, stderr)
 	}
