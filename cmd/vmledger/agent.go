@@ -22,6 +22,7 @@ import (
 	"github.com/vmledger/vmledger/agent/store"
 	"github.com/vmledger/vmledger/agent/vmconfig"
 	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/spec"
 )
 
@@ -264,7 +265,7 @@ func (f *flowFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.trust, "trust", "", "trust file: log key, witness policy, co-processor keys (the customer's)")
 	fl.StringVar(&f.store, "store", "", "VM configuration store directory: per-VM secret, last manifest and bundle")
 	fl.StringVar(&f.state, "state", "", "consistency state file for the log (the agent's view, kept across runs)")
-	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up (and refuse) after this long")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long, the wait for the witness quorum included (exit 4)")
 	fl.StringVar(&f.expected, "expected", "", "the configuration the VM's owner ordered (default: --config); the attestation must match it")
 }
 
@@ -320,7 +321,13 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	}
 	cp, err := spec.Open(ctx, sp, spec.Options{})
 	if err != nil {
-		return nil, coprocError("open", sp, err)
+		err = coprocError("open", sp, err)
+		if !errors.Is(err, coproc.ErrNotInitialized) && !errors.Is(err, coproc.ErrMismatch) && !errors.Is(err, spec.ErrNoSimulator) {
+			// Unreachable or failing, not misconfigured: the flow could
+			// not complete.
+			err = fmt.Errorf("%w: %w", attest.ErrCoprocessor, err)
+		}
+		return nil, err
 	}
 	defer cp.Close()
 	c := attest.Config{CoProcessor: cp, LogURL: ff.logURL, Trust: trust, Logger: logger, WaitTimeout: ff.timeout}
@@ -390,7 +397,13 @@ func newAgentAttestCmd() *cobra.Command {
 the log's latest cosigned checkpoint as the freshness anchor, have the
 co-processor store the root in NV memory and sign, submit to the log and wait
 until the entry is in a checkpoint the witness quorum cosigned, verify the bundle
-exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
+exactly as a customer would, and write it to --out.
+
+Exit status: 0 verified; 3 refused (a link was checked and does not hold: the
+log's refusal, a checkpoint or signature that is not trusted, another
+configuration, a log that forked); 4 could not complete (the co-processor, the
+log or the witness quorum unreachable, failing, or not done within --timeout:
+nothing was proved wrong, retry later); 1 or 2 when the inputs are wrong.`,
 		Example: `  vmledger agent attest --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc swtpm:127.0.0.1:2321 --log http://127.0.0.1:8080 --trust trust.txt --out web01.bundle.json`,
 		Args: cobra.NoArgs,
@@ -475,14 +488,28 @@ secret is never replaced.`,
 	return cmd
 }
 
-// flowError classifies a flow failure: a broken link of the chain is a
-// refusal (exit 3); a usage error stays one.
+// flowError classifies a flow failure: a part that was unavailable makes
+// it incomplete (exit 4), a broken link of the chain a refusal (exit 3); a
+// usage error stays one.
 func flowError(err error) error {
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		return err
+	case attest.Incomplete(err):
+		return incompleteError{err}
+	default:
+		return refusedError{err}
 	}
-	return refusedError{err}
+}
+
+// abortError is the error of a launch (or a libvirt start) that did not
+// happen because the flow failed with err.
+func abortError(err error) error {
+	if attest.Incomplete(err) {
+		return flowError(fmt.Errorf("attestation could not complete, launch aborted (nothing was proved wrong; retry later): %w", err))
+	}
+	return flowError(fmt.Errorf("attestation failed, launch aborted: %w", err))
 }
 
 func newAgentLaunchCmd() *cobra.Command {
@@ -496,8 +523,11 @@ func newAgentLaunchCmd() *cobra.Command {
 		Short: "Attest, then exec CMD only if the whole chain verifies",
 		Long: `launch runs 'agent attest' and, only if every check passes, replaces itself with
 CMD (exec). If any link fails — the co-processor, the log, the witness quorum, the
-verification — it logs "attestation failed, launch aborted" with the reason, runs
-nothing, and exits 3.`,
+verification — it logs "attestation failed, launch aborted" with the reason and
+runs nothing. It exits 3 when the attestation was refused (a link was checked and
+does not hold) and 4 when it could not complete (the co-processor, the log or the
+witness quorum unreachable, failing, or not done within --timeout: nothing was
+proved wrong, retry later).`,
 		Example: `  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
       -- qemu-system-x86_64 -name web01 -m 4096 ...`,
@@ -520,8 +550,8 @@ nothing, and exits 3.`,
 				if errors.As(err, &ue) {
 					return err
 				}
-				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
-				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "incomplete", attest.Incomplete(err), "reason", err)
+				return abortError(err)
 			}
 			printFlow(cmd.ErrOrStderr(), r)
 			if out != "" {
@@ -556,7 +586,10 @@ from the store — see 'agent secret' — and its packages from
 <store>/<domain>/packages.json if present), attests, verifies against the
 configuration the owner ordered if <store>/<domain>/expected.json holds it (a
 vmledger/config/v1 JSON or YAML file; otherwise against the XML itself), and exits non-zero — which makes libvirt
-abort the start — unless everything verifies. Other operations exit 0 at once.
+abort the start — unless everything verifies: 3 when the attestation was refused,
+4 when it could not complete (the co-processor, the log or the witness quorum
+unreachable, failing, or not done within the timeout: retry later). Other
+operations exit 0 at once.
 
 The agent configuration file (JSON):
 
@@ -625,8 +658,8 @@ The agent configuration file (JSON):
 					}
 				}
 			}
-			logger.Error("attestation failed, launch aborted", "vm", domain, "reason", err)
-			return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			logger.Error("attestation failed, launch aborted", "vm", domain, "incomplete", attest.Incomplete(err), "reason", err)
+			return abortError(err)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "agent-config", "/etc/vmledger/agent.json", "the agent configuration file")

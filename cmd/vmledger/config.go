@@ -120,7 +120,8 @@ type MonitorConfig struct {
 	State string `json:"state"`
 	// Interval is --interval: how often to poll the log.
 	Interval string `json:"interval"`
-	// Once is --once: run one round and exit (3 if there were alerts).
+	// Once is --once: run one round and exit (3 if there were alerts, 4 if
+	// the round could not complete).
 	Once bool `json:"once"`
 	// JSON is --json: print alerts as JSON lines.
 	JSON bool `json:"json"`

@@ -10,7 +10,11 @@
 //	0  success
 //	1  the command failed (I/O, a server error, a bad configuration)
 //	2  usage error (unknown command or flag, missing argument)
-//	3  verification failed: the attestation was refused (verify, agent launch, agent hook)
+//	3  verification failed: the attestation was refused (verify, agent attest|launch|hook,
+//	   monitor --once with alerts)
+//	4  could not complete: the co-processor, the log or the witness quorum was
+//	   unreachable, failed or timed out; nothing was proved wrong, retry later
+//	   (verify, agent attest|launch|hook, monitor --once)
 package main
 
 import (
@@ -35,6 +39,8 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 	exitRefused = 3
+	// exitIncomplete: the answer is unknown (a part was unavailable), not "no".
+	exitIncomplete = 4
 )
 
 // usageError marks an error as the user's invocation being wrong.
@@ -49,6 +55,13 @@ type refusedError struct{ err error }
 
 func (e refusedError) Error() string { return e.err.Error() }
 func (e refusedError) Unwrap() error { return e.err }
+
+// incompleteError marks a check that could not complete: a part it needs
+// was unreachable, failed or timed out, and nothing was proved wrong.
+type incompleteError struct{ err error }
+
+func (e incompleteError) Error() string { return e.err.Error() }
+func (e incompleteError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
@@ -69,9 +82,17 @@ func run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(os.Stderr, "vmledger: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit code of a command that returned err (not nil).
+func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
+	var ie incompleteError
 	switch {
+	case errors.As(err, &ie):
+		return exitIncomplete
 	case errors.As(err, &re):
 		return exitRefused
 	case errors.As(err, &ue), isCobraUsageError(err):

@@ -49,8 +49,9 @@ For step 8 give the configuration you ordered and the VM secret (--expected,
 allowed values and ranges. With --state, a checkpoint of another size needs a
 consistency proof: --log URL fetches it from the log's tiles.
 
-Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
-inputs cannot be read.`,
+Exit status: 0 when every check passes, 3 when any fails, 4 when it could
+not complete (the only failure is a consistency proof that --log did not give:
+nothing was proved wrong, retry later), 1 or 2 when the inputs cannot be read.`,
 		Example: `  vmledger verify --bundle vm-1.bundle.json --trust trust.txt --expected web01.json --vm-secret vm.secret
   vmledger verify --bundle b.json --trust trust.txt --manifest manifest.json --rules rules.json --json
   vmledger verify --bundle b.json --trust trust.txt --disclosures memory.json --state ~/.vmledger/state.json --log https://log.example
@@ -232,6 +233,9 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 		return err
 	}
 	if verr != nil {
+		if report.Incomplete() {
+			return incompleteError{verr}
+		}
 		return refusedError{verr}
 	}
 	return nil
