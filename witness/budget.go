@@ -9,6 +9,9 @@ import (
 
 // Budget is a per-origin token bucket: each origin may make Burst requests
 // at once and Rate requests per second on average. Rate 0 means unlimited.
+// Of add-checkpoint requests only those that advance the stored state spend
+// it (see the package documentation); the monitoring endpoint has a bucket
+// of its own with the same parameters.
 type Budget struct {
 	Rate  float64
 	Burst int

@@ -222,13 +222,21 @@ func (s *Store) Evidence(ctx context.Context) ([]*Evidence, error) {
 }
 
 // AddRejected keeps a log-signed checkpoint that this witness refused because
-// it is not consistent with its state (a bad proof, or a contradiction). A
-// failed proof alone does not prove a fork; gossip may later turn it into
-// Evidence.
-func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) error {
+// it is not consistent with its state (a bad proof, or a contradiction), and
+// reports whether it was new. A failed proof alone does not prove a fork;
+// gossip may later turn it into Evidence. A checkpoint already kept is not
+// written again, so that sending it over and over costs a read.
+func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) (bool, error) {
 	id := sha256.Sum256(signed)
 	key := []byte("rej/" + origin + "/" + hex.EncodeToString(id[:]))
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	if err == nil || !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, err
+	}
+	return true, s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
 }
 
 // Rejected returns the rejected checkpoints of origin.

@@ -333,6 +333,58 @@ func TestRequestBudget(t *testing.T) {
 	}
 }
 
+// TestReplaysSpendNoBudget: anyone can send the log's public checkpoints
+// again (issue 16, fault 5). A replay of the checkpoint cosigned last is
+// answered with the stored cosignature, and a 409 or a failed proof from
+// the stored state; none of them spends the budget that the log's next
+// checkpoint needs, and a failed proof sent again is not stored again.
+func TestReplaysSpendNoBudget(t *testing.T) {
+	l := newTestLog(t, 8)
+	now := time.Unix(1700000000, 0)
+	tw := newTestWitness(t, witnessOpts{
+		logs:   []*policy.Log{l.policyLog(t, "")},
+		budget: Budget{Rate: 0.5, Burst: 3},
+		now:    func() time.Time { return now },
+	})
+	first := mustCosign(t, tw.url, l.body(0, 5))
+	badProof := l.body(5, 8)
+	badProof = bytes.Replace(badProof, []byte("\n\n"), []byte("\n"+base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n\n"), 1)
+	for i := range 50 {
+		now = now.Add(time.Second) // cosignatures made now would carry a new time
+		if got := mustCosign(t, tw.url, l.body(5, 5)); got != first {
+			t.Fatalf("replay %d answered %q, want the stored cosignature %q", i, got, first)
+		}
+		if r := post(t, tw.url, l.body(0, 5)); r.code != http.StatusConflict || r.body != "5\n" {
+			t.Fatalf("replay with old 0 = %d %q, want 409 5", r.code, r.body)
+		}
+		if r := post(t, tw.url, badProof); r.code != http.StatusUnprocessableEntity {
+			t.Fatalf("a bad proof = %d %q, want 422", r.code, r.body)
+		}
+	}
+	// 50 seconds have passed: the budget refilled to its burst (3), and
+	// none of the 150 requests above took from it.
+	for _, size := range []uint64{6, 7, 8} {
+		mustCosign(t, tw.url, l.body(size-1, size))
+	}
+	if r := post(t, tw.url, l.body(8, 8)); r.code != http.StatusOK {
+		t.Errorf("replay after the budget is spent = %d %q, want 200", r.code, r.body)
+	}
+	l.grow(9)
+	if r := post(t, tw.url, l.body(8, 9)); r.code != http.StatusTooManyRequests {
+		t.Errorf("fourth advancing request in a burst of 3 = %d %q, want 429", r.code, r.body)
+	}
+	if rej, err := tw.store.Rejected(t.Context(), testOrigin); err != nil || len(rej) != 1 {
+		t.Errorf("rejected checkpoints stored: %d, %v; want the one sent 50 times, once", len(rej), err)
+	}
+	if n := strings.Count(tw.logs.String(), "refused log-signed checkpoint"); n != 1 {
+		t.Errorf("the witness logged %d refusals of the same checkpoint, want 1", n)
+	}
+	m := get(t, tw.url.JoinPath("metrics").String())
+	if !strings.Contains(m.body, "witness_add_checkpoint_replays_total 51") {
+		t.Errorf("metrics lack witness_add_checkpoint_replays_total 51:\n%s", m.body)
+	}
+}
+
 // TestAddCheckpointAfterClientHalfClose: a client that half-closes its
 // connection after sending (its request context then ends in net/http)
 // still gets the decision, not a 500 (found by testing/hostile).

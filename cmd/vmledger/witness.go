@@ -76,7 +76,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 	fl.StringVar(&f.logsFile, "logs", "", `file of "log <vkey> [<url>]" lines, one per witnessed log`)
 	fl.StringVar(&f.peers, "peers", "", "comma-separated base URLs of peer witnesses to gossip with")
 	fl.DurationVar(&f.gossipInterval, "gossip-interval", 30*time.Second, "time between gossip rounds")
-	fl.Float64Var(&f.rate, "rate", 20, "per-origin request budget: requests per second (0: unlimited)")
+	fl.Float64Var(&f.rate, "rate", 20, "per-origin budget of state-advancing add-checkpoint requests (replays of the last cosigned checkpoint are free): requests per second (0: unlimited)")
 	fl.IntVar(&f.burst, "burst", 100, "per-origin request budget: burst size")
 	f.tls.register(cmd)
 	addConfigFlag(cmd, &WitnessServeConfig{})
