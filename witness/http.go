@@ -23,6 +23,12 @@ func (w *Witness) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rw.Header().Set("Cache-Control", "no-store")
+		if err := w.store.Health(); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(rw, err.Error()+"\n")
+			return
+		}
 		io.WriteString(rw, "ok\n")
 	})
 	return mux
@@ -73,6 +79,9 @@ func (w *Witness) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		io.WriteString(rw, strconv.FormatUint(conflict.Size, 10)+"\n")
 	case errors.Is(err, ErrUnprocessable):
 		w.reply(rw, http.StatusUnprocessableEntity, err.Error()+"\n")
+	case errors.Is(err, ErrStorageFailed):
+		w.logger.ErrorContext(r.Context(), "refusing add-checkpoint: storage failed; restart the witness once its data directory is back", "err", err)
+		w.reply(rw, http.StatusServiceUnavailable, err.Error()+"\n")
 	case errors.Is(err, ErrStorageFull):
 		w.logger.ErrorContext(r.Context(), "refusing add-checkpoint: disk nearly full", "err", err)
 		rw.Header().Set("Retry-After", "5")
@@ -104,6 +113,10 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := w.Latest(r.Context(), origin)
+	if errors.Is(err, ErrStorageFailed) {
+		http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading state", "origin", origin, "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -120,6 +133,10 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Witness) serveEvidence(rw http.ResponseWriter, r *http.Request) {
 	ev, err := w.Evidence(r.Context())
+	if errors.Is(err, ErrStorageFailed) {
+		http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading evidence", "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)

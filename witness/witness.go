@@ -35,6 +35,9 @@
 //	413  body larger than MaxBodySize (not in the spec's table; an HTTP bound)
 //	429  the origin's request budget is spent (Retry-After says when to return);
 //	     only requests that advance the stored state spend it (see below)
+//	503  the disk is nearly full (Retry-After), or the storage failed: the data
+//	     directory was removed or replaced, or a write failed (see [Store]);
+//	     /healthz then answers 503 with the reason too
 //
 // The check "old equals the stored size" and the update of the stored state
 // are one atomic compare-and-swap in [Store], synced to disk before the reply,
@@ -63,7 +66,8 @@
 //
 //	GET /<lowercase hex SHA-256(origin)>/checkpoint  latest cosigned checkpoint (404 if none)
 //	GET /v1/evidence                                 fork evidence, JSON array
-//	GET /metrics, GET /healthz
+//	GET /metrics
+//	GET /healthz                                     "ok", or 503 and the reason once the storage failed
 //
 // # Gossip
 //
@@ -196,8 +200,9 @@ func (w *Witness) VKey() string { return w.cosigner.VKey() }
 // AddCheckpoint processes an add-checkpoint request body and returns the
 // cosignature line(s) to send back. Its errors are the protocol's decisions:
 // *ParseError, ErrUnknownOrigin, ErrNoTrustedSignature, *RateLimitError,
-// ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable; any
-// other error is an internal failure.
+// ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable,
+// ErrStorageFull or ErrStorageFailed; any other error is an internal
+// failure.
 func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error) {
 	req, err := ParseAddCheckpoint(body)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -383,6 +384,64 @@ func TestReplaysSpendNoBudget(t *testing.T) {
 	if !strings.Contains(m.body, "witness_add_checkpoint_replays_total 51") {
 		t.Errorf("metrics lack witness_add_checkpoint_replays_total 51:\n%s", m.body)
 	}
+}
+
+// TestStorageRemoved removes the witness's data directory under it (issue
+// 16, fault 6). Badger keeps writing into the unlinked files and its
+// fsyncs succeed, so without a check the witness would cosign states that
+// no restart can read. It must answer 503 with the reason to everything
+// that reads or writes its state, and /healthz must say so.
+func TestStorageRemoved(t *testing.T) {
+	l := newTestLog(t, 8)
+	tw := newTestWitness(t, witnessOpts{logs: []*policy.Log{l.policyLog(t, "")}})
+	mustCosign(t, tw.url, l.body(0, 5))
+	if h := get(t, tw.url.JoinPath("healthz").String()); h.code != 200 {
+		t.Fatalf("GET /healthz before = %d %q", h.code, h.body)
+	}
+	if err := os.RemoveAll(tw.dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"a new checkpoint", l.body(5, 6)},
+		{"a replay", l.body(5, 5)},
+		{"a stale old", l.body(0, 6)},
+	} {
+		r := post(t, tw.url, c.body)
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, ErrStorageFailed.Error()) {
+			t.Errorf("%s after the data directory was removed = %d %q, want 503 %q", c.name, r.code, r.body, ErrStorageFailed)
+		}
+	}
+	for _, path := range []string{"healthz", OriginID(testOrigin) + "/checkpoint", "v1/evidence"} {
+		if r := get(t, tw.url.JoinPath(path).String()); r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "removed or replaced") {
+			t.Errorf("GET /%s after the data directory was removed = %d %q, want 503 with the reason", path, r.code, r.body)
+		}
+	}
+	// Close must return although badger cannot flush its memtable.
+	tw.close()
+}
+
+// TestStorageRemovedDuringCommit removes the data directory between the
+// store's check and badger's commit: the commit succeeds (into unlinked
+// files), and the cosignature must still not be given.
+func TestStorageRemovedDuringCommit(t *testing.T) {
+	l := newTestLog(t, 8)
+	tw := newTestWitness(t, witnessOpts{logs: []*policy.Log{l.policyLog(t, "")}})
+	mustCosign(t, tw.url, l.body(0, 5))
+	tw.store.testHookUpdated = func() {
+		if err := os.RemoveAll(tw.dir); err != nil {
+			t.Error(err)
+		}
+	}
+	if r := post(t, tw.url, l.body(5, 6)); r.code != http.StatusServiceUnavailable {
+		t.Errorf("add-checkpoint whose commit went into a removed directory = %d %q, want 503", r.code, r.body)
+	}
+	if r := get(t, tw.url.JoinPath(OriginID(testOrigin), "checkpoint").String()); r.code != http.StatusServiceUnavailable {
+		t.Errorf("monitoring endpoint after that = %d %q, want 503 (its state was not persisted)", r.code, r.body)
+	}
+	tw.close()
 }
 
 // TestAddCheckpointAfterClientHalfClose: a client that half-closes its

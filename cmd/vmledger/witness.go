@@ -86,7 +86,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 	return cmd
 }
 
-func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
+func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
 	logger, err := newLogger()
 	if err != nil {
 		return err
@@ -131,7 +131,11 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() {
+		if cerr := closeWithin(logger, "the witness store", store.Close); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	w, err := witness.New(witness.Config{
 		Logs: logs, Cosigner: cosigner, Store: store, Logger: logger,
 		Budget: witness.Budget{Rate: f.rate, Burst: f.burst},
