@@ -98,7 +98,9 @@ With --witness-policy, a checkpoint is published (served at /checkpoint and used
 for bundles) only once the policy's quorum of witnesses cosigned it: after each
 new checkpoint the log sends it to every witness (C2SP tlog-witness) with a
 consistency proof from the size that witness last saw. Without it, every signed
-checkpoint is published as it is.
+checkpoint is published as it is. /healthz answers 503 with the reason when the
+newest checkpoint has waited more than 30 s to be published (the witnesses are
+down or refuse), or when the storage failed.
 
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
 finish (every acknowledged entry is already durable), and closes the log.` +
@@ -261,6 +263,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		Logger:          logger,
 		AllowRawEntries: f.allowRawEntries,
 		Published:       pub.Latest,
+		Health:          pub.Health,
 	})
 	if err != nil {
 		eng.Close()
