@@ -38,11 +38,12 @@ func getStatus(ctx context.Context, hc *http.Client, url string) (int, string, e
 // process that ignores SIGTERM (the fault), not a measure of speed.
 func stopAfterStorageFailure(t *testing.T, p *Process, logPath string) {
 	t.Helper()
+	t0 := time.Now()
 	err := p.Stop()
 	if exited, _ := p.Exited(); !exited || err != nil && strings.Contains(err.Error(), "did not stop") {
 		t.Fatalf("SIGTERM after a storage failure: %v; its log:\n%s", err, tail(logPath, 15))
 	}
-	t.Logf("after SIGTERM the process exited: %v", err)
+	t.Logf("the process exited %v after SIGTERM: %v", time.Since(t0).Round(100*time.Millisecond), err)
 }
 
 // TestWitnessStorageRemoved removes the data directory under a running

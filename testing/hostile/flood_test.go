@@ -305,3 +305,65 @@ func BenchmarkWitnessedAttestation(b *testing.B) {
 		})
 	}
 }
+
+// TestLogHealthWhenWitnessesFail stops the log's only witness and checks
+// that the log's /healthz turns 503 and says that checkpoints no longer get
+// the policy's cosignatures (issue 16, fault 9). The log reports it after
+// 30 s; the wait below only bounds the test.
+func TestLogHealthWhenWitnessesFail(t *testing.T) {
+	s := startWitnessed(t)
+	s.attest(t, "before")
+	if code, body := s.healthz(t); code != http.StatusOK {
+		t.Fatalf("log /healthz with its witness up = %d %q, want 200", code, body)
+	}
+	s.witness.Proc.Kill()
+	// An attestation the log admits but cannot publish.
+	b, err := crash.Get(t.Context(), s.hc, s.log.URL()+"/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := crash.OpenCheckpoint(b, s.log.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.cp.Attest(t.Context(), coproc.Claim{VMID: "after", Root: [32]byte{1}, Parameters: []string{"cpu"},
+		Freshness: coproc.Anchor{Origin: c.Origin, Size: uint64(c.Size), Root: c.Root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := env.Canonical()
+	resp, err := s.hc.Post(s.log.URL()+"/v1/attestations", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("admission with the witness down = %d, want 202 (admitted, not yet published)", resp.StatusCode)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, body := s.healthz(t)
+		if code == http.StatusServiceUnavailable {
+			if !strings.Contains(body, "publishing stalled") || !strings.Contains(body, "witness w") {
+				t.Errorf("log /healthz = 503 %q, want it to say that publishing stalled and why", body)
+			}
+			t.Logf("log /healthz: %d %s", code, strings.TrimSpace(body))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log /healthz still %d %q two minutes after its only witness stopped", code, body)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (s *witnessed) healthz(tb testing.TB) (int, string) {
+	tb.Helper()
+	resp, err := s.hc.Get(s.log.URL() + "/healthz")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
