@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -107,7 +108,7 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var limited *RateLimitError
-	if err := w.readLimiter.allow(origin); errors.As(err, &limited) {
+	if err := w.readLimiter.allow(origin, clientKey(r)); errors.As(err, &limited) {
 		rw.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(limited.RetryAfter.Seconds())), 1)))
 		http.Error(rw, err.Error(), http.StatusTooManyRequests)
 		return
@@ -154,4 +155,20 @@ func (w *Witness) serveEvidence(rw http.ResponseWriter, r *http.Request) {
 func OriginID(origin string) string {
 	sum := sha256.Sum256([]byte(origin))
 	return hex.EncodeToString(sum[:])
+}
+
+// clientKey names the client of r for the monitoring endpoint's budget: its
+// IP address, or the /64 prefix of an IPv6 address (one host's share).
+func clientKey(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }

@@ -128,9 +128,10 @@ type Witness struct {
 	store    *Store
 	logger   *slog.Logger
 	byID     map[string]string // OriginID(origin) → origin
-	// addLimiter and readLimiter hold the per-origin budgets of
-	// add-checkpoint and of the monitoring endpoint, kept apart so that
-	// readers cannot starve the log.
+	// addLimiter holds the per-origin budgets of add-checkpoint, and
+	// readLimiter those of the monitoring endpoint per origin and client,
+	// kept apart so that readers cannot starve the log, nor one reader
+	// the others.
 	addLimiter  *limiter
 	readLimiter *limiter
 
@@ -232,7 +233,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 		return line, nil
 	}
 	if advances(cur, req) {
-		if err := w.addLimiter.allow(req.Parsed.Origin); err != nil {
+		if err := w.addLimiter.allow(req.Parsed.Origin, ""); err != nil {
 			return nil, err
 		}
 	}

@@ -386,6 +386,57 @@ func TestReplaysSpendNoBudget(t *testing.T) {
 	}
 }
 
+// TestMonitoringBudgetPerClient: the monitoring endpoint's budget is per
+// origin and client, so a client that floods it gets 429 while another
+// (a gossip peer) is still served; and the buckets stay bounded when many
+// clients come and go.
+func TestMonitoringBudgetPerClient(t *testing.T) {
+	l := newTestLog(t, 8)
+	now := time.Unix(1700000000, 0)
+	tw := newTestWitness(t, witnessOpts{
+		logs:   []*policy.Log{l.policyLog(t, "")},
+		budget: Budget{Rate: 0.5, Burst: 2},
+		now:    func() time.Time { return now },
+	})
+	mustCosign(t, tw.url, l.body(0, 5))
+	read := func(remote string) int {
+		req := httptest.NewRequest("GET", "/"+OriginID(testOrigin)+"/checkpoint", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		tw.w.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 10 {
+		read("192.0.2.1:4000")
+	}
+	if code := read("192.0.2.1:4001"); code != http.StatusTooManyRequests {
+		t.Errorf("the flooding client's next read = %d, want 429", code)
+	}
+	for _, peer := range []string{"192.0.2.2:4000", "[2001:db8::1]:4000"} {
+		if code := read(peer); code != http.StatusOK {
+			t.Errorf("a read by %s while another client floods = %d, want 200", peer, code)
+		}
+	}
+	// One IPv6 /64 is one client.
+	read("[2001:db8::2]:4000")
+	if code := read("[2001:db8::3]:4000"); code != http.StatusTooManyRequests {
+		t.Errorf("a third read from one IPv6 /64 = %d, want 429", code)
+	}
+	// Many clients: once they are idle long enough to have refilled, their
+	// buckets are forgotten.
+	for i := range maxBuckets + 10 {
+		read(fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255))
+	}
+	if n := len(tw.w.readLimiter.buckets); n > maxBuckets+1 {
+		t.Errorf("%d buckets after %d clients, want at most %d", n, maxBuckets+10, maxBuckets+1)
+	}
+	now = now.Add(time.Minute)
+	read("198.51.100.1:1")
+	if n := len(tw.w.readLimiter.buckets); n > 2 {
+		t.Errorf("%d buckets after every client was idle for a minute, want the new one", n)
+	}
+}
+
 // TestStorageRemoved removes the witness's data directory under it (issue
 // 16, fault 6). Badger keeps writing into the unlinked files and its
 // fsyncs succeed, so without a check the witness would cosign states that

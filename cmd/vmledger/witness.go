@@ -76,8 +76,8 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 	fl.StringVar(&f.logsFile, "logs", "", `file of "log <vkey> [<url>]" lines, one per witnessed log`)
 	fl.StringVar(&f.peers, "peers", "", "comma-separated base URLs of peer witnesses to gossip with")
 	fl.DurationVar(&f.gossipInterval, "gossip-interval", 30*time.Second, "time between gossip rounds")
-	fl.Float64Var(&f.rate, "rate", 20, "per-origin budget of state-advancing add-checkpoint requests (replays of the last cosigned checkpoint are free): requests per second (0: unlimited)")
-	fl.IntVar(&f.burst, "burst", 100, "per-origin request budget: burst size")
+	fl.Float64Var(&f.rate, "rate", 20, "request budget per second (0: unlimited): per log for add-checkpoint requests that advance the witness's state (replays of the last cosigned checkpoint are free), per log and client address for the monitoring endpoint")
+	fl.IntVar(&f.burst, "burst", 100, "request budget: burst size (see --rate)")
 	f.tls.register(cmd)
 	addConfigFlag(cmd, &WitnessServeConfig{})
 	for _, name := range []string{"data", "key", "logs"} {
