@@ -356,14 +356,15 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
-	if cerr := closeWithin(logger, "the admission index", svc.Close); cerr != nil && err == nil {
+	closeBy := time.Now().Add(closeWait)
+	if cerr := closeWithin(logger, closeBy, "the admission index", svc.Close); cerr != nil && err == nil {
 		err = cerr
 	}
 	stopPublishing()
 	<-published
 	// Every Add that was acknowledged is durable already; Close also
 	// commits the entries still queued by requests that were cut off.
-	if cerr := closeWithin(logger, "the engine", eng.Close); cerr != nil && err == nil {
+	if cerr := closeWithin(logger, closeBy, "the engine", eng.Close); cerr != nil && err == nil {
 		err = cerr
 	}
 	if err == nil {
@@ -372,21 +373,23 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	return err
 }
 
-// closeWait bounds each close at shutdown.
+// closeWait bounds the closing of the databases at shutdown, all together.
 const closeWait = 10 * time.Second
 
-// closeWithin runs close and waits at most closeWait for it. Everything
+// closeWithin runs close and waits for it until deadline. Everything
 // acknowledged was synced before it was acknowledged, so a close that hangs
 // (badger retrying a memtable flush into a data directory that is gone)
 // must not keep the process from ending on SIGTERM.
-func closeWithin(logger *slog.Logger, what string, close func() error) error {
+func closeWithin(logger *slog.Logger, deadline time.Time, what string, close func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- close() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(closeWait):
-		logger.Error("shutting down without waiting any longer for "+what+" to close", "waited", closeWait)
-		return fmt.Errorf("%s did not close within %v", what, closeWait)
+	case <-t.C:
+		logger.Error("shutting down without waiting any longer for " + what + " to close")
+		return fmt.Errorf("%s did not close within %v of the shutdown", what, closeWait)
 	}
 }

@@ -132,7 +132,7 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
 		return err
 	}
 	defer func() {
-		if cerr := closeWithin(logger, "the witness store", store.Close); cerr != nil && err == nil {
+		if cerr := closeWithin(logger, time.Now().Add(closeWait), "the witness store", store.Close); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
