@@ -91,9 +91,9 @@ type WitnessServeConfig struct {
 	Peers string `json:"peers"`
 	// GossipInterval is --gossip-interval: the time between gossip rounds.
 	GossipInterval string `json:"gossip-interval"`
-	// Rate is --rate: per-origin requests per second (0: unlimited).
+	// Rate is --rate: the request budget per second (0: unlimited).
 	Rate float64 `json:"rate"`
-	// Burst is --burst: per-origin burst size.
+	// Burst is --burst: the request budget's burst size.
 	Burst int `json:"burst"`
 	// TLSCert is --tls-cert: serve HTTPS with this PEM certificate (chain) file.
 	TLSCert string `json:"tls-cert"`
