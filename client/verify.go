@@ -25,13 +25,23 @@
 //  8. configuration: the attested root equals the root recomputed from the
 //     expected configuration and VM secret, or a manifest / disclosures
 //     recompute to it; then any Rules hold over the proven values.
+//  9. freshness: the statement's freshness anchor (the checkpoint the
+//     co-processor was shown before it signed) is a non-empty checkpoint of
+//     the bundle's log from before the entry: same origin, size between 1
+//     and the entry's index, and its root the root of the checkpoint's tree
+//     at that size. The inclusion proof proves that root offline when the
+//     anchor's size is the entry's index (the entry directly follows its
+//     anchor) or that index with low bits cleared; otherwise a
+//     ConsistencyProver proves it, and without one the detail says it is
+//     not proven offline.
 //
-// Each failure wraps its own sentinel (ErrEnvelope … ErrConfiguration), so
+// Each failure wraps its own sentinel (ErrEnvelope … ErrFreshness), so
 // callers can tell with errors.Is which link of the chain broke. Every check
 // that can run does, so a report names every broken link at once; a check
 // whose input is missing because an earlier one failed is reported as not run.
-// Verify needs no network: only moving the consistency state forward asks the
-// log for a proof, through the optional ConsistencyProver.
+// Verify needs no network: only moving the consistency state forward, and
+// proving an anchor that the inclusion proof does not cover, ask the log for
+// a proof, through the optional ConsistencyProver.
 package client
 
 import (
@@ -159,7 +169,8 @@ type Options struct {
 	Now time.Time
 	// State, if set, is the consistency state to check against and advance.
 	State *State
-	// Prover, if set, fetches consistency proofs to move State forward.
+	// Prover, if set, fetches consistency proofs to move State forward and to
+	// prove the freshness anchor consistent with the checkpoint.
 	Prover ConsistencyProver
 }
 
@@ -236,6 +247,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 
 	// 4. Inclusion.
 	var cp tlog.Checkpoint
+	cpOK, included := false, false
 	cpText, _, ok := cutNote(b.Proof.Checkpoint)
 	if ok {
 		cp, err = tlog.ParseCheckpoint(cpText)
@@ -245,11 +257,13 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	if err != nil {
 		fail(CheckInclusion, ErrInclusion, fmt.Errorf("checkpoint: %w", err))
 	} else {
+		cpOK = true
 		r.Origin, r.TreeSize = cp.Origin, cp.Size
 		leaf := tlog.LeafHash(b.Entry)
 		if err := tlog.VerifyInclusion(b.Proof.Index, cp.Size, leaf, b.Proof.HashSlices(), cp.Root); err != nil {
 			fail(CheckInclusion, ErrInclusion, fmt.Errorf("index %d in tree of size %d: %w", b.Proof.Index, cp.Size, err))
 		} else {
+			included = true
 			pass(CheckInclusion, fmt.Sprintf("entry %d is in %s at tree size %d", b.Proof.Index, cp.Origin, cp.Size))
 		}
 	}
@@ -326,6 +340,20 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		pass(CheckConfiguration, detail)
 	}
 
+	// 9. Freshness.
+	switch {
+	case st == nil:
+		notRun(CheckFreshness, "no verified statement, so no anchor to check")
+	case !cpOK:
+		notRun(CheckFreshness, "the checkpoint did not parse")
+	default:
+		if detail, err := checkAnchor(ctx, st.Anchor(), b.Proof.Index, cp, b.Proof.HashSlices(), included, opts.Prover); err != nil {
+			fail(CheckFreshness, ErrFreshness, err)
+		} else {
+			pass(CheckFreshness, detail)
+		}
+	}
+
 	r.OK = true
 	for _, c := range r.Results {
 		if c.Status != Pass && c.Status != NotRequested {
@@ -351,7 +379,7 @@ func UndecodableReport(err error) *Report {
 		err = fmt.Errorf("%w: the bundle does not decode: %w", ErrEnvelope, err)
 	}
 	r := &Report{Results: []Result{{Check: CheckEnvelope, Status: Fail, Detail: err.Error(), err: err}}}
-	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration} {
+	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration, CheckFreshness} {
 		r.Results = append(r.Results, Result{Check: c, Status: NotRun, Detail: "the bundle did not decode"})
 	}
 	return r

@@ -42,12 +42,17 @@ func newVerifyCmd() *cobra.Command {
   6. witness quorum         its cosignatures satisfy the trust file's witness policy
   7. consistency            with --state, consistent with the checkpoint trusted before
   8. configuration          the attested root is the expected configuration's
+  9. freshness              the statement's freshness anchor is a non-empty checkpoint
+                            of the same log from before the entry, consistent with
+                            the bundle's checkpoint
 
 For step 8 give the configuration you ordered and the VM secret (--expected,
 --vm-secret), or the provider's manifest (--manifest), or disclosed parameters
 (--disclosures, the output of 'agent measure --disclose'); --rules adds
 allowed values and ranges. With --state, a checkpoint of another size needs a
-consistency proof: --log URL fetches it from the log's tiles.
+consistency proof: --log URL fetches it from the log's tiles. The inclusion
+proof proves the freshness anchor offline when the entry directly follows it;
+otherwise --log URL proves it (without --log the report says it is not proven).
 
 Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
 inputs cannot be read.`,
@@ -73,7 +78,7 @@ inputs cannot be read.`,
 	fl.StringVar(&f.rules, "rules", "", "rules: allowed values and ranges (see 'go doc github.com/vmledger/vmledger/client Rules')")
 	fl.StringVar(&f.vmID, "vm", "", "the VM id the attestation must be for")
 	fl.StringVar(&f.state, "state", "", "state file: the last checkpoint trusted per log (created if missing)")
-	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs for --state")
+	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs (for --state, and for a freshness anchor the inclusion proof does not cover)")
 	fl.StringVar(&f.evidence, "evidence", "", "instead of a bundle: check fork evidence (a witness's GET /v1/evidence JSON) against the trust file's log keys")
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	return cmd
@@ -218,9 +223,6 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 		}
 	}
 	if f.logURL != "" {
-		if f.state == "" {
-			return usagef("--log is only used to prove consistency with --state")
-		}
 		p, err := client.NewTileProver(f.logURL, &http.Client{Timeout: 30 * time.Second})
 		if err != nil {
 			return usagef("--log: %v", err)
