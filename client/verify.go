@@ -76,6 +76,10 @@ var (
 	// ErrOfflineConsistency: the sizes differ and no log was given to prove
 	// consistency. Wrapped together with ErrConsistency.
 	ErrOfflineConsistency = errors.New("consistency cannot be proven offline")
+
+	// ErrVMNotExpected: an expected configuration was given without the
+	// VM id. Wrapped together with ErrConfiguration.
+	ErrVMNotExpected = errors.New("an expected configuration needs the VM id")
 )
 
 // Check names, in order.
@@ -143,10 +147,11 @@ func (r *Report) Err() error {
 }
 
 // Expected is what the verifier expects the attestation to say. At least one
-// of Config (with Secret), Manifest or Disclosures must be given: a
+// of Config (with Secret and VMID), Manifest or Disclosures must be given: a
 // verification that compares the attested root with nothing is refused.
 type Expected struct {
-	// VMID, if set, must be the attested VM.
+	// VMID, if set, must be the attested VM. It is required with Config:
+	// the root binds the configuration and the secret, not the VM.
 	VMID string
 	// Config and Secret: the configuration ordered and the VM secret shared
 	// with the provider; the attested root must equal their root.
@@ -242,7 +247,11 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		root := st.ConfigRoot()
 		r.Statement, r.VMID, r.ConfigRoot = st, st.VMID(), fmt.Sprintf("%x", root[:])
 		r.Counter, r.AttestedAt = st.Predicate.Coprocessor.Counter, st.Predicate.Time
-		pass(CheckStatement, fmt.Sprintf("VM %s, config root %x, counter %d, at %s", st.VMID(), root[:8], r.Counter, r.AttestedAt))
+		vm := "VM " + st.VMID()
+		if expected != nil && expected.VMID != "" {
+			vm += " (the expected VM)"
+		}
+		pass(CheckStatement, fmt.Sprintf("%s, config root %x, counter %d, at %s", vm, root[:8], r.Counter, r.AttestedAt))
 	}
 
 	// 4. Inclusion.
@@ -394,6 +403,11 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 	var details []string
 	var whole *measure.Measurement // the whole configuration, when known
 	if e.Config != nil {
+		if e.VMID == "" {
+			// The root depends only on the configuration and the secret:
+			// without the VM id, another VM's attestation would do.
+			return "", fmt.Errorf("%w: the same configuration and VM secret attested for another VM give the same root; give the VM id (--vm ID)", ErrVMNotExpected)
+		}
 		if e.Secret == nil {
 			return "", errors.New("an expected configuration needs the VM secret to recompute the salted root")
 		}

@@ -155,3 +155,50 @@ func runCLISplit(t *testing.T, args ...string) (string, string, error) {
 	err := root.ExecuteContext(t.Context())
 	return out.String(), errb.String(), err
 }
+
+// TestVerifyExpectedNeedsVM: --expected without the VM id is refused before
+// anything is verified (the root binds the configuration and the secret, not
+// the VM); a libvirt domain XML names the VM itself, and must agree with --vm.
+func TestVerifyExpectedNeedsVM(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bundle := write("bundle.json", "not a bundle")
+	trust := write("trust.txt", "")
+	secret := write("vm.secret", strings.Repeat("5a", 32))
+	jsonCfg := write("web01.json", `{"schema":"vmledger/config/v1","memory":"1GiB","cpu":{"count":1}}`)
+	xmlCfg := write("web01.xml", "<domain type='kvm'>\n  <name>web01</name>\n  <memory unit='GiB'>1</memory>\n  <vcpu>1</vcpu>\n</domain>\n")
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		wantUsage string // "" = not a usage error: the VM id is settled
+	}{
+		{"JSON without --vm", []string{"--expected", jsonCfg}, "--expected needs --vm ID"},
+		{"JSON with --vm", []string{"--expected", jsonCfg, "--vm", "web01"}, ""},
+		{"libvirt XML names the VM", []string{"--expected", xmlCfg}, ""},
+		{"libvirt XML and the same --vm", []string{"--expected", xmlCfg, "--vm", "web01"}, ""},
+		{"libvirt XML and another --vm", []string{"--expected", xmlCfg, "--vm", "web02"}, `is the libvirt domain "web01"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"verify", "--bundle", bundle, "--trust", trust, "--vm-secret", secret}, tc.args...)
+			out, err := runCLI(t, args...)
+			var ue usageError
+			if tc.wantUsage != "" {
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.wantUsage) {
+					t.Fatalf("verify %q = %v, want a usage error saying %q\n%s", tc.args, err, tc.wantUsage, out)
+				}
+				return
+			}
+			// Past the VM id, the unreadable bundle is refused with a report.
+			var re refusedError
+			if errors.As(err, &ue) || !errors.As(err, &re) || !strings.Contains(out, "✗ 1. envelope") {
+				t.Fatalf("verify %q = %v, want the bundle refused, not a usage error\n%s", tc.args, err, out)
+			}
+		})
+	}
+}

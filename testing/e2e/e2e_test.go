@@ -200,7 +200,7 @@ func testAttestVerifyOffline(t *testing.T, d *deployment) {
 	for _, v := range vms {
 		mustVerify(t, d, bundles[v.id], v)
 		// And as a person reads it.
-		r := vmledger(t, "verify", "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret)
+		r := vmledger(t, "verify", "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret, "--vm", v.id)
 		if want := "VERIFIED: VM " + v.id + ","; r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("verify %s (text): exit %d; want exit 0 and %q\n%s", v.id, r.code, want, r)
 		}
@@ -262,7 +262,7 @@ func testMonitor(t *testing.T, d *deployment, good vm) {
 		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
 	rep := mustVerify(t, d, bundle, ran) // what the host ran verifies…
 	// …but not as what the owner ordered.
-	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
+	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
 		t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
 	}
 
