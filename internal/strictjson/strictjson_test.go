@@ -1,0 +1,93 @@
+package strictjson
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+type inner struct {
+	Min uint64 `json:"min"`
+	Max uint64 `json:"max,omitempty"`
+}
+
+type outer struct {
+	Name  string          `json:"name"`
+	Range *inner          `json:"range,omitempty"`
+	List  []string        `json:"list,omitempty"`
+	Flag  bool            `json:"flag,omitempty"`
+	Raw   json.RawMessage `json:"raw,omitempty"`
+	Small uint8           `json:"small,omitempty"`
+	Kind  string          `json:"kind,omitempty"`
+}
+
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     error // nil: accepted
+	}{
+		{"valid", `{"name":"a","range":{"min":1,"max":2},"list":["x"],"flag":true,"raw":{"any":[1,{"b":2}]},"small":255}`, nil},
+		{"null leaves unset", `{"name":null,"range":null,"list":null}`, nil},
+		{"repeated key", `{"name":"a","name":"b"}`, ErrDuplicateKey},
+		{"repeated key, escaped", `{"name":"a","\u006eame":"b"}`, ErrDuplicateKey},
+		{"repeated nested key", `{"range":{"min":1,"min":2}}`, ErrDuplicateKey},
+		{"repeated key in raw", `{"raw":{"a":1,"a":2}}`, ErrDuplicateKey},
+		{"case variant", `{"name":"a","Name":"b"}`, ErrUnknownField},
+		{"case variant alone", `{"NAME":"a"}`, ErrUnknownField},
+		{"nested case variant", `{"range":{"MIN":1}}`, ErrUnknownField},
+		{"Kelvin sign folds to k", `{"\u212aind":"x"}`, ErrUnknownField},
+		{"long s folds to s", `{"li\u017ft":["x"]}`, ErrUnknownField},
+		{"unknown", `{"other":1}`, ErrUnknownField},
+		{"wrong type", `{"name":1}`, ErrWrongType},
+		{"null as the whole value", `null`, ErrWrongType},
+		{"negative", `{"range":{"min":-1}}`, ErrWrongType},
+		{"fraction", `{"range":{"min":1.5}}`, ErrWrongType},
+		{"too big for uint8", `{"small":256}`, ErrWrongType},
+		{"list for object", `{"range":[]}`, ErrWrongType},
+		{"invalid UTF-8", "{\"name\":\"\xff\"}", ErrMalformed},
+		{"trailing value", `{"name":"a"} {}`, ErrMalformed},
+		{"truncated", `{"name":"a"`, ErrMalformed},
+		{"too deep", `{"raw":` + strings.Repeat("[", MaxDepth+2) + strings.Repeat("]", MaxDepth+2) + `}`, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v outer
+			err := Decode([]byte(tc.in), &v)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Decode(%s) = %v, want accepted", tc.in, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Decode(%s) = %v, want %v", tc.in, err, tc.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Decode error %T is not an *Error", err)
+			}
+			// encoding/json alone accepts every one of these that is
+			// well-formed JSON of the right types: that is the point.
+			if tc.want == ErrDuplicateKey || tc.want == ErrUnknownField && !strings.Contains(tc.in, "other") {
+				var plain outer
+				if err := json.Unmarshal([]byte(tc.in), &plain); err != nil {
+					t.Errorf("encoding/json refuses %s too (%v): the case tests nothing beyond it", tc.in, err)
+				}
+			}
+		})
+	}
+}
+
+func TestReadFirst(t *testing.T) {
+	v, repeated, err := ReadFirst([]byte(`{"a":1,"b":{"c":[true,null]},"a":2}`))
+	if err != nil || !repeated {
+		t.Fatalf("ReadFirst = %v, repeated %v", err, repeated)
+	}
+	m := v.(map[string]any)
+	if m["a"] != json.Number("1") {
+		t.Fatalf("a = %v, want the first value 1", m["a"])
+	}
+	if _, _, err := ReadFirst([]byte(`{} x`)); err == nil {
+		t.Fatal("ReadFirst accepted trailing data")
+	}
+}
