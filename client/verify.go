@@ -132,8 +132,22 @@ type Report struct {
 	Cosigners     []string `json:"cosigners,omitempty"`
 	NewestCosigAt string   `json:"newest_cosignature,omitempty"`
 
+	// Differences are the parameters whose attested value is not the
+	// expected one, when the configuration check failed and the attested
+	// values were at hand (a manifest or disclosures).
+	Differences []ParameterDiff `json:"differences,omitempty"`
+
 	// Statement is the verified statement (nil if it did not verify).
 	Statement *coproc.Statement `json:"-"`
+}
+
+// ParameterDiff is one parameter whose attested value differs from the
+// expected one, both in measure.Display form ("-" when absent). A package is
+// named "package <name>", its value the version.
+type ParameterDiff struct {
+	Name     string `json:"name"`
+	Expected string `json:"expected"`
+	Attested string `json:"attested"`
 }
 
 // Err returns the error of the first failed check, or nil.
@@ -343,7 +357,8 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	// 8. Configuration.
 	if st == nil {
 		notRun(CheckConfiguration, "no verified statement to compare with")
-	} else if detail, err := checkConfig(st, expected); err != nil {
+	} else if detail, diffs, err := checkConfig(st, expected); err != nil {
+		r.Differences = diffs
 		fail(CheckConfiguration, ErrConfiguration, err)
 	} else {
 		pass(CheckConfiguration, detail)
@@ -394,11 +409,13 @@ func UndecodableReport(err error) *Report {
 	return r
 }
 
-// checkConfig compares the attested root with what is expected.
-func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
+// checkConfig compares the attested root with what is expected. When the
+// expected configuration's root is not the attested one, it names the
+// parameters that differ if the attested values are at hand.
+func checkConfig(st *coproc.Statement, e *Expected) (string, []ParameterDiff, error) {
 	root := measure.Digest(st.ConfigRoot())
 	if e == nil || (e.Config == nil && e.Manifest == nil && len(e.Disclosures) == 0 && len(e.PackageDisclosures) == 0) {
-		return "", errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
+		return "", nil, errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
 	}
 	var details []string
 	var whole *measure.Measurement // the whole configuration, when known
@@ -406,10 +423,10 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		if e.VMID == "" {
 			// The root depends only on the configuration and the secret:
 			// without the VM id, another VM's attestation would do.
-			return "", fmt.Errorf("%w: the same configuration and VM secret attested for another VM give the same root; give the VM id (--vm ID)", ErrVMNotExpected)
+			return "", nil, fmt.Errorf("%w: the same configuration and VM secret attested for another VM give the same root; give the VM id (--vm ID)", ErrVMNotExpected)
 		}
 		if e.Secret == nil {
-			return "", errors.New("an expected configuration needs the VM secret to recompute the salted root")
+			return "", nil, errors.New("an expected configuration needs the VM secret to recompute the salted root")
 		}
 		// The rules read the configuration's leaves; without rules the
 		// root alone is compared.
@@ -417,26 +434,34 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		if e.Rules != nil {
 			m, err := measure.Measure(e.Config, *e.Secret)
 			if err != nil {
-				return "", fmt.Errorf("expected configuration: %w", err)
+				return "", nil, fmt.Errorf("expected configuration: %w", err)
 			}
 			whole, want = m, m.Root
 		} else {
 			var err error
 			if want, err = measure.Root(e.Config, *e.Secret); err != nil {
-				return "", fmt.Errorf("expected configuration: %w", err)
+				return "", nil, fmt.Errorf("expected configuration: %w", err)
 			}
 		}
 		if want != root {
-			return "", fmt.Errorf("attested root %v, expected configuration gives %v", root, want)
+			m := whole
+			if m == nil {
+				var err error
+				if m, err = measure.Measure(e.Config, *e.Secret); err != nil {
+					return "", nil, fmt.Errorf("expected configuration: %w", err)
+				}
+			}
+			diffs, why := explainMismatch(m, root, e)
+			return "", diffs, fmt.Errorf("attested root %v, expected configuration gives %v; %s", root, want, why)
 		}
 		details = append(details, "attested root equals the expected configuration's root")
 	}
 	if e.Manifest != nil {
 		if err := e.Manifest.Check(); err != nil {
-			return "", fmt.Errorf("manifest: %w", err)
+			return "", nil, fmt.Errorf("manifest: %w", err)
 		}
 		if e.Manifest.Root != root {
-			return "", fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
+			return "", nil, fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
 		}
 		if whole == nil {
 			whole = e.Manifest
@@ -445,12 +470,12 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 	}
 	for _, d := range e.Disclosures {
 		if err := d.Verify(root); err != nil {
-			return "", fmt.Errorf("disclosed %s: %w", d.Name, err)
+			return "", nil, fmt.Errorf("disclosed %s: %w", d.Name, err)
 		}
 	}
 	for _, d := range e.PackageDisclosures {
 		if err := d.Verify(root); err != nil {
-			return "", fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
+			return "", nil, fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
 		}
 	}
 	if n := len(e.Disclosures) + len(e.PackageDisclosures); n > 0 {
@@ -472,11 +497,11 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 			}
 		}
 		if bad := e.Rules.check(f); len(bad) > 0 {
-			return "", fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
+			return "", nil, fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
 		}
 		details = append(details, "rules hold")
 	}
-	return strings.Join(details, "; "), nil
+	return strings.Join(details, "; "), nil, nil
 }
 
 // newestCosignature returns the newest timestamp among the cosignatures of

@@ -53,10 +53,14 @@ For step 8 give the configuration you ordered, the VM secret and the VM id
 (--expected, --vm-secret, --vm; a libvirt --expected names its domain, which
 is the VM id), or the provider's manifest (--manifest), or disclosed parameters
 (--disclosures, the output of 'agent measure --disclose'); --rules adds
-allowed values and ranges. With --state, a checkpoint of another size needs a
-consistency proof: --log URL fetches it from the log's tiles. The inclusion
-proof proves the freshness anchor offline when the entry directly follows it;
-otherwise --log URL proves it (without --log the report says it is not proven).
+allowed values and ranges. When the expected configuration's root is not the
+attested one, a manifest or disclosures also given name the parameters that
+differ, with the expected and the attested values (--json: "differences").
+
+With --state, a checkpoint of another size needs a consistency proof: --log
+URL fetches it from the log's tiles. The inclusion proof proves the freshness
+anchor offline when the entry directly follows it; otherwise --log URL proves
+it (without --log the report says it is not proven).
 
 Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
 inputs cannot be read.`,
@@ -300,6 +304,12 @@ func printReport(w io.Writer, r *client.Report) {
 			mark = "–"
 		}
 		fmt.Fprintf(w, "%s %d. %-22s %s\n", mark, i+1, c.Check, c.Detail)
+		if c.Check == client.CheckConfiguration && len(r.Differences) > 0 {
+			fmt.Fprintln(w, "     parameters that differ:")
+			for _, d := range r.Differences {
+				fmt.Fprintf(w, "       %-24s expected %s, attested %s\n", d.Name, d.Expected, d.Attested)
+			}
+		}
 	}
 	if r.OK {
 		fmt.Fprintf(w, "VERIFIED: VM %s, config root %s, log %s entry %d, cosigned by %s\n",

@@ -202,3 +202,29 @@ func TestVerifyExpectedNeedsVM(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintReportDifferences: the human report lists each differing
+// parameter under the configuration check, with both values, and --json
+// carries them as "differences".
+func TestPrintReportDifferences(t *testing.T) {
+	r := &client.Report{
+		Results:     []client.Result{{Check: client.CheckConfiguration, Status: client.Fail, Detail: "attested root …; 1 parameter differs: memory.bytes"}},
+		Differences: []client.ParameterDiff{{Name: "memory.bytes", Expected: "4294967296", Attested: "8589934592"}},
+	}
+	var text, js bytes.Buffer
+	if err := printVerifyReport(&text, false, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "memory.bytes") || !strings.Contains(text.String(), "expected 4294967296, attested 8589934592") {
+		t.Errorf("human report does not name the parameter with both values:\n%s", text.String())
+	}
+	if err := printVerifyReport(&js, true, r); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Differences []client.ParameterDiff `json:"differences"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil || len(got.Differences) != 1 || got.Differences[0] != r.Differences[0] {
+		t.Errorf("JSON differences = %+v (%v), want %+v\n%s", got.Differences, err, r.Differences, js.String())
+	}
+}

@@ -26,6 +26,9 @@ type report struct {
 	Origin      string   `json:"log"`
 	Index       uint64   `json:"index"`
 	Cosigners   []string `json:"cosigners"`
+	Differences []struct {
+		Name, Expected, Attested string
+	} `json:"differences"`
 }
 
 // failed returns the names of the checks that failed.
@@ -264,6 +267,17 @@ func testMonitor(t *testing.T, d *deployment, good vm) {
 	// …but not as what the owner ordered.
 	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
 		t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
+	}
+	// With the host's manifest, the refusal names the parameter that
+	// differs, with both values.
+	manifest := writeFile(t, d.path("mon01-ran.manifest.json"),
+		[]byte(mustRun(t, "agent", "measure", "--config", ran.config, "--vm-secret", ran.secret, "--json").stdout), 0o644)
+	r, mrep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id, "--manifest", manifest)
+	if d := mrep.Differences; r.code != 3 || len(d) != 1 || d[0].Name != "memory.bytes" || d[0].Expected != "4294967296" || d[0].Attested != "6442450944" {
+		t.Errorf("verify mon01 against the ordered config with the manifest: exit %d, differences %+v; want 3 and memory.bytes expected 4294967296, attested 6442450944\n%s", r.code, mrep.Differences, r)
+	}
+	if r := vmledger(t, "verify", "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id, "--manifest", manifest); !strings.Contains(r.stdout, "memory.bytes") || !strings.Contains(r.stdout, "expected 4294967296, attested 6442450944") {
+		t.Errorf("verify (text) does not name memory.bytes with both values\n%s", r)
 	}
 
 	t.Run("changed parameter", func(t *testing.T) {
