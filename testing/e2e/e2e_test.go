@@ -170,7 +170,7 @@ func testAttestVerifyOffline(t *testing.T, d *deployment) {
 		state := d.path("customer-state.json")
 		for i, v := range vms {
 			r, rep := verify(t, "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret,
-				"--state", state, "--log", d.logURL)
+				"--state", state, "--log", d.logURL, "--vm", v.id)
 			consistency := ""
 			for _, c := range rep.Checks {
 				if c.Check == "consistency" && c.Status == "pass" {
