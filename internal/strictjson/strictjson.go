@@ -93,19 +93,56 @@ func Decode(data []byte, v any) error {
 	return nil
 }
 
-// Fields maps the json names of struct type t's fields to their types.
+// Fields maps the json names of struct type t's fields to their types. The
+// fields of an embedded struct without a json name are promoted, as
+// encoding/json does; a name given twice at one depth is dropped, as
+// encoding/json ignores it, and a shallower field hides a deeper one.
 func Fields(t reflect.Type) map[string]reflect.Type {
-	m := make(map[string]reflect.Type, t.NumField())
+	m := map[string]reflect.Type{}
+	hidden := map[string]bool{}
+	var embedded []reflect.Type
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "-" {
+		if name == "-" {
+			continue
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			embedded = append(embedded, ft)
+			continue
+		}
+		if !f.IsExported() {
 			continue
 		}
 		if name == "" {
 			name = f.Name
 		}
+		if _, dup := m[name]; dup || hidden[name] {
+			delete(m, name)
+			hidden[name] = true
+			continue
+		}
 		m[name] = f.Type
+	}
+	deeper := map[string]reflect.Type{}
+	deeperDup := map[string]bool{}
+	for _, et := range embedded {
+		for n, ft := range Fields(et) {
+			if _, dup := deeper[n]; dup {
+				deeperDup[n] = true
+			}
+			deeper[n] = ft
+		}
+	}
+	for n, ft := range deeper {
+		if _, ok := m[n]; ok || hidden[n] || deeperDup[n] {
+			continue
+		}
+		m[n] = ft
 	}
 	return m
 }

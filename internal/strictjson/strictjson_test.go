@@ -91,3 +91,26 @@ func TestReadFirst(t *testing.T) {
 		t.Fatal("ReadFirst accepted trailing data")
 	}
 }
+
+type Base struct {
+	ID string `json:"id"`
+}
+
+type withEmbedded struct {
+	Base
+	Name string `json:"name"`
+}
+
+// TestDecodeEmbedded: the fields of an embedded struct are promoted, as in
+// encoding/json, and still matched exactly.
+func TestDecodeEmbedded(t *testing.T) {
+	var v withEmbedded
+	if err := Decode([]byte(`{"id":"x","name":"y"}`), &v); err != nil || v.ID != "x" || v.Name != "y" {
+		t.Fatalf("Decode = %v, %+v", err, v)
+	}
+	for _, in := range []string{`{"ID":"x"}`, `{"Base":{"id":"x"}}`, `{"id":"x","id":"y"}`} {
+		if err := Decode([]byte(in), &v); err == nil {
+			t.Errorf("Decode(%s) accepted it", in)
+		}
+	}
+}
