@@ -33,6 +33,11 @@ var (
 	ErrAnchorInconsistent = errors.New("anchor is not consistent with the checkpoint")
 )
 
+// errAnchorNotCompared: the anchor's origin and size are right, but the
+// inclusion proof did not verify, so there is no tree to compare its root
+// with; the check is reported as not run.
+var errAnchorNotCompared = errors.New("the inclusion proof did not verify, so the anchor's root is not compared with the checkpoint")
+
 // checkAnchor checks the freshness anchor a of an entry at index, included
 // under checkpoint cp. proof is the entry's inclusion proof, already verified
 // against cp when included is true. The anchor's root is compared with the
@@ -52,7 +57,7 @@ func checkAnchor(ctx context.Context, a coproc.Anchor, index uint64, cp tlog.Che
 	case a.Size > index:
 		return "", fail(ErrAnchorSize, "anchor of size %d, but the entry is at index %d: the log held %d entries before it", a.Size, index, index)
 	case !included:
-		return "", fmt.Errorf("%w: the inclusion proof did not verify, so the anchor cannot be compared with the checkpoint", ErrFreshness)
+		return "", errAnchorNotCompared
 	}
 	anchor := tlog.Hash(a.Root)
 	if root, ok := rootFromInclusion(index, cp.Size, proof, a.Size); ok {

@@ -166,3 +166,33 @@ func TestRootFromInclusion(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyFreshnessWithoutInclusion: when the inclusion proof fails, the
+// anchor's origin and size are still checked, but its root is not compared
+// (the check is not run rather than failed a second time).
+func TestVerifyFreshnessWithoutInclusion(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		origin string
+		want   Status
+	}{
+		{"good anchor", origin, NotRun},
+		{"anchor of another log", "other.example/log", Fail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			idx := f.attestAnchored("vm-1", f.cfg, coproc.Anchor{Origin: tc.origin, Size: f.tree.Size(), Root: [32]byte(f.tree.Hash())})
+			f.append([]byte("later"))
+			b := f.bundle(idx, f.tree.Size(), 0, 1)
+			b.Proof.Hashes[0][0] ^= 1
+			r, err := Verify(t.Context(), b, f.trust(), f.expected(), Options{Now: f.now})
+			if !errors.Is(err, ErrInclusion) {
+				t.Fatalf("Verify = %v, want ErrInclusion", err)
+			}
+			last := r.Results[len(r.Results)-1]
+			if last.Check != CheckFreshness || last.Status != tc.want {
+				t.Fatalf("last check %+v, want %q %s\n%s", last, CheckFreshness, tc.want, dump(r))
+			}
+		})
+	}
+}
