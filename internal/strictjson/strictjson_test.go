@@ -3,6 +3,7 @@ package strictjson
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -113,4 +114,49 @@ func TestDecodeEmbedded(t *testing.T) {
 			t.Errorf("Decode(%s) accepted it", in)
 		}
 	}
+}
+
+// FuzzDecode: whatever Decode accepts, a reader that matches keys exactly
+// and keeps the first of repeated keys reads with no repeated key and only
+// keys that are exactly the type's (at the two typed levels), and
+// encoding/json decodes the same bytes to the same value.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"name":"a","range":{"min":1,"max":2},"list":["x"],"flag":true,"raw":{"any":[1,{"b":2}]},"small":255,"kind":"k"}`))
+	f.Add([]byte(`{"name":"a","Name":"b"}`))
+	f.Add([]byte(`{"range":{"min":1,"MIN":2}}`))
+	f.Add([]byte(`{"\u212aind":"x"}`))
+	f.Add([]byte(`{"raw":{"a":1,"a":2}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v outer
+		if err := Decode(data, &v); err != nil {
+			return
+		}
+		var plain outer
+		if err := json.Unmarshal(data, &plain); err != nil {
+			t.Fatalf("Decode accepted what encoding/json refuses (%v): %q", err, data)
+		}
+		a, _ := json.Marshal(v)
+		b, _ := json.Marshal(plain)
+		if string(a) != string(b) {
+			t.Fatalf("Decode and encoding/json disagree: %s vs %s for %q", a, b, data)
+		}
+		g, repeated, err := ReadFirst(data)
+		if err != nil || repeated {
+			t.Fatalf("Decode accepted %q, which a first-wins reader reads with error %v, repeated %v", data, err, repeated)
+		}
+		top, _ := g.(map[string]any)
+		fields := Fields(reflect.TypeFor[outer]())
+		for k := range top {
+			if _, ok := fields[k]; !ok {
+				t.Fatalf("Decode accepted key %q: %q", k, data)
+			}
+		}
+		if r, ok := top["range"].(map[string]any); ok {
+			for k := range r {
+				if k != "min" && k != "max" {
+					t.Fatalf("Decode accepted range key %q: %q", k, data)
+				}
+			}
+		}
+	})
 }
