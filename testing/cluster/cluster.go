@@ -263,10 +263,12 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if c.Trust, err = client.ParseTrust([]byte(c.TrustText), o.Dir); err != nil {
 		return nil, err
 	}
-	// Wait for the first published checkpoint, so that agents have an anchor.
+	// Wait for a published checkpoint that holds the enrolment record, so
+	// that agents have a non-empty anchor (verifiers refuse the empty tree:
+	// anybody can write it down in advance).
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	if _, err := c.publisher.Wait(wctx, 0); err != nil {
+	if _, err := c.publisher.Wait(wctx, 1); err != nil {
 		return nil, fmt.Errorf("cluster: no checkpoint published: %w", err)
 	}
 	return c, nil
