@@ -24,6 +24,11 @@ type ResolveOptions struct {
 	// Progress, if not nil, is called as each file is hashed: before the
 	// first read with done = 0, then after every read.
 	Progress func(path string, done, size int64)
+	// Hold, if not nil, makes Resolve open each image file itself (Open
+	// must be nil), hash it through that descriptor and keep it in Hold
+	// for the VMM (see Held). An image that can only be given by a claimed
+	// digest, or a file named twice, is then refused.
+	Hold *Held
 }
 
 // ImageError says which image could not be hashed.
@@ -50,7 +55,10 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 		header []byte
 	}
 	cache := map[string]hashed{}
-	digest := func(img *Image, field, format string) (*measure.Digest, error) {
+	if opts.Hold != nil && opts.Open != nil {
+		return nil, errors.New("ResolveOptions: Hold and Open exclude each other")
+	}
+	digest := func(img *Image, field, role, format string) (*measure.Digest, error) {
 		if img == nil {
 			return nil, nil
 		}
@@ -68,10 +76,13 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 			named = img.Field
 		}
 		h, ok := cache[p]
+		if ok && opts.Hold != nil {
+			return nil, &ImageError{Field: field, Path: p, Err: errors.New("the file is named twice; a VMM gets each measured file once")}
+		}
 		if !ok {
-			d, header, err := hashFile(ctx, p, opts)
+			d, header, err := hashFile(ctx, p, role, opts)
 			if err != nil {
-				if img.Claimed != nil && errors.Is(err, fs.ErrPermission) {
+				if img.Claimed != nil && opts.Hold == nil && errors.Is(err, fs.ErrPermission) {
 					// The agent may not read the file: the claimed digest
 					// stands in for it. A qcow2 image could name other files.
 					if format == "qcow2" {
@@ -99,14 +110,14 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 	mc := c.skeleton()
 	var err error
 	for i, d := range c.Disks {
-		if mc.Disks[i].SHA256, err = digest(d.Image, measure.DiskSHA256Name(i), d.Format); err != nil {
+		if mc.Disks[i].SHA256, err = digest(d.Image, measure.DiskSHA256Name(i), d.Target, d.Format); err != nil {
 			return nil, err
 		}
 	}
-	if mc.BootLoader, err = digest(c.BootLoader, measure.NameBootLoader, ""); err != nil {
+	if mc.BootLoader, err = digest(c.BootLoader, measure.NameBootLoader, "loader", ""); err != nil {
 		return nil, err
 	}
-	if mc.Kernel, err = digest(c.Kernel, measure.NameKernel, ""); err != nil {
+	if mc.Kernel, err = digest(c.Kernel, measure.NameKernel, "kernel", ""); err != nil {
 		return nil, err
 	}
 	return mc, nil
@@ -118,12 +129,22 @@ const headerSize = 512
 
 // hashFile hashes path in one streaming pass and returns its first
 // headerSize bytes too.
-func hashFile(ctx context.Context, path string, opts ResolveOptions) (measure.Digest, []byte, error) {
+func hashFile(ctx context.Context, path, role string, opts ResolveOptions) (measure.Digest, []byte, error) {
 	open := opts.Open
 	if open == nil {
 		open = openFile
 	}
-	f, size, err := open(path)
+	var (
+		f      io.ReadCloser
+		size   int64
+		finish func(measure.Digest) error
+		err    error
+	)
+	if opts.Hold != nil {
+		f, size, finish, err = opts.Hold.open(path, role)
+	} else {
+		f, size, err = open(path)
+	}
 	if err != nil {
 		return measure.Digest{}, nil, err
 	}
@@ -135,6 +156,9 @@ func hashFile(ctx context.Context, path string, opts ResolveOptions) (measure.Di
 	}
 	hr := &headReader{r: ctxReader{ctx, f}}
 	d, _, err := measure.HashImage(hr, progress)
+	if err == nil && finish != nil {
+		err = finish(d)
+	}
 	return d, hr.head, err
 }
 

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmledger/vmledger/agent/attest"
+	"github.com/vmledger/vmledger/agent/launch"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/agent/store"
 	"github.com/vmledger/vmledger/agent/vmconfig"
@@ -47,6 +47,7 @@ type measureFlags struct {
 	packages     string
 	vmSecret     string
 	insecureZero bool
+	hold         *vmconfig.Held // if set, images are opened once and held (agent launch)
 }
 
 func (f *measureFlags) register(cmd *cobra.Command) {
@@ -117,6 +118,7 @@ func (f *measureFlags) load(cmd *cobra.Command) (*measure.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\n(fix the configuration; the format is documented in `go doc github.com/vmledger/vmledger/agent/vmconfig`)", err)
 	}
+	ro.Hold = f.hold
 	stderr := cmd.ErrOrStderr()
 	if fd, ok := stderr.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(fd.Fd())) {
 		var bar *progressbar.ProgressBar
@@ -497,7 +499,16 @@ func newAgentLaunchCmd() *cobra.Command {
 		Long: `launch runs 'agent attest' and, only if every check passes, replaces itself with
 CMD (exec). If any link fails — the co-processor, the log, the witness quorum, the
 verification — it logs "attestation failed, launch aborted" with the reason, runs
-nothing, and exits 3.`,
+nothing, and exits 3.
+
+Every image file the configuration names is opened once (symlinks resolved,
+O_NOFOLLOW), hashed through that descriptor and kept open: disks read-write,
+loader and kernel as sealed in-memory copies. Images writable by others are
+refused; a disk changed in place before the launch is refused. CMD inherits
+the descriptors: VMLEDGER_FD_<TARGET> (VMLEDGER_FD_VDA, _LOADER, _KERNEL)
+holds each one's number, VMLEDGER_FDS lists them. A command that opens the
+configured paths again instead may get other files: that is the operator's
+responsibility.`,
 		Example: `  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
       -- qemu-system-x86_64 -name web01 -m 4096 ...`,
@@ -514,6 +525,7 @@ nothing, and exits 3.`,
 			if err != nil {
 				return err
 			}
+			f.hold = &vmconfig.Held{}
 			r, err := runFlowFromFlags(cmd, &f, &ff)
 			if err != nil {
 				var ue usageError
@@ -529,8 +541,13 @@ nothing, and exits 3.`,
 					return fmt.Errorf("--out: %w (nothing launched)", err)
 				}
 			}
+			env, err := heldForLaunch(cmd.Context(), logger, f.hold)
+			if err != nil {
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			}
 			logger.Info("attestation verified, launching", "vm", ff.vmID, "index", r.Index, "command", path)
-			return syscall.Exec(path, args, os.Environ())
+			return launch.Exec(path, args, append(os.Environ(), env...))
 		},
 	}
 	f.register(cmd)
