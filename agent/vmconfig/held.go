@@ -36,16 +36,20 @@ import (
 // Recheck, while the VMM runs, is the guest's disk being written.
 type Held struct {
 	Images []*HeldImage
-	byPath map[string]*HeldImage
+	// StandIns, if set, lets a claimed digest stand in for an image the
+	// agent may not read (the libvirt hook, where libvirt opens the files):
+	// the image is then recorded with its identity (StatID) and no File.
+	StandIns bool
+	byPath   map[string]*HeldImage
 }
 
 // HeldImage is one held image.
 type HeldImage struct {
-	Role   string // the disk target ("vda"), "loader" or "kernel"
-	Path   string // as configured, cleaned (relative paths joined to ResolveOptions.Dir)
-	Real   string // Path with every symlink resolved: the file opened
-	File   *os.File
-	Sealed bool // File is a sealed memfd holding a copy of the image
+	Role   string   // the disk target ("vda"), "loader" or "kernel"
+	Path   string   // as configured, cleaned (relative paths joined to ResolveOptions.Dir)
+	Real   string   // Path with every symlink resolved: the file opened
+	File   *os.File // nil for a stand-in (Held.StandIns)
+	Sealed bool     // File is a sealed memfd holding a copy of the image
 	Digest measure.Digest
 	// ID is the file's identity and times when it was hashed (for a
 	// sealed copy: the original file's).
@@ -83,7 +87,9 @@ var ErrWritableByOthers = errors.New("image is writable by others")
 func (h *Held) Close() error {
 	var errs []error
 	for _, im := range h.Images {
-		errs = append(errs, im.File.Close())
+		if im.File != nil {
+			errs = append(errs, im.File.Close())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -108,6 +114,9 @@ func (h *Held) Image(role string) *HeldImage {
 // opens the paths.
 func (h *Held) Recheck(ctx context.Context) (moved []string, err error) {
 	for _, im := range h.Images {
+		if im.File == nil {
+			return nil, fmt.Errorf("%s: the agent holds no descriptor of it (its digest was claimed, not measured)", im.Path)
+		}
 		if !im.Sealed {
 			var st syscall.Stat_t
 			if err := syscall.Fstat(int(im.File.Fd()), &st); err != nil {
@@ -235,4 +244,82 @@ func EnvName(role string) string {
 		}
 		return '_'
 	}, role))
+}
+
+// ImageRecord is what the libvirt hook keeps of an image it measured, to
+// check at later hook calls that the path still names that file: libvirt,
+// not the agent, opens the images, by path.
+type ImageRecord struct {
+	Role    string `json:"role"`
+	Path    string `json:"path"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+	CtimeNs int64  `json:"ctime_ns"`
+}
+
+// standIn records an image the agent may not read, whose claimed digest
+// stands in for it.
+func (h *Held) standIn(path, role string, d measure.Digest) error {
+	id, err := StatID(path)
+	if err != nil {
+		return err
+	}
+	if h.byPath == nil {
+		h.byPath = map[string]*HeldImage{}
+	}
+	im := &HeldImage{Role: role, Path: path, Real: path, Digest: d, ID: id}
+	h.byPath[path] = im
+	h.Images = append(h.Images, im)
+	return nil
+}
+
+func record(role, path string, id FileID) ImageRecord {
+	return ImageRecord{Role: role, Path: path, Dev: id.Dev, Ino: id.Ino, Size: id.Size,
+		MtimeNs: id.Mtime.Nano(), CtimeNs: id.Ctime.Nano()}
+}
+
+// Records returns a record of each held image, its identity as it was
+// when it was hashed.
+func (h *Held) Records() []ImageRecord {
+	var out []ImageRecord
+	for _, im := range h.Images {
+		out = append(out, record(im.Role, im.Path, im.ID))
+	}
+	return out
+}
+
+// RecheckMode says what CheckRecords compares.
+type RecheckMode int
+
+const (
+	// RecheckContent (libvirt's "started", before the guest ran): the
+	// path names the same file (device, inode) with the same size and
+	// mtime. The ctime is not compared: libvirt's security drivers change
+	// the owner or label of every image at start, which sets it.
+	RecheckContent RecheckMode = iota
+	// RecheckIdentity (libvirt's "release", after the guest ran and wrote
+	// its disks): the path still names the same file.
+	RecheckIdentity
+)
+
+// CheckRecords checks the files at the records' paths against them.
+func CheckRecords(recs []ImageRecord, mode RecheckMode) error {
+	var errs []error
+	for _, r := range recs {
+		id, err := StatID(r.Path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s (%s): %w", ErrImageChanged, r.Path, r.Role, err))
+			continue
+		}
+		now := record(r.Role, r.Path, id)
+		switch {
+		case now.Dev != r.Dev || now.Ino != r.Ino:
+			errs = append(errs, fmt.Errorf("%w: %s (%s) is another file now (device %d inode %d, measured device %d inode %d)", ErrImageChanged, r.Path, r.Role, now.Dev, now.Ino, r.Dev, r.Ino))
+		case mode == RecheckContent && (now.Size != r.Size || now.MtimeNs != r.MtimeNs):
+			errs = append(errs, fmt.Errorf("%w: %s (%s) was modified (size %d→%d, mtime changed: %v)", ErrImageChanged, r.Path, r.Role, r.Size, now.Size, now.MtimeNs != r.MtimeNs))
+		}
+	}
+	return errors.Join(errs...)
 }

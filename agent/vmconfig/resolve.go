@@ -82,13 +82,18 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 		if !ok {
 			d, header, err := hashFile(ctx, p, role, opts)
 			if err != nil {
-				if img.Claimed != nil && opts.Hold == nil && errors.Is(err, fs.ErrPermission) {
+				if img.Claimed != nil && (opts.Hold == nil || opts.Hold.StandIns) && errors.Is(err, fs.ErrPermission) {
 					// The agent may not read the file: the claimed digest
 					// stands in for it. A qcow2 image could name other files.
 					if format == "qcow2" {
 						return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s is qcow2 and the agent cannot read it to check that it names no backing or data file", ErrNotAllowed, p)}
 					}
 					d := *img.Claimed
+					if opts.Hold != nil {
+						if err := opts.Hold.standIn(p, role, d); err != nil {
+							return nil, &ImageError{Field: field, Path: p, Err: err}
+						}
+					}
 					return &d, nil
 				}
 				return nil, &ImageError{Field: field, Path: p, Err: err}

@@ -573,7 +573,20 @@ from the store — see 'agent secret' — and its packages from
 <store>/<domain>/packages.json if present), attests, verifies against the
 configuration the owner ordered if <store>/<domain>/expected.json holds it (a
 vmledger/config/v1 JSON or YAML file; otherwise against the XML itself), and exits non-zero — which makes libvirt
-abort the start — unless everything verifies. Other operations exit 0 at once.
+abort the start — unless everything verifies.
+
+libvirt, not the hook, opens the images, by path, after prepare. So the hook
+hashes each image through a descriptor, refuses images writable by others, and
+records each image's device, inode, size, mtime and ctime as hashed
+(<store>/<domain>/images.json). At "started begin" (QEMU has opened the
+images; the guest has not run) it refuses — libvirt then stops the domain —
+if a path names another file or one whose size or mtime changed; at "release
+end" it reports a path that names another file. Not guaranteed: a file swapped
+in for QEMU's open and swapped back before "started", or changed in place by
+someone who can write it and resets its mtime, goes unnoticed (the ctime is not
+compared at started: libvirt's security drivers relabel images at start).
+agent launch, which hands QEMU the measured descriptors, has no such window.
+Other operations exit 0 at once.
 
 The agent configuration file (JSON):
 
@@ -584,6 +597,9 @@ The agent configuration file (JSON):
 		Args:    cobra.MinimumNArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			domain, op, sub := args[0], args[1], args[2]
+			if (op == "started" && sub == "begin") || (op == "release" && sub == "end") {
+				return hookRecheck(cmd, configPath, domain, op)
+			}
 			if op != "prepare" || sub != "begin" {
 				return nil
 			}
@@ -634,9 +650,14 @@ The agent configuration file (JSON):
 			vc, err := vmconfig.ParseLibvirt(xmlData, opts)
 			if err == nil {
 				var cfg *measure.Config
-				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{}); err == nil {
+				held := &vmconfig.Held{StandIns: true}
+				defer held.Close()
+				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{Hold: held}); err == nil {
 					var r *attest.Result
 					if r, err = runFlow(cmd, &ff, cfg, expected, secret); err == nil {
+						err = saveHookImages(ac.Store, domain, held)
+					}
+					if err == nil {
 						logger.Info("attestation verified, libvirt may start the domain", "vm", domain, "index", r.Index, "root", r.Measurement.Root.String())
 						return nil
 					}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // hostileDomain is a libvirt domain whose pieces the cases below replace:
@@ -158,4 +159,44 @@ func TestHookRefusesHostileDomain(t *testing.T) {
 			}
 		})
 	}
+
+	// libvirt opens the images itself, by path: the hook records them at
+	// prepare and checks them at started (before the guest runs) and at
+	// release.
+	t.Run("images rechecked at started and release", func(t *testing.T) {
+		call := func(op, sub string) *result {
+			return vmledgerStdin(t, domain(parts{}), "agent", "hook", "--agent-config", agentConfig, id, op, sub, "-")
+		}
+		expect := func(what string, r *result, code int, says string) {
+			t.Helper()
+			if r.code != code || !strings.Contains(r.stderr, says) {
+				t.Errorf("%s: exit %d; want exit %d, %q in stderr\n%s", what, r.code, code, says, r)
+			}
+		}
+		prepare := func() { t.Helper(); expect("prepare", hook(t, domain(parts{})), 0, "attestation verified") }
+		prepare()
+		expect("started, nothing changed", call("started", "begin"), 0, "")
+		later := time.Now().Add(time.Hour)
+		if err := os.Chtimes(image, later, later); err != nil {
+			t.Fatal(err)
+		}
+		expect("release after the guest wrote its disk", call("release", "end"), 0, "")
+		expect("started with an image modified after prepare", call("started", "begin"), 3, "was modified")
+
+		prepare()
+		copyOf := writeFile(t, image+".copy", []byte("the image the owner ordered\n"), 0o644)
+		if err := os.Rename(copyOf, image); err != nil {
+			t.Fatal(err)
+		}
+		expect("started with the image replaced on its path", call("started", "begin"), 3, "is another file now")
+		expect("release with the image replaced on its path", call("release", "end"), 3, "is another file now")
+
+		if err := os.Chmod(image, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		expect("prepare with an image writable by others", hook(t, domain(parts{})), 3, "writable by others")
+		os.Chmod(image, 0o644)
+		prepare()
+		expect("started after a new prepare", call("started", "begin"), 0, "")
+	})
 }
