@@ -15,6 +15,8 @@ package launch
 
 import (
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -40,7 +42,40 @@ func Inherit(h *vmconfig.Held) ([]string, error) {
 }
 
 // Exec replaces the process with path, args and env; it returns only on
-// failure.
-func Exec(path string, args, env []string) error {
+// failure. A non-empty affinity (a canonical cpuset, "2-3,8": the measured
+// cpu.affinity) confines the new program and all its threads to those host
+// CPUs: the calling thread's affinity survives exec.
+func Exec(path string, args, env []string, affinity string) error {
+	runtime.LockOSThread() // the affinity is this thread's; exec from it
+	defer runtime.UnlockOSThread()
+	if affinity != "" {
+		set, err := cpuSet(affinity)
+		if err != nil {
+			return err
+		}
+		if err := unix.SchedSetaffinity(0, set); err != nil {
+			return fmt.Errorf("pinning to host CPUs %s: %w", affinity, err)
+		}
+	}
 	return syscall.Exec(path, args, env)
+}
+
+// cpuSet parses a canonical cpuset ("0-1,3").
+func cpuSet(s string) (*unix.CPUSet, error) {
+	var set unix.CPUSet
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || a > b || b >= 1024 {
+			return nil, fmt.Errorf("cpuset %q: bad part %q", s, part)
+		}
+		for c := a; c <= b; c++ {
+			set.Set(c)
+		}
+	}
+	return &set, nil
 }

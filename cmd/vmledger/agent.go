@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -48,6 +47,7 @@ type measureFlags struct {
 	vmSecret     string
 	insecureZero bool
 	hold         *vmconfig.Held // if set, images are opened once and held (agent launch)
+	loaded       *measure.Config
 }
 
 func (f *measureFlags) register(cmd *cobra.Command) {
@@ -141,6 +141,7 @@ func (f *measureFlags) load(cmd *cobra.Command) (*measure.Config, error) {
 	if ie, ok := errors.AsType[*vmconfig.ImageError](err); ok {
 		return nil, fmt.Errorf("%w\n(fix the path in %s, or give the image's SHA-256 instead of its path)", ie, f.config)
 	}
+	f.loaded = mc
 	return mc, err
 }
 
@@ -491,6 +492,7 @@ func newAgentLaunchCmd() *cobra.Command {
 	var (
 		f   measureFlags
 		ff  flowFlags
+		qf  qemuFlags
 		out string
 	)
 	cmd := &cobra.Command{
@@ -508,18 +510,33 @@ refused; a disk changed in place before the launch is refused. CMD inherits
 the descriptors: VMLEDGER_FD_<TARGET> (VMLEDGER_FD_VDA, _LOADER, _KERNEL)
 holds each one's number, VMLEDGER_FDS lists them. A command that opens the
 configured paths again instead may get other files: that is the operator's
-responsibility.`,
+responsibility.
+
+With --qemu PATH, launch builds QEMU's command line itself from the measured
+configuration: memory, vCPUs (the process pinned to the measured host CPUs),
+one virtio NIC per measured NIC with its MAC on the host back end --nic names
+(tap:IFNAME, bridge:BRIDGE or user; NICs on a VLAN are refused), every disk on
+its measured descriptor (-add-fd, /dev/fdset/N), the loader and kernel from
+their sealed copies, the kernel command line; -nodefaults and -no-user-config.
+Arguments after -- are then QEMU options, allowed only for the display, the
+serial console, QMP, the monitor, -S, -accel kvm|tcg, -pidfile, -no-reboot and
+-no-shutdown.`,
 		Example: `  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
-      -- qemu-system-x86_64 -name web01 -m 4096 ...`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() != 0 {
-				return usagef("put the command to launch after --: launch [flags] -- CMD [ARGS...]")
+      -- qemu-system-x86_64 -name web01 -m 4096 ...
+  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
+      --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
+      --qemu /usr/bin/qemu-system-x86_64 --nic tap:vnet12 -- -display none -qmp unix:/run/web01.qmp,server=on,wait=off`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if qf.binary != "" {
+				return nil
 			}
-			path, err := exec.LookPath(args[0])
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := qf.command(cmd, args)
 			if err != nil {
-				return usagef("command to launch: %v", err)
+				return err
 			}
 			logger, err := newLogger()
 			if err != nil {
@@ -546,13 +563,19 @@ responsibility.`,
 				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
 				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
 			}
+			argv, affinity, err := qf.argv(ff.vmID, args, f.loaded, f.hold)
+			if err != nil {
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			}
 			logger.Info("attestation verified, launching", "vm", ff.vmID, "index", r.Index, "command", path)
-			return launch.Exec(path, args, append(os.Environ(), env...))
+			return launch.Exec(path, argv, append(os.Environ(), env...), affinity)
 		},
 	}
 	f.register(cmd)
 	ff.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "also write the verified bundle here before launching")
+	qf.register(cmd)
 	return cmd
 }
 

@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os/exec"
+
+	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/agent/launch"
+	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/agent/vmconfig"
 )
 
@@ -25,4 +29,61 @@ func heldForLaunch(ctx context.Context, logger *slog.Logger, h *vmconfig.Held) (
 		logger.Warn("image path now names another file than the one measured; the command gets the measured one as a descriptor", "path", p)
 	}
 	return launch.Inherit(h)
+}
+
+// qemuFlags are agent launch's --qemu and --nic.
+type qemuFlags struct {
+	binary string
+	nics   []string
+}
+
+func (q *qemuFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&q.binary, "qemu", "", "build QEMU's command line from the measured configuration and run this QEMU binary; arguments after -- are allowlisted QEMU options")
+	cmd.Flags().StringArrayVar(&q.nics, "nic", nil, "with --qemu: the host side of each measured NIC, in order: tap:IFNAME, bridge:BRIDGE or user (repeat per NIC)")
+}
+
+// command returns the program to exec, checking the arguments first.
+func (q *qemuFlags) command(cmd *cobra.Command, args []string) (string, error) {
+	if q.binary == "" {
+		if len(q.nics) > 0 {
+			return "", usagef("--nic needs --qemu")
+		}
+		if cmd.ArgsLenAtDash() != 0 {
+			return "", usagef("put the command to launch after --: launch [flags] -- CMD [ARGS...]")
+		}
+		path, err := exec.LookPath(args[0])
+		if err != nil {
+			return "", usagef("command to launch: %v", err)
+		}
+		return path, nil
+	}
+	if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
+		return "", usagef("with --qemu, put the extra QEMU options after --")
+	}
+	if _, err := launch.CheckExtra(args); err != nil {
+		return "", usagef("%v", err)
+	}
+	path, err := exec.LookPath(q.binary)
+	if err != nil {
+		return "", usagef("--qemu: %v", err)
+	}
+	return path, nil
+}
+
+// argv is the command line to exec and the host CPUs to pin it to.
+func (q *qemuFlags) argv(vmID string, args []string, mc *measure.Config, h *vmconfig.Held) ([]string, string, error) {
+	if q.binary == "" {
+		return args, "", nil
+	}
+	qa := launch.QEMU{Binary: q.binary, Name: vmID, NICs: q.nics, Extra: args}
+	argv, err := qa.Args(mc, h)
+	if err != nil {
+		return nil, "", err
+	}
+	// The descriptors Args added (the loader's read-only one) must be
+	// inherited too.
+	if _, err := launch.Inherit(h); err != nil {
+		return nil, "", err
+	}
+	return argv, mc.CPUAffinity, nil
 }
