@@ -496,7 +496,12 @@ func walkAllowed(n *xmlNode, path, xpath string) error {
 	if r.open {
 		return nil
 	}
+	seenAttr := map[xml.Name]bool{}
 	for _, a := range n.attrs {
+		if seenAttr[a.Name] {
+			return refuse(path+"/@"+a.Name.Local, xpath+"/@"+a.Name.Local, "attribute %s given twice", a.Name.Local)
+		}
+		seenAttr[a.Name] = true
 		name := a.Name.Local
 		if a.Name.Space != "" {
 			name = a.Name.Space + ":" + name

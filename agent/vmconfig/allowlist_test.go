@@ -158,6 +158,7 @@ func TestHostileDomain(t *testing.T) {
 		{"passthrough TPM", parts{dev: `<tpm model='tpm-crb'><backend type='passthrough'/></tpm>`}, "/domain/devices/tpm[1]/backend/@type"},
 		{"emulator", parts{dev: `<emulator>/tmp/evil-qemu</emulator>`}, "/domain/devices/emulator[2]"},
 		{"DTD", parts{}, ""},
+		{"duplicate attribute", parts{disk: `<disk type='file' device='disk'><source file='/img/vda.raw' file='/tmp/evil'/><target dev='vda'/></disk>`}, "/domain/devices/disk[1]/source/@file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := build(tt.p)

@@ -81,6 +81,11 @@
 // differ), and stands in for it only when the agent may not read it
 // (permission denied), and never for a qcow2 image.
 //
+// Allowed but not measured under schema v1, so a customer must not rely on
+// them: where a NIC is attached on the host (bridge, network, source
+// device) — v1 measures its MAC and VLAN —, the emulated TPM's state, the
+// display, and the elements above.
+//
 // <nvram> is allowed and not measured, nor is its template: the UEFI
 // variable store is state the guest and its firmware write at every boot
 // (boot order, Secure Boot keys and databases), so a digest of it would
