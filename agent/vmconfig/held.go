@@ -323,3 +323,34 @@ func CheckRecords(recs []ImageRecord, mode RecheckMode) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckOpenBy checks that process pid (the VMM libvirt started) holds open
+// the very files measured for each disk of recs: libvirt opened them by
+// path, and a file swapped in for that open and swapped back afterwards
+// passes CheckRecords but not this. Loader and kernel are not checked
+// (QEMU may read and close them).
+func CheckOpenBy(recs []ImageRecord, pid int) error {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("the VMM's open files: %w", err)
+	}
+	type key struct{ dev, ino uint64 }
+	open := map[key]bool{}
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join(dir, e.Name()), &st) == nil {
+			open[key{st.Dev, st.Ino}] = true
+		}
+	}
+	var errs []error
+	for _, r := range recs {
+		if r.Role == "loader" || r.Role == "kernel" {
+			continue
+		}
+		if !open[key{r.Dev, r.Ino}] {
+			errs = append(errs, fmt.Errorf("%w: the VMM (pid %d) does not hold the measured file of %s (%s, device %d inode %d) open", ErrImageChanged, pid, r.Role, r.Path, r.Dev, r.Ino))
+		}
+	}
+	return errors.Join(errs...)
+}

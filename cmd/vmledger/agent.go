@@ -603,12 +603,15 @@ hashes each image through a descriptor, refuses images writable by others, and
 records each image's device, inode, size, mtime and ctime as hashed
 (<store>/<domain>/images.json). At "started begin" (QEMU has opened the
 images; the guest has not run) it refuses — libvirt then stops the domain —
-if a path names another file or one whose size or mtime changed; at "release
-end" it reports a path that names another file. Not guaranteed: a file swapped
-in for QEMU's open and swapped back before "started", or changed in place by
-someone who can write it and resets its mtime, goes unnoticed (the ctime is not
-compared at started: libvirt's security drivers relabel images at start).
-agent launch, which hands QEMU the measured descriptors, has no such window.
+if a path names another file or one whose size or mtime changed, or if the
+QEMU process (its pid from /run/libvirt/qemu/<domain>.pid) does not hold the
+measured disk files open, which catches a file swapped in for QEMU's open and
+swapped back; at "release end" it reports a path that names another file. Not
+guaranteed: a disk changed in place by someone who can write it and resets
+its mtime goes unnoticed (the ctime is not compared at started: libvirt's
+security drivers relabel images at start), and so does a kernel or loader
+swapped around QEMU's read (QEMU does not keep them open). agent launch, which
+hands QEMU the measured descriptors, has no such window.
 Other operations exit 0 at once.
 
 The agent configuration file (JSON):

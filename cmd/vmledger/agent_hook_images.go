@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +21,29 @@ import (
 // hook records each image's identity (device, inode, size, mtime, ctime)
 // as it was when hashed, in <store>/<domain>/images.json; at started
 // (QEMU has opened the images, the guest has not run) and at release it
-// checks the paths against the records (vmconfig.CheckRecords).
+// checks the paths against the records (vmconfig.CheckRecords); at started
+// it also checks that QEMU holds the measured disk files open
+// (vmconfig.CheckOpenBy), which a swap around QEMU's open cannot fake.
+
+// libvirtRunDir is where libvirt's system qemu driver writes each running
+// domain's pid file (<name>.pid).
+var libvirtRunDir = "/run/libvirt/qemu"
+
+// checkQEMUHolds checks, at started, that the QEMU process libvirt started
+// holds open the measured disk files (vmconfig.CheckOpenBy). Without a pid
+// file (another libvirt layout) it says so and checks nothing more.
+func checkQEMUHolds(logger *slog.Logger, domain string, recs []vmconfig.ImageRecord) error {
+	b, err := os.ReadFile(filepath.Join(libvirtRunDir, domain+".pid"))
+	if err != nil {
+		logger.Warn("cannot check the files QEMU holds open", "vm", domain, "reason", err)
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("%s/%s.pid: %w", libvirtRunDir, domain, err)
+	}
+	return vmconfig.CheckOpenBy(recs, pid)
+}
 
 func hookImagesPath(store, domain string) string {
 	return filepath.Join(store, domain, "images.json")
@@ -71,7 +96,11 @@ func hookRecheck(cmd *cobra.Command, configPath, domain, op string) error {
 	if op == "release" {
 		mode = vmconfig.RecheckIdentity
 	}
-	if err := vmconfig.CheckRecords(recs, mode); err != nil {
+	err = vmconfig.CheckRecords(recs, mode)
+	if err == nil && op == "started" {
+		err = checkQEMUHolds(logger, domain, recs)
+	}
+	if err != nil {
 		logger.Error("image changed after measurement", "vm", domain, "operation", op, "reason", err)
 		return refusedError{fmt.Errorf("%s: %w", op, err)}
 	}

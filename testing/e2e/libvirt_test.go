@@ -80,7 +80,8 @@ func TestLibvirtHook(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(hookScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, hookScript, fmt.Appendf(nil, "#!/bin/sh\nexec %s agent hook --agent-config %s \"$@\"\n", vmledgerBin, agentConfig), 0o755)
+	hookLine := fmt.Sprintf("exec %s agent hook --agent-config %s \"$@\"\n", vmledgerBin, agentConfig)
+	writeFile(t, hookScript, []byte("#!/bin/sh\n"+hookLine), 0o755)
 	t.Cleanup(func() {
 		if old != nil {
 			os.WriteFile(hookScript, old, 0o755)
@@ -126,5 +127,24 @@ func TestLibvirtHook(t *testing.T) {
 	}
 	if !strings.Contains(out, "Hook script execution failed") || !strings.Contains(out, "/domain/qemu:commandline") {
 		t.Errorf("virsh create (hostile): %v; want the hook's refusal naming /domain/qemu:commandline\n%s", err, out)
+	}
+
+	// A host that swaps the image for QEMU's open (at libvirt's "start",
+	// after the hook measured it at "prepare") and swaps it back before
+	// "started": the path names the measured file again, but QEMU holds
+	// the attacker's. The hook checks what QEMU holds open and refuses.
+	evil := writeFile(t, filepath.Join(imageDir, "evil.raw"), append([]byte("the attacker's image"), make([]byte, 1<<20-20)...), 0o644)
+	writeFile(t, hookScript, fmt.Appendf(nil, `#!/bin/sh
+img=%[1]s
+if [ "$2" = start ] && [ "$3" = begin ]; then mv "$img" "$img.measured" && cp %[2]s "$img"; fi
+if [ "$2" = started ] && [ "$3" = begin ]; then mv "$img.measured" "$img"; fi
+%[3]s`, image, evil, hookLine), 0o755)
+	out, err = virsh(t, "create", domain("", ""))
+	if err == nil {
+		virsh(t, "destroy", id)
+		t.Fatalf("virsh create started the domain with the attacker's image swapped in around QEMU's open\n%s", out)
+	}
+	if !strings.Contains(out, "Hook script execution failed") || !strings.Contains(out, "does not hold the measured file of vda") {
+		t.Errorf("virsh create (image swapped around QEMU's open): %v; want the hook's refusal at started\n%s", err, out)
 	}
 }
