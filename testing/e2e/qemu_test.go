@@ -114,6 +114,11 @@ func TestLaunchQEMU(t *testing.T) {
 	const size = 1 << 20
 	pad := func(s string) []byte { return append([]byte(s), make([]byte, size-len(s))...) }
 	disk := writeFile(t, d.path("q01-disk.raw"), pad("the measured disk image\n"), 0o644)
+	ovmf, err := os.ReadFile("/usr/share/OVMF/OVMF_CODE_4M.fd") // Debian's ovmf, which qemu-system-x86 recommends
+	if err != nil {
+		t.Skipf("no OVMF to use as the loader: %v", err)
+	}
+	loader := writeFile(t, d.path("q01-OVMF_CODE.fd"), ovmf, 0o644)
 	affinity := "0"
 	if runtime.NumCPU() >= 2 {
 		affinity = "1"
@@ -123,9 +128,10 @@ func TestLaunchQEMU(t *testing.T) {
   "memory": "128MiB",
   "cpu": {"count": 2, "affinity": %q},
   "nics": [{"mac": "52:54:00:12:34:56"}],
-  "disks": [{"target": "vda", "path": %q}]
+  "disks": [{"target": "vda", "path": %q}],
+  "boot": {"loader": {"path": %q}}
 }
-`, affinity, disk), 0o644)}
+`, affinity, disk, loader), 0o644)}
 	base := []string{"agent", "launch", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
 		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--qemu", qemu, "--nic", "user"}
 
@@ -178,6 +184,9 @@ func TestLaunchQEMU(t *testing.T) {
 				err := os.WriteFile(tmp, pad("the attacker's disk image\n"), 0o644)
 				if err == nil {
 					err = os.Rename(tmp, disk)
+				}
+				if err == nil { // and the loader, in place
+					err = os.WriteFile(loader, append([]byte("the attacker's firmware"), ovmf[23:]...), 0o644)
 				}
 				cmd.Process.Signal(syscall.SIGCONT)
 				swapped <- err
@@ -247,9 +256,15 @@ func TestLaunchQEMU(t *testing.T) {
 	if len(cpus) != 2 {
 		t.Errorf("query-cpus-fast: %d vCPUs, want 2", len(cpus))
 	}
-	if len(blocks) != 1 || blocks[0].Device != "vda" || blocks[0].Inserted == nil ||
-		blocks[0].Inserted.File != "/dev/fdset/1" || blocks[0].Inserted.Image.Format != "raw" || blocks[0].Inserted.Image.VirtualSize != size {
-		t.Errorf("query-block = %+v; want only vda, raw, %d bytes, on /dev/fdset/1", blocks, size)
+	devices := map[string]string{} // device → file
+	for _, b := range blocks {
+		if b.Inserted != nil {
+			devices[b.Device] = b.Inserted.File
+		}
+	}
+	if len(blocks) != 2 || devices["vda"] != "/dev/fdset/1" || devices["pflash0"] != "/dev/fdset/2" ||
+		blocks[0].Inserted.Image.Format != "raw" || blocks[0].Inserted.Image.VirtualSize != size {
+		t.Errorf("query-block = %+v; want vda (raw, %d bytes) on /dev/fdset/1 and the loader pflash0 on /dev/fdset/2, nothing else", blocks, size)
 	}
 	if len(nics) != 1 || nics[0].MainMAC != "52:54:00:12:34:56" {
 		t.Errorf("query-rx-filter = %+v; want one NIC with MAC 52:54:00:12:34:56", nics)
@@ -263,6 +278,7 @@ func TestLaunchQEMU(t *testing.T) {
 	}
 	// What QEMU reads from vda: the measured image, not the one now on the path.
 	q.do("human-monitor-command", map[string]string{"command-line": `qemu-io vda "read -v 0 16"`})
+	q.do("human-monitor-command", map[string]string{"command-line": `qemu-io pflash0 "read -v 0 16"`})
 	onPath, _ := os.ReadFile(disk)
 	if !bytes.HasPrefix(onPath, []byte("the attacker's")) {
 		t.Fatalf("the image on the path was not swapped: %.30q", onPath)
@@ -270,6 +286,13 @@ func TestLaunchQEMU(t *testing.T) {
 	quit()
 	if want := "74 68 65 20 6d 65 61 73 75 72 65 64 20 64 69 73"; !strings.Contains(dump(), want) {
 		t.Errorf("QEMU's read of vda is not the measured image (want %q in its output)", want)
+	}
+	var hexOVMF []string
+	for _, b := range ovmf[:16] {
+		hexOVMF = append(hexOVMF, fmt.Sprintf("%02x", b))
+	}
+	if want := "00000000:  " + strings.Join(hexOVMF, " "); !strings.Contains(dump(), want) {
+		t.Errorf("QEMU's read of the loader is not the measured firmware (want %q in its output)", want)
 	}
 }
 
