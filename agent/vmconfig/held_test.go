@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vmledger/vmledger/agent/measure"
 )
@@ -89,5 +90,58 @@ func TestHeldRefuses(t *testing.T) {
 				t.Fatalf("Resolve = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRecords: what the libvirt hook records at prepare and checks later.
+func TestRecords(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "vda.raw")
+	if err := os.WriteFile(p, []byte("disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{MemoryBytes: 1, CPUCount: 1, Disks: []Disk{{Target: "vda", Image: &Image{Path: p}}}}
+	h := &Held{StandIns: true}
+	if _, err := c.Resolve(t.Context(), ResolveOptions{Hold: h}); err != nil {
+		t.Fatal(err)
+	}
+	recs := h.Records()
+	// This process holds the measured file open, as QEMU would.
+	if err := CheckRecords(recs, RecheckContent); err != nil {
+		t.Errorf("unchanged: %v", err)
+	}
+	if err := CheckOpenBy(recs, os.Getpid()); err != nil {
+		t.Errorf("held open by this process: %v", err)
+	}
+	// Swapped for another file and back: the path checks pass, but the
+	// process no longer holds the measured file.
+	h.Close()
+	if err := os.Rename(p, p+".measured"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, []byte("evil"), 0o644)
+	evil, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	if err := CheckRecords(recs, RecheckIdentity); !errors.Is(err, ErrImageChanged) {
+		t.Errorf("swapped: CheckRecords = %v, want ErrImageChanged", err)
+	}
+	os.Rename(p+".measured", p)
+	if err := CheckRecords(recs, RecheckContent); err != nil {
+		t.Errorf("swapped back: CheckRecords = %v, want nil (paths cannot tell)", err)
+	}
+	if err := CheckOpenBy(recs, os.Getpid()); !errors.Is(err, ErrImageChanged) {
+		t.Errorf("swapped back: CheckOpenBy = %v, want ErrImageChanged", err)
+	}
+	// Modified in place (mtime): refused at started, accepted at release.
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(p, later, later)
+	if err := CheckRecords(recs, RecheckContent); !errors.Is(err, ErrImageChanged) {
+		t.Errorf("modified: CheckRecords(content) = %v, want ErrImageChanged", err)
+	}
+	if err := CheckRecords(recs, RecheckIdentity); err != nil {
+		t.Errorf("modified: CheckRecords(identity) = %v, want nil", err)
 	}
 }
