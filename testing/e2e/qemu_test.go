@@ -151,73 +151,21 @@ func TestLaunchQEMU(t *testing.T) {
 
 	sock := d.path("q01.qmp")
 	args := append(base, "--", "-S", "-display", "none", "-accel", "tcg", "-qmp", "unix:"+sock+",server=on,wait=off")
-	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, vmledgerBin, args...)
-	var stdout bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stdout = &lockedWriter{mu: &mu, w: &stdout}
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var stderr strings.Builder
-	swapped := make(chan error, 1)
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pipe)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			stderr.WriteString(line + "\n")
-			mu.Unlock()
-			if !sent && strings.Contains(line, "msg=measured ") {
-				sent = true
-				// Between measurement and launch: replace the image on its path.
-				cmd.Process.Signal(syscall.SIGSTOP)
-				tmp := d.path("q01-evil.raw")
-				err := os.WriteFile(tmp, pad("the attacker's disk image\n"), 0o644)
-				if err == nil {
-					err = os.Rename(tmp, disk)
-				}
-				if err == nil { // and the loader, in place
-					err = os.WriteFile(loader, append([]byte("the attacker's firmware"), ovmf[23:]...), 0o644)
-				}
-				cmd.Process.Signal(syscall.SIGCONT)
-				swapped <- err
-			}
+	run := startQEMULaunch(t, sock, func() error {
+		// Between measurement and launch: replace the image on its path,
+		// overwrite the loader in place.
+		tmp := d.path("q01-evil.raw")
+		if err := os.WriteFile(tmp, pad("the attacker's disk image\n"), 0o644); err != nil {
+			return err
 		}
-		cmd.Wait()
-	}()
-	dump := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return "--- stdout\n" + stdout.String() + "--- stderr\n" + stderr.String()
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(dump())
+		if err := os.Rename(tmp, disk); err != nil {
+			return err
 		}
-	})
-	q := dialQMP(t, sock, done)
-	quit := sync.OnceFunc(func() {
-		q.conn.Write([]byte(`{"execute": "quit"}` + "\n")) // QEMU may close before it answers
-		<-done
-	})
-	defer quit()
-	select {
-	case err := <-swapped:
-		if err != nil {
-			t.Fatalf("swapping the image: %v", err)
-		}
-	default:
-		t.Fatal("QEMU runs but the agent never logged that it measured")
-	}
+		return os.WriteFile(loader, append([]byte("the attacker's firmware"), ovmf[23:]...), 0o644)
+	}, args...)
+	defer run.quit()
+	q, dump, cmd := run.q, run.dump, run.cmd
+	quit := run.quit
 
 	var name struct{ Name string }
 	q.do("query-name", nil, &name)
@@ -296,6 +244,83 @@ func TestLaunchQEMU(t *testing.T) {
 	}
 }
 
+// qemuLaunch is a running `agent launch --qemu` that became QEMU.
+type qemuLaunch struct {
+	q    *qmp
+	cmd  *exec.Cmd
+	quit func()        // asks QEMU to quit and waits for it
+	dump func() string // what the agent and QEMU printed
+}
+
+// startQEMULaunch runs `vmledger args…`, runs meddle while the agent is
+// stopped right after it logged that it measured (after hashing, before
+// the launch), and connects to the QMP socket sock of the QEMU the agent
+// becomes.
+func startQEMULaunch(t *testing.T, sock string, meddle func() error, args ...string) *qemuLaunch {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, vmledgerBin, args...)
+	var stdout bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stdout = &lockedWriter{mu: &mu, w: &stdout}
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var stderr strings.Builder
+	meddled := make(chan error, 1)
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pipe)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			stderr.WriteString(line + "\n")
+			mu.Unlock()
+			if !sent && strings.Contains(line, "msg=measured ") {
+				sent = true
+				cmd.Process.Signal(syscall.SIGSTOP)
+				err := meddle()
+				cmd.Process.Signal(syscall.SIGCONT)
+				meddled <- err
+			}
+		}
+		cmd.Wait()
+	}()
+	r := &qemuLaunch{cmd: cmd, dump: func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return "--- stdout\n" + stdout.String() + "--- stderr\n" + stderr.String()
+	}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(r.dump())
+		}
+	})
+	r.q = dialQMP(t, sock, done)
+	r.quit = sync.OnceFunc(func() {
+		r.q.conn.Write([]byte(`{"execute": "quit"}` + "\n")) // QEMU may close before it answers
+		<-done
+	})
+	select {
+	case err := <-meddled:
+		if err != nil {
+			r.quit()
+			t.Fatalf("meddling after measurement: %v", err)
+		}
+	default:
+		r.quit()
+		t.Fatal("QEMU runs but the agent never logged that it measured")
+	}
+	return r
+}
+
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  *bytes.Buffer
@@ -305,4 +330,87 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// multibootKernel is a tiny multiboot kernel (flat binary, "a.out kludge"
+// header) loaded at 1 MiB: it halts forever, and marker follows its code,
+// so a test can read from guest memory which kernel QEMU loaded.
+func multibootKernel(marker string) []byte {
+	const magic, flags, base uint32 = 0x1BADB002, 0x00010000, 0x100000
+	k := make([]byte, 0x40)
+	le := func(off int, v uint32) {
+		k[off], k[off+1], k[off+2], k[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	le(0, magic)
+	le(4, flags)
+	sum := magic + flags
+	le(8, -sum)                              // the three fields add up to 0 mod 2^32
+	le(12, base)                             // header_addr
+	le(16, base)                             // load_addr
+	le(20, 0)                                // load_end_addr: the whole file
+	le(24, 0)                                // bss_end_addr: none
+	le(28, base+0x20)                        // entry_addr
+	copy(k[0x20:], []byte{0xf4, 0xeb, 0xfd}) // hlt; jmp hlt
+	return append(k, marker...)
+}
+
+// TestLaunchQEMUKernel: the kernel QEMU boots is the measured one, from
+// its sealed copy, although the file was overwritten right after
+// measurement; the guest runs until the kernel is in its memory, and the
+// test reads it there.
+func TestLaunchQEMUKernel(t *testing.T) {
+	qemu := qemuBinary(t)
+	d := deploy(t)
+	const measured, evil = "vmledger: the measured kernel", "vmledger: the attacker's kernel"
+	kernel := writeFile(t, d.path("k01.kernel"), multibootKernel(measured), 0o644)
+	v := vm{id: "k01", secret: d.newSecret("k01.secret"), config: writeFile(t, d.path("k01.json"), fmt.Appendf(nil, `{
+  "schema": "vmledger/config/v1",
+  "memory": "64MiB",
+  "cpu": {"count": 1},
+  "boot": {"kernel": {"path": %q}, "cmdline": "console=ttyS0 measured=1"}
+}
+`, kernel), 0o644)}
+	sock := d.path("k01.qmp")
+	run := startQEMULaunch(t, sock, func() error {
+		return os.WriteFile(kernel, multibootKernel(evil), 0o644)
+	}, "agent", "launch", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
+		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--qemu", qemu,
+		"--", "-S", "-display", "none", "-accel", "tcg", "-qmp", "unix:"+sock+",server=on,wait=off")
+	defer run.quit()
+	run.q.do("cont", nil)
+	// The firmware's multiboot loader copies the kernel to 1 MiB; wait
+	// until it has, then read the marker there.
+	var got string
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		var out string
+		run.q.do("human-monitor-command", map[string]string{"command-line": fmt.Sprintf("xp /%dxb 0x100040", len(measured))}, &out)
+		got = hmpBytes(out)
+		if strings.HasPrefix(got, "vmledger: the ") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	if got != measured {
+		t.Errorf("guest memory at 1 MiB + 0x40 holds %q, want the measured kernel's %q", got, measured)
+	}
+}
+
+// hmpBytes decodes the bytes of an HMP "xp /Nxb" dump
+// ("0000000000100040: 0x76 0x6d …").
+func hmpBytes(out string) string {
+	var b []byte
+	for _, line := range strings.Split(out, "\n") {
+		_, rest, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Fields(rest) {
+			var v byte
+			if _, err := fmt.Sscanf(f, "0x%02x", &v); err == nil {
+				b = append(b, v)
+			}
+		}
+	}
+	return string(b)
 }
