@@ -40,6 +40,10 @@ type Held struct {
 	// agent may not read (the libvirt hook, where libvirt opens the files):
 	// the image is then recorded with its identity (StatID) and no File.
 	StandIns bool
+	// ReadOnly opens disk images read-only too (the libvirt hook, which
+	// hands no descriptor on); otherwise they are opened read-write for the
+	// VMM.
+	ReadOnly bool
 	byPath   map[string]*HeldImage
 }
 
@@ -155,7 +159,7 @@ func (h *Held) open(path, role string) (io.ReadCloser, int64, func(measure.Diges
 	}
 	disk := role != "loader" && role != "kernel"
 	flags := os.O_RDONLY
-	if disk {
+	if disk && !h.ReadOnly {
 		flags = os.O_RDWR
 	}
 	f, err := os.OpenFile(real, flags|syscall.O_NOFOLLOW, 0)

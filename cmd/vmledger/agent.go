@@ -676,7 +676,7 @@ The agent configuration file (JSON):
 			vc, err := vmconfig.ParseLibvirt(xmlData, opts)
 			if err == nil {
 				var cfg *measure.Config
-				held := &vmconfig.Held{StandIns: true}
+				held := &vmconfig.Held{StandIns: true, ReadOnly: true}
 				defer held.Close()
 				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{Hold: held}); err == nil {
 					var r *attest.Result
