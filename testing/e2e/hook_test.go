@@ -25,7 +25,7 @@ const domainXML = `<domain type='kvm'>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
+      <driver name='qemu' type='raw'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
