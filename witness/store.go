@@ -29,8 +29,9 @@ import (
 // from the read. So the stored size of an origin never decreases, whatever
 // the concurrency.
 type Store struct {
-	db  *badger.DB
-	dir string
+	db   *badger.DB
+	dir  string
+	dirs *badgeropen.DirSync // synced after each write, before it is acknowledged
 
 	// testHookUpdated, if set, runs inside Update between fn and the commit
 	// (tests use it to hold racing transactions open together).
@@ -59,7 +60,7 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	return &Store{db: db, dir: dir, dirs: badgeropen.NewDirSync(opts)}, nil
 }
 
 // MinFreeBytes is the free space the store's filesystem must keep for an
@@ -147,7 +148,10 @@ func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (
 		if errors.Is(err, badger.ErrConflict) {
 			continue
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.dirs.Sync()
 	}
 }
 
@@ -179,6 +183,9 @@ func (s *Store) AddEvidence(ctx context.Context, e *Evidence) (bool, error) {
 		if errors.Is(err, badger.ErrConflict) {
 			added = false
 			continue
+		}
+		if err == nil {
+			err = s.dirs.Sync()
 		}
 		return added && err == nil, err
 	}
@@ -228,7 +235,10 @@ func (s *Store) Evidence(ctx context.Context) ([]*Evidence, error) {
 func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) error {
 	id := sha256.Sum256(signed)
 	key := []byte("rej/" + origin + "/" + hex.EncodeToString(id[:]))
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) }); err != nil {
+		return err
+	}
+	return s.dirs.Sync()
 }
 
 // Rejected returns the rejected checkpoints of origin.
