@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -17,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vmledger/vmledger/internal/badgeropen"
 	"github.com/vmledger/vmledger/log/engine/enginetest"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/testing/powerloss"
@@ -242,4 +245,40 @@ func TestPowerLossChild(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestMustExist: a log known to exist whose files are gone, or whose
+// database holds no tree state, is refused instead of started afresh.
+func TestMustExist(t *testing.T) {
+	signer, _ := newKey(t)
+	ctx := t.Context()
+	missing := filepath.Join(t.TempDir(), "engine")
+	if _, err := Open(ctx, Config{Dir: missing, Signer: signer, MustExist: true}); !errors.Is(err, badgeropen.ErrMissing) {
+		t.Errorf("Open(MustExist) on a missing directory = %v, want ErrMissing", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("Open(MustExist) created %s", missing)
+	}
+	// A badger database without a log in it.
+	empty := filepath.Join(t.TempDir(), "engine")
+	db, err := badgeropen.Open(ctx, badger.DefaultOptions(empty).WithLogger(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(ctx, Config{Dir: empty, Signer: signer, MustExist: true}); !errors.Is(err, ErrMissingState) {
+		t.Errorf("Open(MustExist) on a database with no log = %v, want ErrMissingState", err)
+	}
+	// And a log that exists opens.
+	dir := filepath.Join(t.TempDir(), "engine")
+	e, err := Open(ctx, Config{Dir: dir, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e, err = Open(ctx, Config{Dir: dir, Signer: signer, MustExist: true})
+	if err != nil {
+		t.Fatalf("Open(MustExist) on an existing log: %v", err)
+	}
+	e.Close()
 }
