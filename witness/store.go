@@ -32,6 +32,7 @@ type Store struct {
 	db   *badger.DB
 	dir  string
 	dirs *badgeropen.DirSync // synced after each write, before it is acknowledged
+	stop func()              // stops dirs' background sync
 
 	// testHookUpdated, if set, runs inside Update between fn and the commit
 	// (tests use it to hold racing transactions open together).
@@ -60,7 +61,9 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir, dirs: badgeropen.NewDirSync(opts)}, nil
+	s := &Store{db: db, dir: dir, dirs: badgeropen.NewDirSync(opts)}
+	s.stop = s.dirs.Start()
+	return s, nil
 }
 
 // MinFreeBytes is the free space the store's filesystem must keep for an
@@ -84,7 +87,10 @@ func (s *Store) checkFree() error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stop()
+	return s.db.Close()
+}
 
 func stateKey(origin string) []byte { return []byte("cp/" + origin) }
 

@@ -22,8 +22,9 @@
 // A memtable flush still records its new table in the MANIFEST before
 // anything syncs the directory: a cut in between leaves a MANIFEST naming
 // a table that is not there, and badger refuses to open ("file does not
-// exist for table N"). That window closes at the next DirSync (the next
-// commit).
+// exist for table N"). That window closes at the next DirSync: the next
+// commit, or at most SyncInterval later when the database is idle
+// (DirSync.Start).
 package badgeropen
 
 import (
@@ -36,6 +37,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -112,6 +114,36 @@ type DirSync struct {
 
 	mu   sync.Mutex
 	last [][]string // per directory, its names at the last sync
+}
+
+// SyncInterval is how often a started DirSync checks its directories in the
+// background.
+const SyncInterval = 50 * time.Millisecond
+
+// Start checks the directories every SyncInterval in the background, for
+// the files badger creates outside commits (the tables of a memtable
+// flush), until stop is called. Errors are left for the next Sync.
+func (d *DirSync) Start() (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(SyncInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				d.Sync()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-exited
+	}
 }
 
 // NewDirSync returns a DirSync for the directories of opts.

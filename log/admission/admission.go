@@ -239,13 +239,13 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if c.Registry != nil {
 		for _, m := range []prometheus.Collector{s.results, s.duration} {
 			if err := c.Registry.Register(m); err != nil {
-				st.db.Close()
+				st.close()
 				return nil, fmt.Errorf("admission: registering metrics: %w", err)
 			}
 		}
 	}
 	if err := s.load(ctx, cp.Size); err != nil {
-		st.db.Close()
+		st.close()
 		return nil, err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -515,7 +515,7 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.wg.Wait()
-		err = s.store.db.Close()
+		err = s.store.close()
 	})
 	return err
 }

@@ -20,7 +20,9 @@
 // each commit the engine fsyncs its directory if its file names changed
 // (badgeropen.DirSync): a power cut cannot take back the file that holds
 // the commit. Add returns after that sync, and only then does the new
-// checkpoint become the latest; CheckpointAt serves no size beyond it. Entries that
+// checkpoint become the latest; CheckpointAt serves no size beyond it. The
+// same check runs in the background (every badgeropen.SyncInterval) for
+// the tables badger's memtable flushes create between commits. Entries that
 // arrive while a batch is being committed form the next batch (group
 // commit), so throughput grows with the number of concurrent writers.
 //
@@ -140,11 +142,12 @@ type Config struct {
 
 // Engine is the badger log engine. Its methods are safe for concurrent use.
 type Engine struct {
-	db     *badger.DB
-	dirs   *badgeropen.DirSync
-	signer note.Signer
-	log    *slog.Logger
-	cfg    Config
+	db       *badger.DB
+	dirs     *badgeropen.DirSync
+	stopDirs func() // stops the background directory sync (flushed tables)
+	signer   note.Signer
+	log      *slog.Logger
+	cfg      Config
 
 	// latest is the newest committed signed checkpoint (*[]byte), and
 	// latestSize its size.
@@ -326,6 +329,7 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 		db.Close()
 		return nil, fmt.Errorf("badgerlog: %s: %w", c.Dir, err)
 	}
+	e.stopDirs = e.dirs.Start()
 	go e.sequence()
 	return e, nil
 }
@@ -887,6 +891,7 @@ func (e *Engine) Close() error {
 	close(e.queue)
 	e.mu.Unlock()
 	<-e.done
+	e.stopDirs()
 	if err := e.db.Close(); err != nil {
 		return fmt.Errorf("badgerlog: closing: %w", err)
 	}
