@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -203,7 +203,7 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: the log's checkpoint: %w", err)
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	st, err := openStore(c.Dir, c.Logger)
