@@ -193,11 +193,17 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 			return nil, fmt.Errorf("%w: %w", ErrLog, err)
 		}
 	}
-	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, opts)
+	// The agent's own manifest of what it attested: when the expected
+	// configuration differs, it lets the report name each parameter that
+	// differs, with the expected and the attested value.
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret, Manifest: m}, opts)
 	if err != nil {
 		link := ErrVerify
 		if report.Incomplete() {
 			link = ErrLog // only the consistency proof was missing
+		}
+		if d := differences(report.Differences); d != "" {
+			err = fmt.Errorf("%w (%s)", err, d)
 		}
 		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
 			fmt.Errorf("%w: %w", link, err)
@@ -213,6 +219,15 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 		}
 	}
 	return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor}, nil
+}
+
+// differences says each parameter that differs, with both values.
+func differences(diffs []client.ParameterDiff) string {
+	s := make([]string, len(diffs))
+	for i, d := range diffs {
+		s[i] = fmt.Sprintf("%s: expected %s, attested %s", d.Name, d.Expected, d.Attested)
+	}
+	return strings.Join(s, "; ")
 }
 
 // freshness fetches and verifies the log's published checkpoint.

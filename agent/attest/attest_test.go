@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -308,4 +310,34 @@ func proxy(t *testing.T, target string, fail func(*http.Request) bool) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestMismatchNamesParameters: when the configuration about to be launched
+// is not the one the owner ordered, the refusal names each parameter that
+// differs with its expected and attested values — the agent measured the
+// attested configuration itself — not only two roots.
+func TestMismatchNamesParameters(t *testing.T) {
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	changed := testConfig()
+	changed.CPUCount = 32
+	changed.MemoryBytes = 8 << 30
+	r, err := attest.Attest(t.Context(), c.Agent(), attest.Request{VMID: "web01", Config: changed, Secret: secret(1), Expected: testConfig()})
+	if !errors.Is(err, attest.ErrVerify) || !errors.Is(err, client.ErrConfiguration) {
+		t.Fatalf("err = %v, want ErrVerify and ErrConfiguration", err)
+	}
+	want := []client.ParameterDiff{
+		{Name: measure.NameCPUCount, Expected: "2", Attested: "32"},
+		{Name: measure.NameMemoryBytes, Expected: "2147483648", Attested: "8589934592"},
+	}
+	if r == nil || r.Report == nil {
+		t.Fatalf("no report with the refusal")
+	}
+	if !slices.Equal(r.Report.Differences, want) {
+		t.Errorf("differences %+v, want %+v", r.Report.Differences, want)
+	}
+	for _, d := range want {
+		if s := fmt.Sprintf("%s: expected %s, attested %s", d.Name, d.Expected, d.Attested); !strings.Contains(err.Error(), s) {
+			t.Errorf("the refusal %q does not say %q", err, s)
+		}
+	}
 }
