@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/internal/strictjson"
 )
 
 // watchFile is the --watch file of `vmledger monitor`:
@@ -20,7 +21,9 @@ import (
 //
 // config is a configuration file (JSON, YAML or libvirt XML; images given by
 // digest or by a path that is hashed once at start) and vm_secret its VM
-// secret; paths are relative to the watch file. keys is optional: without it
+// secret; paths are relative to the watch file. The file is decoded
+// strictly (package internal/strictjson): an unknown member, one in another
+// case or a repeated one is an error. keys is optional: without it
 // any co-processor of the trust file may attest the VM. expect_within is
 // optional (client.Expectation.Within): the longest the VM may go without
 // an attestation as expected in the log before the monitor reports it
@@ -160,9 +163,15 @@ checked, retry later).` +
 
 // loadWatch reads the watch file and computes each VM's expected root.
 func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, error) {
-	var w watchFile
-	if err := readJSONFile(path, &w); err != nil {
+	// Strictly: a misspelled, case-variant or repeated member is an
+	// error, not a silently ignored expectation.
+	b, err := readSmallFile(path, 16<<20)
+	if err != nil {
 		return nil, err
+	}
+	var w watchFile
+	if err := strictjson.Decode(b, &w); err != nil {
+		return nil, fmt.Errorf("%w (the members are vms, and per VM: vm, config, packages, vm_secret, keys, expect_within)", err)
 	}
 	if len(w.VMs) == 0 {
 		return nil, fmt.Errorf("no VMs to watch: want {\"vms\": [{\"vm\": …, \"config\": …, \"vm_secret\": …}]}")
