@@ -9,8 +9,10 @@
 //	    once the entry is in a witness-cosigned checkpoint, with its bundle
 //	  → verify the bundle exactly as a customer would (package client), with
 //	    the configuration just measured and the VM secret as the expectation;
-//	    with a state file, the bundle's checkpoint also proved consistent
-//	    with the one trusted before, from the log's tiles
+//	    the freshness anchor always proved consistent with the bundle's
+//	    checkpoint (from the inclusion proof or the log's tiles); with a
+//	    state file, the bundle's checkpoint also proved consistent with the
+//	    one trusted before, from the log's tiles
 //	  → keep the manifest and the bundle (package agent/store)
 //
 // Attest returns an error wrapping one of the sentinels below for each link
@@ -184,15 +186,15 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	if req.Expected != nil {
 		expected = req.Expected
 	}
-	opts := client.Options{State: c.State}
-	if c.State != nil {
-		// The state's trusted checkpoint is proved consistent with the
-		// bundle's through the log just used: its tiles give the proof, and
-		// a log that forked cannot give one.
-		if opts.Prover, err = client.NewTileProver(base, c.HTTPClient); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrLog, err)
-		}
+	// The log just used proves, from its tiles, the state's trusted
+	// checkpoint consistent with the bundle's (a log that forked cannot),
+	// and the freshness anchor too when the inclusion proof does not hold
+	// its root (entries were appended between the anchor and this one).
+	prover, err := client.NewTileProver(base, c.HTTPClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLog, err)
 	}
+	opts := client.Options{State: c.State, Prover: prover}
 	// The agent's own manifest of what it attested: when the expected
 	// configuration differs, it lets the report name each parameter that
 	// differs, with the expected and the attested value.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -339,5 +340,77 @@ func TestMismatchNamesParameters(t *testing.T) {
 		if s := fmt.Sprintf("%s: expected %s, attested %s", d.Name, d.Expected, d.Attested); !strings.Contains(err.Error(), s) {
 			t.Errorf("the refusal %q does not say %q", err, s)
 		}
+	}
+}
+
+// freshnessDetail is the detail of the report's freshness check.
+func freshnessDetail(r *client.Report) string {
+	for _, c := range r.Results {
+		if c.Check == client.CheckFreshness {
+			return string(c.Status) + ": " + c.Detail
+		}
+	}
+	return ""
+}
+
+// staleCheckpointFront serves the log at target, except GET /checkpoint,
+// which it answers with cached (as a cache in front of a log does, within
+// the log's freshness window).
+func staleCheckpointFront(t *testing.T, target string, cached []byte) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/checkpoint" {
+			w.Write(cached)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func getCheckpoint(t *testing.T, base string) []byte {
+	t.Helper()
+	resp, err := http.Get(base + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /checkpoint: %v %s", err, resp.Status)
+	}
+	return b
+}
+
+// TestAnchorProvedThroughLog: when other entries were appended between the
+// agent's freshness anchor and its entry, the inclusion proof does not hold
+// the anchor's root; the agent's own check then proves the anchor
+// consistent with the bundle's checkpoint through the log's tiles, rather
+// than accepting it unproven.
+func TestAnchorProvedThroughLog(t *testing.T) {
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	early := getCheckpoint(t, c.LogURL) // size 1: the enrolment record
+	for _, vm := range []string{"db01", "db02", "db03"} {
+		if _, err := c.Attest(t.Context(), vm, testConfig(), secret(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := c.Agent()
+	a.LogURL = staleCheckpointFront(t, c.LogURL, early)
+	r, err := attest.Attest(t.Context(), a, attest.Request{VMID: "web01", Config: testConfig(), Secret: secret(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Anchor.Size != 1 || r.Index != 4 {
+		t.Fatalf("anchor size %d, index %d: want 1 and 4 (entries between them)", r.Anchor.Size, r.Index)
+	}
+	if d := freshnessDetail(r.Report); !strings.Contains(d, "pass: ") || !strings.Contains(d, "proven by the log's consistency proof") {
+		t.Errorf("freshness %q, want the anchor proven by the log's consistency proof", d)
 	}
 }
