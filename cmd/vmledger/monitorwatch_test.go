@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,5 +46,41 @@ func TestWatchFileStrict(t *testing.T) {
 	w, err := loadWatch(cmd, path)
 	if err != nil || w["web01"].Within.Hours() != 1 {
 		t.Fatalf("a correct watch file: %v, %+v", err, w)
+	}
+}
+
+// TestMonitorNamesDifferences: monitor's alert for a watched VM attested
+// with another configuration names the parameter that differs, with the
+// expected and the attested value, when the watch file lists the
+// provider's manifest of that attestation; without it, the alert says the
+// log does not hold the values.
+func TestMonitorNamesDifferences(t *testing.T) {
+	d := startFlowDeployment(t)
+	dir := d.dir
+	cfg := vmConfig(t, dir, "web01.json", "4GiB")
+	ordered := vmConfig(t, dir, "web01-8g.json", "8GiB")
+	sec := writeFile(t, dir, "web01.secret", strings.Repeat("ab", 32), 0o600)
+	if _, stderr, code := runIn(t, "", "agent", "attest", "--out", filepath.Join(dir, "b.json"), "--vm", "web01", "--config", cfg, "--vm-secret", sec,
+		"--trust", d.TrustFile, "--coproc", d.coproc, "--log", d.LogURL); code != exitOK {
+		t.Fatalf("agent attest: exit %d\n%s", code, stderr)
+	}
+	manifest, stderr, code := runIn(t, "", "agent", "measure", "--config", cfg, "--vm-secret", sec, "--json")
+	if code != exitOK {
+		t.Fatalf("agent measure --json: exit %d\n%s", code, stderr)
+	}
+	writeFile(t, dir, "web01.manifest.json", manifest, 0o600)
+	for _, tt := range []struct {
+		name, manifests, want string
+	}{
+		{"with the provider's manifest", `, "manifests": ["web01.manifest.json"]`, "memory.bytes: expected 8589934592, attested 4294967296"},
+		{"without it", "", "not the values"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			watch := writeFile(t, dir, "watch.json", fmt.Sprintf(`{"vms": [{"vm": "web01", "config": %q, "vm_secret": %q%s}]}`, ordered, sec, tt.manifests), 0o644)
+			stdout, stderr, code := runIn(t, "", "monitor", "--once", "--log", d.LogURL, "--trust", d.TrustFile, "--watch", watch, "--state", filepath.Join(t.TempDir(), "state"))
+			if code != exitRefused || !strings.Contains(stdout, "ALERT unexpected-config vm=web01") || !strings.Contains(stdout, tt.want) {
+				t.Errorf("exit %d, want %d and an alert saying %q\n%s%s", code, exitRefused, tt.want, stdout, stderr)
+			}
+		})
 	}
 }
