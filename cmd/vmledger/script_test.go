@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,18 +60,23 @@ func TestScripts(t *testing.T) {
 			if cond != "sim" {
 				return false, errors.New("unknown condition " + cond)
 			}
-			c, err := spec.Open(context.Background(), spec.Spec{Kind: spec.Sim}, spec.Options{})
-			if errors.Is(err, spec.ErrNoSimulator) {
-				return false, nil
-			}
-			if err != nil {
-				return false, err
-			}
-			c.Close()
-			return true, nil
+			return haveSimulator()
 		},
 	})
 }
+
+// haveSimulator reports whether this build has the in-process TPM
+// simulator (it needs cgo), trying it once.
+var haveSimulator = sync.OnceValues(func() (bool, error) {
+	c, err := spec.Open(context.Background(), spec.Spec{Kind: spec.Sim}, spec.Options{})
+	if errors.Is(err, spec.ErrNoSimulator) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, c.Close()
+})
 
 func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
