@@ -1,6 +1,6 @@
 // Package coproc defines the attestation a trusted co-processor makes about a
-// VM configuration (DESIGN.md §2.2), and the CoProcessor interface that
-// produces it. The format code here is pure: it does no I/O. Backends live in
+// VM configuration (see also docs/formats.md), and the CoProcessor interface
+// that produces it. The format code here is pure: it does no I/O. Backends live in
 // coproc/tpm (TPM 2.0: device, swtpm, simulator via coproc/tpmsim) and
 // coproc/soft (a software key); coproc/spec opens one from a SPEC string.
 //
@@ -28,7 +28,7 @@
 //	subject        [{"name": "vm:<vm id>", "digest": {"sha256": "<hex config root>"}}]
 //	predicateType  "https://vmledger.dev/attestation/vm-config/v1"
 //	predicate
-//	  configSchema   "vmledger/config/v1" — how the config tree is built (DESIGN §2.1)
+//	  configSchema   "vmledger/config/v1" — how the config tree is built (package agent/measure)
 //	  leafCount      number of leaves of the config tree = len(parameters)
 //	  parameters     the leaf names, sorted bytewise, unique; never values
 //	  coprocessor

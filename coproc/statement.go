@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// Constants of the statement format (DESIGN §2.2).
+// Constants of the statement format (package doc, The attestation).
 const (
 	StatementType = "https://in-toto.io/Statement/v1"
 	PredicateType = "https://vmledger.dev/attestation/vm-config/v1"
@@ -190,7 +190,7 @@ func checkName(s string) error {
 }
 
 // checkParam accepts parameter names: 1..MaxNameLen printable ASCII bytes
-// without spaces (the registered names of DESIGN §2.1 are such).
+// without spaces (the registered names of package agent/measure are such).
 func checkParam(s string) error {
 	if s == "" {
 		return fmt.Errorf("empty")

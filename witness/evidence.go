@@ -26,7 +26,7 @@ const (
 
 // Evidence proves that a log signed two checkpoints that cannot both be
 // true. Anyone with the log's verifier key can check it offline with
-// [VerifyEvidence]; no standard format exists, this is ours (SPECS.md,
+// [VerifyEvidence]; no standard format exists, this is ours (docs/formats.md,
 // "Fork evidence"). It is served as JSON at GET /v1/evidence.
 type Evidence struct {
 	Kind   string `json:"kind"`

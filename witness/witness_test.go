@@ -19,7 +19,7 @@ import (
 	"github.com/vmledger/vmledger/witness/policy"
 )
 
-// The worked examples of SPECS.md, byte for byte.
+// The worked examples of docs/formats.md, byte for byte.
 const (
 	specLogVKey    = "example.com/ledger+edb3e1ea+AYE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU"
 	specRoot5      = "iOmzfHUeCGffxCxa7Uow9wBv+JqN6lXFK/00Rkd5yGI="

@@ -1,5 +1,5 @@
 // Package measure is the vmledger configuration tree (schema
-// vmledger/config/v1, DESIGN.md §2.1): how a VM configuration becomes the
+// vmledger/config/v1; docs/formats.md): how a VM configuration becomes the
 // 32-byte root that a TPM signs and a transparency log records, and how one
 // parameter is disclosed and checked against that root. It is pure: no
 // files, no network, no logging. HashImage reads an io.Reader it is given.

@@ -24,7 +24,7 @@ const (
 // Type is the type byte of a configuration leaf.
 type Type uint8
 
-// Leaf types (DESIGN §2.1).
+// Leaf types (package doc, Leaf encoding).
 const (
 	TypeU64     Type = 1 // 8-byte big-endian unsigned integer
 	TypeUTF8    Type = 2 // UTF-8 text, no terminator
@@ -197,7 +197,7 @@ func (s *salter) salt(name string) Digest {
 // pkg returns the salt of the package leaf for package name (PackageSalt).
 func (s *salter) pkg(name string) Digest { return s.salt("packages/" + name) }
 
-// LeafInput encodes a configuration leaf (DESIGN §2.1):
+// LeafInput encodes a configuration leaf (package doc, Leaf encoding):
 //
 //	"vmledger/config-leaf/v1" 0x00 ‖ u16 len(name) ‖ name ‖ u8 type ‖ u32 len(value) ‖ value ‖ salt (32)
 //

@@ -317,7 +317,7 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	}
 	trust, err := client.LoadTrust(ff.trust)
 	if err != nil {
-		return nil, fmt.Errorf("--trust %s: %w", ff.trust, err)
+		return nil, inputError{fmt.Errorf("--trust %s: %w", ff.trust, err)}
 	}
 	sp, err := spec.Parse(ff.coproc)
 	if err != nil {
@@ -338,22 +338,22 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	if ff.store != "" {
 		st, err := store.Open(ff.store)
 		if err != nil {
-			return nil, fmt.Errorf("--store: %w", err)
+			return nil, inputError{fmt.Errorf("--store: %w", err)}
 		}
 		have, err := st.Secret(ff.vmID)
 		switch {
 		case err == nil && have != secret:
-			return nil, fmt.Errorf("--store %s holds another secret for VM %s than the one given", ff.store, ff.vmID)
+			return nil, inputError{fmt.Errorf("--store %s holds another secret for VM %s than the one given", ff.store, ff.vmID)}
 		case err != nil:
 			if err := st.ImportSecret(ff.vmID, secret); err != nil {
-				return nil, fmt.Errorf("--store: %w", err)
+				return nil, inputError{fmt.Errorf("--store: %w", err)}
 			}
 		}
 		c.Store = st
 	}
 	if ff.state != "" {
 		if c.State, err = client.OpenState(ff.state); err != nil {
-			return nil, fmt.Errorf("--state: %w", err)
+			return nil, inputError{fmt.Errorf("--state: %w", err)}
 		}
 	}
 	return attest.Attest(ctx, c, attest.Request{VMID: ff.vmID, Config: cfg, Secret: secret, Expected: expected})
@@ -364,15 +364,15 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 func runFlowFromFlags(cmd *cobra.Command, f *measureFlags, ff *flowFlags) (*attest.Result, error) {
 	secret, err := f.secret(cmd.ErrOrStderr())
 	if err != nil {
-		return nil, err
+		return nil, inputError{err}
 	}
 	cfg, err := f.load(cmd)
 	if err != nil {
-		return nil, err
+		return nil, inputError{err}
 	}
 	expected, err := ff.loadExpected(cmd, f)
 	if err != nil {
-		return nil, err
+		return nil, inputError{err}
 	}
 	return runFlow(cmd, ff, cfg, expected, secret)
 }
@@ -492,13 +492,22 @@ secret is never replaced.`,
 	return cmd
 }
 
+// inputError marks a flow failure that happened before the flow began: a
+// flag's file could not be read or is invalid. It is neither a refusal nor
+// incomplete: the command failed (exit 1), or was misused (exit 2).
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
 // flowError classifies a flow failure: a part that was unavailable makes
 // it incomplete (exit 4), a broken link of the chain a refusal (exit 3); a
-// usage error stays one.
+// usage error or an input that could not be read stays what it is.
 func flowError(err error) error {
 	var ue usageError
+	var ie inputError
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &ie):
 		return err
 	case attest.Incomplete(err):
 		return incompleteError{err}

@@ -1,5 +1,5 @@
 // Package admission is the write side and the customer API of the vmledger
-// Attestation Service (DESIGN.md §3, log): admission of co-processor
+// Attestation Service (docs/architecture.md): admission of co-processor
 // attestations, enrolment and revocation of co-processor keys, the search
 // index and offline bundles. It runs on an [engine.Engine] and a
 // [Publisher] (log/publish), and adds its routes to a log/server.Server:

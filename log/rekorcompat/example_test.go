@@ -25,7 +25,7 @@ var (
 )
 
 // Wiring the Rekor-compatible endpoints into a log server, and what they
-// answer for the worked example of SPECS.md: the key with seed 0x02 × 32
+// answer for the worked example of docs/formats.md: the key with seed 0x02 × 32
 // named example.com/ledger, and the entries "vmcfg 0" … "vmcfg 4" (the
 // root at size 5 is iOmzfHUe… in base64, 88e9b37c… in hex).
 func Example() {

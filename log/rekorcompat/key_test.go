@@ -20,7 +20,7 @@ import (
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
-// The worked example of SPECS.md: Ed25519 seed 0x02 × 32, name
+// The worked example of docs/formats.md: Ed25519 seed 0x02 × 32, name
 // example.com/ledger, and its signature on the size-8 checkpoint.
 const (
 	exampleName  = "example.com/ledger"

@@ -59,7 +59,8 @@ func (m *memTiles) ReadTile(_ context.Context, level, index uint64, width uint8)
 
 func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
 
-// exampleKey is the log key of the SPECS.md worked example: seed 0x02 × 32.
+// exampleKey is the log key of the worked example (docs/formats.md, Worked
+// examples): seed 0x02 × 32.
 func exampleKey(t *testing.T) (note.Signer, string) {
 	t.Helper()
 	seed := append([]byte{1}, bytes.Repeat([]byte{2}, 32)...)
@@ -70,7 +71,7 @@ func exampleKey(t *testing.T) (note.Signer, string) {
 	return s, vkey
 }
 
-// TestWorkedExample pins the worked example of SPECS.md (and the package
+// TestWorkedExample pins the worked example of docs/formats.md (and the package
 // doc): roots, the consistency proof, the verifier key and the signed
 // checkpoint, byte for byte.
 func TestWorkedExample(t *testing.T) {

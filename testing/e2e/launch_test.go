@@ -131,7 +131,7 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 			"coprocessor host-a "+d.tpmPEM+"\ncoprocessor host-b "+stranger.pem)
 		mustRun(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", stranger.pem, "--name", "host-b")
 		mustLaunch(t, "enrolled software key", launchArgs(d, app, stranger.spec, trust, marker("host-b"), "--expected", app.config), marker("host-b"))
-		// The DESIGN form, --key PEM (--keyid ID names the same key).
+		// The original form, --key PEM (--keyid ID names the same key).
 		if r := mustRun(t, "log", "revoke", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", stranger.pem); !strings.Contains(r.stdout, stranger.keyID) {
 			t.Errorf("log revoke --key printed %q, want the record of key %s", r.stdout, stranger.keyID)
 		}

@@ -6,8 +6,8 @@ import (
 	"github.com/vmledger/vmledger/witness/policy"
 )
 
-// A customer's policy: the log of SPECS.md and one witness that must
-// cosign. The checkpoint is SPECS.md's size-0 example with the log's
+// A customer's policy: the log of docs/formats.md's worked examples and one
+// witness that must cosign. The checkpoint is their size-0 example with the log's
 // signature and the witness's cosignature/v1 line.
 func ExamplePolicy_Verify() {
 	p, err := policy.Parse([]byte(`
