@@ -69,6 +69,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -81,6 +82,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 )
 
 // Default handles.
@@ -89,6 +91,7 @@ const (
 	DefaultKeyHandle    tpm2.TPMHandle = 0x81000A01
 	DefaultRootIndex    tpm2.TPMHandle = 0x01000A00
 	DefaultCounterIndex tpm2.TPMHandle = 0x01000A01
+	DefaultAKHandle     tpm2.TPMHandle = 0x81000A02
 )
 
 // Config describes where the co-processor's objects live. The zero value
@@ -98,6 +101,12 @@ type Config struct {
 	KeyHandle    tpm2.TPMHandle
 	RootIndex    tpm2.TPMHandle
 	CounterIndex tpm2.TPMHandle
+	AKHandle     tpm2.TPMHandle
+	// KeyAuth is the authorization value of the signing key and the AK,
+	// set when Provision creates them and needed for every use: only a
+	// process that holds it can sign a statement or certify NV. Empty
+	// means none (anyone who can open the TPM can use the keys).
+	KeyAuth []byte
 	// OwnerAuth is the owner hierarchy's authorisation value (usually empty).
 	OwnerAuth []byte
 	// SRKName, if set, pins the storage primary: Open refuses an SRK whose
@@ -122,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CounterIndex == 0 {
 		c.CounterIndex = DefaultCounterIndex
+	}
+	if c.AKHandle == 0 {
+		c.AKHandle = DefaultAKHandle
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -200,18 +212,27 @@ func Provision(ctx context.Context, t transport.TPM, cfg Config) (created []stri
 		return created, err
 	}
 
-	// Signing key.
-	_, _, err = readObject(t, cfg.KeyHandle, keyTemplate)
-	if errors.Is(err, coproc.ErrNotInitialized) {
-		srk := tpm2.AuthHandle{Handle: cfg.SRKHandle, Name: srkName, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Salted(cfg.SRKHandle, *srkPub))}
-		if err := createKey(ctx, t, owner, srk, cfg.KeyHandle); err != nil {
+	// Signing key and attestation key.
+	for _, k := range []struct {
+		what     string
+		h        tpm2.TPMHandle
+		template tpm2.TPMTPublic
+	}{
+		{"key", cfg.KeyHandle, keyTemplate},
+		{"attestation key", cfg.AKHandle, evidence.AKTemplate},
+	} {
+		_, _, err = readObject(t, k.h, k.template)
+		if errors.Is(err, coproc.ErrNotInitialized) {
+			srk := tpm2.AuthHandle{Handle: cfg.SRKHandle, Name: srkName, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Salted(cfg.SRKHandle, *srkPub), tpm2.AESEncryption(128, tpm2.EncryptIn))}
+			if err := createKey(ctx, t, owner, srk, k.h, k.template, cfg.KeyAuth); err != nil {
+				return created, err
+			}
+			created = append(created, k.what)
+			_, _, err = readObject(t, k.h, k.template)
+		}
+		if err != nil {
 			return created, err
 		}
-		created = append(created, "key")
-		_, _, err = readObject(t, cfg.KeyHandle, keyTemplate)
-	}
-	if err != nil {
-		return created, err
 	}
 
 	// NV indexes.
@@ -254,21 +275,25 @@ func createSRK(ctx context.Context, t transport.TPM, owner tpm2.AuthHandle, h tp
 	return nil
 }
 
-func createKey(ctx context.Context, t transport.TPM, owner, srk tpm2.AuthHandle, h tpm2.TPMHandle) error {
+func createKey(ctx context.Context, t transport.TPM, owner, srk tpm2.AuthHandle, h tpm2.TPMHandle, template tpm2.TPMTPublic, auth []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cr, err := tpm2.Create{ParentHandle: srk, InPublic: tpm2.New2B(keyTemplate)}.Execute(t)
+	// The auth value is the command's first parameter (inSensitive), which
+	// the salted session encrypts.
+	cr, err := tpm2.Create{ParentHandle: srk, InPublic: tpm2.New2B(template),
+		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{UserAuth: tpm2.TPM2BAuth{Buffer: auth}}},
+	}.Execute(t)
 	if err != nil {
-		return fmt.Errorf("tpm: creating the signing key: %w", err)
+		return fmt.Errorf("tpm: creating the key at 0x%08x: %w", uint32(h), err)
 	}
 	srk.Auth = tpm2.PasswordAuth(nil)
 	ld, err := tpm2.Load{ParentHandle: srk, InPrivate: cr.OutPrivate, InPublic: cr.OutPublic}.Execute(t)
 	if err != nil {
-		return fmt.Errorf("tpm: loading the signing key: %w", err)
+		return fmt.Errorf("tpm: loading the key for 0x%08x: %w", uint32(h), err)
 	}
 	if err := evict(t, owner, ld.ObjectHandle, ld.Name, h); err != nil {
-		return fmt.Errorf("tpm: persisting the signing key at 0x%08x: %w", uint32(h), err)
+		return fmt.Errorf("tpm: persisting the key at 0x%08x: %w", uint32(h), err)
 	}
 	return nil
 }
@@ -348,6 +373,8 @@ type CoProcessor struct {
 	srkPub  tpm2.TPMTPublic
 	srkName tpm2.TPM2BName
 	keyName tpm2.TPM2BName
+	akName  tpm2.TPM2BName
+	ident   *evidence.Identity
 	pub     *ecdsa.PublicKey
 	keyID   string
 
@@ -381,9 +408,26 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 	if err != nil {
 		return nil, err
 	}
-	for _, want := range []tpm2.TPMSNVPublic{rootNVPublic(cfg.RootIndex), counterNVPublic(cfg.CounterIndex)} {
+	akPub, akName, err := readObject(t, cfg.AKHandle, evidence.AKTemplate)
+	if err != nil {
+		return nil, err
+	}
+	ident := &evidence.Identity{AKPublic: tpm2.Marshal(akPub)}
+	for i, want := range []tpm2.TPMSNVPublic{rootNVPublic(cfg.RootIndex), counterNVPublic(cfg.CounterIndex)} {
 		if _, err := readNV(t, want); err != nil {
 			return nil, err
+		}
+		// The Name the index has once written, which is what NV_Certify
+		// reports after the first attestation.
+		want.Attributes.Written = true
+		name, err := tpm2.NVName(&want)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			ident.RootNVName = name.Buffer
+		} else {
+			ident.CounterNVName = name.Buffer
 		}
 	}
 	pk, err := tpm2.Pub(*keyPub)
@@ -401,7 +445,7 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 	if err != nil {
 		return nil, err
 	}
-	return &CoProcessor{cfg: cfg, srkPub: *srkPub, srkName: srkName, keyName: keyName, pub: pub, keyID: id, t: t}, nil
+	return &CoProcessor{cfg: cfg, srkPub: *srkPub, srkName: srkName, keyName: keyName, akName: akName, ident: ident, pub: pub, keyID: id, t: t}, nil
 }
 
 // PublicKey implements coproc.CoProcessor; it is an *ecdsa.PublicKey.
@@ -478,25 +522,161 @@ func (c *CoProcessor) Attest(ctx context.Context, cl coproc.Claim) (*coproc.Enve
 		return nil, fmt.Errorf("tpm: counter %d exceeds 2^53-1", n)
 	}
 
-	// 3. The signature.
+	// 3. The TPM's evidence of both.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	binding, err := evidence.Binding(c.keyID, cl.VMID, cl.Root, n, cl.Freshness)
+	if err != nil {
+		return nil, err
+	}
+	rootCert, ctrCert, safe, err := c.certifyBoth(binding)
+	if err != nil {
+		return nil, err
+	}
+	if !safe {
+		// After an unorderly shutdown the TPM's clock may be behind a value
+		// it reported before; move it forward past any such value, then
+		// certify again.
+		if err := c.makeClockSafe(); err != nil {
+			return nil, err
+		}
+		if rootCert, ctrCert, _, err = c.certifyBoth(binding); err != nil {
+			return nil, err
+		}
+	}
+	ev := (&evidence.Evidence{Root: rootCert, Counter: ctrCert}).Marshal()
+
+	// 4. The signature.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	st, err := coproc.NewStatement(cl, coproc.CoprocessorState{
 		KeyID: c.keyID, Counter: n,
 		RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
+		AttestedBy: coproc.AttestedByTPM, Evidence: base64.StdEncoding.EncodeToString(ev),
 	}, c.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	return coproc.Seal(st, c.pub, c.sign)
+	env, err := coproc.Seal(st, c.pub, c.sign)
+	if err != nil {
+		return nil, err
+	}
+	// What a verifier will check, checked before anyone sees it.
+	if _, err := evidence.Verify(st, c.ident); err != nil {
+		return nil, fmt.Errorf("tpm: the TPM's own evidence does not verify: %w", err)
+	}
+	return env, nil
 }
+
+// certifyBoth certifies the root and the counter index; safe reports
+// whether both certifications say the clock is safe. Called with mu held.
+func (c *CoProcessor) certifyBoth(binding [32]byte) (root, ctr evidence.Certification, safe bool, err error) {
+	if root, err = c.certify(rootNVPublic(c.cfg.RootIndex), 32, binding); err != nil {
+		return root, ctr, false, err
+	}
+	if ctr, err = c.certify(counterNVPublic(c.cfg.CounterIndex), 8, binding); err != nil {
+		return root, ctr, false, err
+	}
+	safe = true
+	for _, cert := range []evidence.Certification{root, ctr} {
+		att, err := tpm2.Unmarshal[tpm2.TPMSAttest](cert.Attest)
+		if err != nil {
+			return root, ctr, false, fmt.Errorf("tpm: TPM2_NV_Certify returned an unreadable TPMS_ATTEST: %w", err)
+		}
+		safe = safe && bool(att.ClockInfo.Safe)
+	}
+	return root, ctr, safe, nil
+}
+
+// clockUpdateInterval is how far ahead of its NV copy a TPM's clock may
+// run (2^NV_CLOCK_UPDATE_INTERVAL ms; 22 in the TCG reference code and
+// swtpm): setting the clock that far forward writes it to NV and makes it
+// safe (TPM 2.0 Library Part 1 §36.4 "Clock").
+const clockUpdateInterval = 1 << 22
+
+// makeClockSafe moves the TPM's clock forward by clockUpdateInterval with
+// TPM2_ClockSet (owner authorization), so that it exceeds every value the
+// TPM reported before an unorderly shutdown. Called with mu held.
+func (c *CoProcessor) makeClockSafe() error {
+	rc, err := tpm2.ReadClock{}.Execute(c.t)
+	if err != nil {
+		return fmt.Errorf("tpm: TPM2_ReadClock: %w", err)
+	}
+	if err := clockSet(c.t, c.cfg.OwnerAuth, rc.CurrentTime.ClockInfo.Clock+clockUpdateInterval); err != nil {
+		return fmt.Errorf("tpm: TPM2_ClockSet: %w", err)
+	}
+	rc, err = tpm2.ReadClock{}.Execute(c.t)
+	if err != nil {
+		return fmt.Errorf("tpm: TPM2_ReadClock: %w", err)
+	}
+	if !rc.CurrentTime.ClockInfo.Safe {
+		return fmt.Errorf("tpm: the TPM clock is still not safe after TPM2_ClockSet")
+	}
+	return nil
+}
+
+// clockSet sends TPM2_ClockSet (go-tpm v0.9.8 has no command for it) with
+// the owner's password session: tag TPM_ST_SESSIONS, size, command code,
+// TPM_RH_OWNER, the authorization area, newTime.
+func clockSet(t transport.TPM, ownerAuth []byte, newTime uint64) error {
+	auth := binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRSPW))
+	auth = binary.BigEndian.AppendUint16(auth, 0) // nonce
+	auth = append(auth, 0)                        // session attributes
+	auth = binary.BigEndian.AppendUint16(auth, uint16(len(ownerAuth)))
+	auth = append(auth, ownerAuth...)
+	cmd := binary.BigEndian.AppendUint16(nil, uint16(tpm2.TPMSTSessions))
+	cmd = binary.BigEndian.AppendUint32(cmd, 0) // size, below
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMCCClockSet))
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHOwner))
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(len(auth)))
+	cmd = append(cmd, auth...)
+	cmd = binary.BigEndian.AppendUint64(cmd, newTime)
+	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
+	rsp, err := t.Send(cmd)
+	if err != nil {
+		return err
+	}
+	if len(rsp) < 10 {
+		return fmt.Errorf("response of %d bytes", len(rsp))
+	}
+	if rc := binary.BigEndian.Uint32(rsp[6:]); rc != 0 {
+		return tpm2.TPMRC(rc)
+	}
+	return nil
+}
+
+// certify runs TPM2_NV_Certify of size bytes at offset 0 of the index with
+// the AK, qualifying data binding. Called with mu held.
+func (c *CoProcessor) certify(want tpm2.TPMSNVPublic, size uint16, binding [32]byte) (evidence.Certification, error) {
+	nv, err := readNV(c.t, want)
+	if err != nil {
+		return evidence.Certification{}, err
+	}
+	rsp, err := tpm2.NVCertify{
+		SignHandle:     tpm2.AuthHandle{Handle: c.cfg.AKHandle, Name: c.akName, Auth: c.session(c.cfg.KeyAuth, encryptOut)},
+		AuthHandle:     tpm2.AuthHandle{Handle: nv.handle.Handle, Name: nv.handle.Name, Auth: c.session(nil)},
+		NVIndex:        nv.handle,
+		QualifyingData: tpm2.TPM2BData{Buffer: binding[:]},
+		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+		Size:           size,
+	}.Execute(c.t)
+	if err != nil {
+		return evidence.Certification{}, fmt.Errorf("tpm: TPM2_NV_Certify of 0x%08x: %w", uint32(want.NVIndex), err)
+	}
+	return evidence.Certification{Attest: rsp.CertifyInfo.Bytes(), Signature: tpm2.Marshal(rsp.Signature)}, nil
+}
+
+// Identity returns what a verifier enrols besides the statement key: the
+// AK's public area and the NV indexes' Names.
+func (c *CoProcessor) Identity() *evidence.Identity { return c.ident }
 
 // sign signs SHA-256(pae) with the TPM key. Called with mu held.
 func (c *CoProcessor) sign(pae []byte) ([]byte, error) {
 	digest := sha256.Sum256(pae)
 	rsp, err := tpm2.Sign{
-		KeyHandle: tpm2.AuthHandle{Handle: c.cfg.KeyHandle, Name: c.keyName, Auth: c.session(nil, encryptIn)},
+		KeyHandle: tpm2.AuthHandle{Handle: c.cfg.KeyHandle, Name: c.keyName, Auth: c.session(c.cfg.KeyAuth, encryptIn)},
 		Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
 		InScheme:  tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
 		Validation: tpm2.TPMTTKHashCheck{
@@ -597,10 +777,13 @@ func (c *CoProcessor) Info(ctx context.Context) (*coproc.Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	pemBytes = append(pemBytes, c.ident.PEM()...)
 	info := &coproc.Info{
 		Backend: "tpm", Device: c.cfg.Device, KeyID: c.keyID, PublicKeyPEM: string(pemBytes),
 		Algorithm: "ecdsa-p256", KeyHandle: uint32(c.cfg.KeyHandle), KeyName: hex.EncodeToString(c.keyName.Buffer),
-		SRKHandle: uint32(c.cfg.SRKHandle), SRKName: hex.EncodeToString(c.srkName.Buffer), RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
+		SRKHandle: uint32(c.cfg.SRKHandle), SRKName: hex.EncodeToString(c.srkName.Buffer),
+		AKHandle: uint32(c.cfg.AKHandle), AKName: hex.EncodeToString(c.akName.Buffer), TPMIdentity: c.ident.String(),
+		RootNVIndex: uint32(c.cfg.RootIndex), CounterNVIndex: uint32(c.cfg.CounterIndex),
 	}
 	rootNV, err := readNV(c.t, rootNVPublic(c.cfg.RootIndex))
 	if err != nil {
