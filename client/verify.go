@@ -11,6 +11,9 @@
 //  3. statement: the payload is a well-formed vm-config/v1 in-toto
 //     statement whose key id is the signer's (and whose VM is the expected
 //     one, when one is expected).
+//     3b. tpm evidence: the statement's TPM evidence verifies under the trust
+//     file's TPM identity for the key (package coproc/evidence), or it is a
+//     software-attested or v1 statement that the key's line accepts.
 //  4. inclusion: the entry's RFC 6962 leaf hash is included at the proof's
 //     index under the checkpoint's root.
 //  5. log signature: the checkpoint is signed by a trusted log.
@@ -46,6 +49,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness/policy"
@@ -117,6 +121,12 @@ type Report struct {
 	TreeSize      uint64   `json:"tree_size,omitempty"`
 	Cosigners     []string `json:"cosigners,omitempty"`
 	NewestCosigAt string   `json:"newest_cosignature,omitempty"`
+	// PredicateType of the statement; Attestation is what vouches for its
+	// root and counter (AttestationTPM, AttestationSoftware,
+	// AttestationV1); TPM what the TPM evidence says about the TPM.
+	PredicateType string           `json:"predicate_type,omitempty"`
+	Attestation   string           `json:"attestation,omitempty"`
+	TPM           *evidence.Report `json:"tpm,omitempty"`
 
 	// Statement is the verified statement (nil if it did not verify).
 	Statement *coproc.Statement `json:"-"`
@@ -233,6 +243,9 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		r.Counter, r.AttestedAt = st.Predicate.Coprocessor.Counter, st.Predicate.Time
 		pass(CheckStatement, fmt.Sprintf("VM %s, config root %x, counter %d, at %s", st.VMID(), root[:8], r.Counter, r.AttestedAt))
 	}
+
+	// 3b. TPM evidence.
+	checkEvidence(r, st, signer)
 
 	// 4. Inclusion.
 	var cp tlog.Checkpoint
@@ -351,7 +364,7 @@ func UndecodableReport(err error) *Report {
 		err = fmt.Errorf("%w: the bundle does not decode: %w", ErrEnvelope, err)
 	}
 	r := &Report{Results: []Result{{Check: CheckEnvelope, Status: Fail, Detail: err.Error(), err: err}}}
-	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration} {
+	for _, c := range []string{CheckSignature, CheckStatement, CheckEvidence, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration} {
 		r.Results = append(r.Results, Result{Check: c, Status: NotRun, Detail: "the bundle did not decode"})
 	}
 	return r

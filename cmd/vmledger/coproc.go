@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/spf13/cobra"
 	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/coproc"
@@ -50,7 +49,7 @@ func coprocSpec(s string) (spec.Spec, error) {
 }
 
 func newCoprocInitCmd() *cobra.Command {
-	var specFlag, alg string
+	var specFlag, alg, authFile string
 	cmd := &cobra.Command{
 		Use:   "init --coproc SPEC",
 		Short: "Create the signing key, the root NV index and the NV counter (idempotent)",
@@ -84,7 +83,7 @@ Ed25519 or ECDSA P-256.`,
 				return usagef("--soft-alg %q: want %s or %s", alg, soft.Ed25519, soft.ECDSAP256)
 			}
 			ctx := cmd.Context()
-			opts := spec.Options{SoftAlgorithm: soft.Algorithm(alg)}
+			opts := spec.Options{SoftAlgorithm: soft.Algorithm(alg), AuthFile: authFile}
 			created, err := spec.Init(ctx, sp, opts)
 			if err != nil {
 				return coprocError("init", sp, err)
@@ -102,6 +101,7 @@ Ed25519 or ECDSA P-256.`,
 	}
 	cmd.Flags().StringVar(&specFlag, "coproc", "", "co-processor SPEC: "+spec.Usage)
 	cmd.Flags().StringVar(&alg, "soft-alg", string(soft.Ed25519), "key type for soft:DIR: ed25519 or ecdsa-p256")
+	cmd.Flags().StringVar(&authFile, "coproc-auth", "", "TPM: file (0600) with the keys' authorization value, created if missing; the agent needs it to attest")
 	return cmd
 }
 
@@ -184,10 +184,8 @@ func writeCoprocInfo(w io.Writer, in *coproc.Info) {
 		row("latest root", "none yet")
 	}
 	fmt.Fprintf(w, "public key:\n%s", in.PublicKeyPEM)
-	if pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(in.PublicKeyPEM)); err == nil {
-		if line, err := client.TrustLine("NAME", pub); err == nil {
-			fmt.Fprintf(w, "trust file line (name it):\n%s\n", line)
-		}
+	if line, err := client.TrustLineInfo("NAME", in); err == nil {
+		fmt.Fprintf(w, "trust file line (name it):\n%s\n", line)
 	}
 }
 

@@ -663,9 +663,22 @@ func (c *CoProcessor) certify(want tpm2.TPMSNVPublic, size uint16, binding [32]b
 		Size:           size,
 	}.Execute(c.t)
 	if err != nil {
-		return evidence.Certification{}, fmt.Errorf("tpm: TPM2_NV_Certify of 0x%08x: %w", uint32(want.NVIndex), err)
+		return evidence.Certification{}, fmt.Errorf("tpm: TPM2_NV_Certify of 0x%08x: %w", uint32(want.NVIndex), authErr(err))
 	}
 	return evidence.Certification{Attest: rsp.CertifyInfo.Bytes(), Signature: tpm2.Marshal(rsp.Signature)}, nil
+}
+
+// ErrKeyAuth: the TPM refused the authorization value given for the
+// signing key or the AK (Config.KeyAuth).
+var ErrKeyAuth = errors.New("the TPM refused the keys' authorization value (the auth file made by coproc init)")
+
+// authErr marks a TPM authorization failure with ErrKeyAuth, keeping the
+// response code matchable.
+func authErr(err error) error {
+	if errors.Is(err, tpm2.TPMRCAuthFail) || errors.Is(err, tpm2.TPMRCBadAuth) {
+		return fmt.Errorf("%w: %w", ErrKeyAuth, err)
+	}
+	return err
 }
 
 // Identity returns what a verifier enrols besides the statement key: the
@@ -685,7 +698,7 @@ func (c *CoProcessor) sign(pae []byte) ([]byte, error) {
 		},
 	}.Execute(c.t)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: TPM2_Sign: %w", err)
+		return nil, fmt.Errorf("tpm: TPM2_Sign: %w", authErr(err))
 	}
 	sig, err := rsp.Signature.Signature.ECDSA()
 	if err != nil {

@@ -1,9 +1,11 @@
 package admission
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -49,17 +51,22 @@ func directSign(tr transport.TPM, h tpm2.TPMHandle) func(pae []byte) ([]byte, er
 	}
 }
 
-// forge makes the forged envelope: web01, root sha256("evil"), counter
-// 1000, signed by the TPM key through directSign.
-func forge(t *testing.T, tr transport.TPM, pub *ecdsa.PublicKey, a coproc.Anchor) []byte {
+// forge makes a forged envelope: web01, root sha256("evil"), counter
+// 1000, signed by the TPM key through directSign. With ev nil the
+// statement is software-attested (all the forger can say); otherwise it
+// claims TPM evidence ev.
+func forge(t *testing.T, tr transport.TPM, pub *ecdsa.PublicKey, a coproc.Anchor, ev string) []byte {
 	t.Helper()
 	id, err := coproc.KeyID(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cp := coproc.CoprocessorState{KeyID: id, Counter: 1000, RootNVIndex: uint32(tpm.DefaultRootIndex), CounterNVIndex: uint32(tpm.DefaultCounterIndex)}
+	if ev != "" {
+		cp.AttestedBy, cp.Evidence = coproc.AttestedByTPM, ev
+	}
 	st, err := coproc.NewStatement(coproc.Claim{VMID: "web01", Root: sha256.Sum256([]byte("evil")), Parameters: testParams, Freshness: a},
-		coproc.CoprocessorState{KeyID: id, Counter: 1000, RootNVIndex: uint32(tpm.DefaultRootIndex), CounterNVIndex: uint32(tpm.DefaultCounterIndex)},
-		time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+		cp, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +82,12 @@ func forge(t *testing.T, tr transport.TPM, pub *ecdsa.PublicKey, a coproc.Anchor
 }
 
 // TestForgeryDirectSign is the attack of issue 18 against swtpm and a real
-// badger log: the agent provisions the TPM and attests once (counter 1);
-// then a process with access to the TPM signs a statement with
-// TPM2_Sign alone. It documents what the log and the verifier do with it.
+// badger log: the agent provisions the TPM (keys without an authorization
+// value, as before) and attests once (counter 1); then a process with
+// access to the TPM signs statements with TPM2_Sign alone, with no NV
+// write and no increment. The log refuses them, naming the evidence, and
+// so does the customer's verifier, also when a log that enrolled the key
+// without its TPM identity admitted them.
 func TestForgeryDirectSign(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	ctx := t.Context()
@@ -95,22 +105,40 @@ func TestForgeryDirectSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := agent.PublicKey().(*ecdsa.PublicKey)
-	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	ident := agent.Identity()
+	info, err := agent.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainPEM, err := cryptoutils.MarshalPublicKeyToPEM(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 
+	// d enrols the key with its TPM identity (the PEM coproc info prints);
+	// old enrols it as before, without one.
 	d := newDeployment(t, nil)
-	if _, _, err := d.client().Enrol(ctx, "host-a", pemKey); err != nil {
+	if k, _, err := d.client().Enrol(ctx, "host-a", []byte(info.PublicKeyPEM)); err != nil || k.TPMIdentity != ident.String() {
+		t.Fatalf("enrol with the TPM identity: %+v, %v", k, err)
+	}
+	old := newDeployment(t, nil)
+	if _, _, err := old.client().Enrol(ctx, "host-a", plainPEM); err != nil {
 		t.Fatal(err)
 	}
+
 	goodRoot := rootOf("good config")
 	good, err := agent.Attest(ctx, coproc.Claim{VMID: "web01", Root: goodRoot, Parameters: testParams, Freshness: d.anchor()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	goodEntry, _ := good.Canonical()
-	d.admit(goodEntry)
+	r := d.post(goodEntry, "?wait=1")
+	if r.status != http.StatusCreated {
+		t.Fatalf("the agent's attestation: %d %s", r.status, r.body)
+	}
+	var goodResp AdmitResponse
+	r.json(t, &goodResp)
+	goodSt, _ := good.Statement()
 	agent.Close() // swtpm serves one connection at a time
 
 	// The forger.
@@ -118,11 +146,10 @@ func TestForgeryDirectSign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := forge(t, forgerTr, pub, d.anchor())
+	forgedSoft := forge(t, forgerTr, pub, d.anchor(), "")
+	forgedReplay := forge(t, forgerTr, pub, d.anchor(), goodSt.Predicate.Coprocessor.Evidence)
+	forgedOld := forge(t, forgerTr, pub, old.anchor(), "")
 	forgerTr.Close()
-
-	r := d.post(forged, "?wait=1")
-	forgedAdmitted := r.status == http.StatusCreated
 
 	// The TPM's own state never saw the forgery.
 	infoTr, err := tpm.DialSwtpm(ctx, sw.Addr)
@@ -134,43 +161,66 @@ func TestForgeryDirectSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	n, _, err := c.Counter(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if n, _, err := c.Counter(ctx); err != nil || n != 1 {
+		t.Fatalf("the TPM's counter is %d (%v), want 1", n, err)
 	}
-	root, _, err := c.Root(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 || root != goodRoot {
-		t.Fatalf("the TPM holds counter %d root %x, want 1 and the good root", n, root)
+	if root, _, err := c.Root(ctx); err != nil || root != goodRoot {
+		t.Fatalf("the TPM's root is %x (%v), want the good root", root, err)
 	}
 
-	// Hole (issue 18): the log admits the forgery and the verifier passes
-	// every check but the configuration comparison.
-	if !forgedAdmitted {
-		t.Fatalf("forgery refused: %d %s (the hole is closed: update this test)", r.status, r.body)
+	// The log refuses both forgeries and says which part failed.
+	for _, tc := range []struct {
+		name  string
+		entry []byte
+		part  string
+	}{
+		{"software-attested", forgedSoft, "no TPM evidence"},
+		{"evidence replayed from counter 1", forgedReplay, "root certification: certified root differs"},
+	} {
+		r := d.post(tc.entry, "")
+		if r.status != http.StatusForbidden || r.reason(t) != "bad-evidence" || !bytes.Contains(r.body, []byte(tc.part)) {
+			t.Errorf("forgery (%s): %d %s, want 403 bad-evidence naming %q", tc.name, r.status, r.body, tc.part)
+		}
 	}
-	var resp AdmitResponse
-	r.json(t, &resp)
-	b, err := bundle.Parse(resp.Bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line, err := client.TrustLine("host-a", pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := client.ParseTrust(fmt.Appendf(nil, "log %s\nquorum none\n%s\n", d.vkey, line), t.TempDir())
+
+	// The customer: the agent's attestation verifies with TPM evidence.
+	line, err := client.TrustLineTPM("host-a", pub, ident)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, secret, _ := ordered(t)
-	rep, _ := client.Verify(ctx, b, trust, &client.Expected{VMID: "web01", Config: cfg, Secret: &secret}, client.Options{})
+	verify := func(l *deployment, raw []byte) (*client.Report, error) {
+		b, err := bundle.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust, err := client.ParseTrust(fmt.Appendf(nil, "log %s\nquorum none\n%s\n", l.vkey, line), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.Verify(ctx, b, trust, &client.Expected{VMID: "web01", Config: cfg, Secret: &secret}, client.Options{})
+	}
+	rep, _ := verify(d, goodResp.Bundle)
+	if rep.Attestation != client.AttestationTPM || rep.TPM == nil || !passed(rep, client.CheckEvidence) {
+		t.Errorf("the agent's attestation: attestation %q, tpm %v\n%+v", rep.Attestation, rep.TPM, rep.Results)
+	}
+
+	// A log that enrolled the key without its identity admits the forgery;
+	// the customer's verifier refuses it at the evidence check.
+	r = old.post(forgedOld, "?wait=1")
+	if r.status != http.StatusCreated {
+		t.Fatalf("the old enrolment: %d %s", r.status, r.body)
+	}
+	var resp AdmitResponse
+	r.json(t, &resp)
+	rep, err = verify(old, resp.Bundle)
+	if !errors.Is(err, client.ErrEvidence) || rep.OK {
+		t.Fatalf("verify of the forgery = %v, want ErrEvidence", err)
+	}
 	for _, res := range rep.Results {
 		want := client.Pass
 		switch res.Check {
-		case client.CheckConfiguration:
+		case client.CheckEvidence, client.CheckConfiguration:
 			want = client.Fail
 		case client.CheckConsistency:
 			want = client.NotRequested
@@ -179,7 +229,13 @@ func TestForgeryDirectSign(t *testing.T) {
 			t.Errorf("check %q: %s (%s), want %s", res.Check, res.Status, res.Detail, want)
 		}
 	}
-	if rep.Counter != 1000 || rep.ConfigRoot != fmt.Sprintf("%x", sha256.Sum256([]byte("evil"))) {
-		t.Errorf("report counter %d root %s, want the forged 1000 and sha256(evil)", rep.Counter, rep.ConfigRoot)
+}
+
+func passed(r *client.Report, check string) bool {
+	for _, res := range r.Results {
+		if res.Check == check {
+			return res.Status == client.Pass
+		}
 	}
+	return false
 }

@@ -33,7 +33,7 @@ swtpm socket --tpm2 --tpmstate dir=tpm --server type=tcp,port=2321,bindaddr=127.
     --ctrl type=tcp,port=2322,bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
 sleep 1   # swtpm listening
 vmledger coproc init --coproc swtpm:127.0.0.1:2321
-vmledger coproc info --coproc swtpm:127.0.0.1:2321 | sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' > host-a.pem
+vmledger coproc info --coproc swtpm:127.0.0.1:2321 | sed -n '/BEGIN PUBLIC KEY/,/END VMLEDGER TPM IDENTITY/p' > host-a.pem
 vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a
 
 # The customer's trust file: the log, the witness policy, the co-processor keys.

@@ -1,0 +1,93 @@
+package tpm_test
+
+import (
+	"crypto/sha256"
+	"errors"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
+	"github.com/vmledger/vmledger/coproc/tpm"
+	"github.com/vmledger/vmledger/coproc/tpm/swtpmtest"
+)
+
+// TestKeyAuth: keys provisioned with an authorization value serve only a
+// process that holds it. A process with TPM access but without it can
+// neither sign (TPM2_Sign with the statement key) nor certify (TPM2_NV_Certify
+// with the AK), and an agent given the wrong value fails with ErrKeyAuth.
+func TestKeyAuth(t *testing.T) {
+	for name, tr := range map[string]func(t *testing.T) transport.TPM{
+		"simulator": func(t *testing.T) transport.TPM { return openSim(t) },
+		"swtpm":     func(t *testing.T) transport.TPM { return dialSwtpm(t, swtpmtest.Start(t)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := tr(t)
+			ctx := t.Context()
+			auth := []byte("0123456789abcdef0123456789abcdef")
+			cfg := tpm.Config{KeyAuth: auth}
+			if _, err := tpm.Provision(ctx, tr, cfg); err != nil {
+				t.Fatal(err)
+			}
+			c, err := tpm.Open(ctx, noClose{tr}, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := c.Attest(ctx, claim(1))
+			if err != nil {
+				t.Fatalf("Attest with the auth value: %v", err)
+			}
+			st, err := coproc.VerifyStatement(env, c.PublicKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := evidence.Verify(st, c.Identity()); err != nil {
+				t.Fatal(err)
+			}
+
+			// The attacker: TPM access, no auth value.
+			digest := sha256.Sum256([]byte("evil"))
+			for _, h := range []tpm2.TPMHandle{tpm.DefaultKeyHandle, tpm.DefaultAKHandle} {
+				rp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = tpm2.Sign{
+					KeyHandle:  tpm2.AuthHandle{Handle: h, Name: rp.Name, Auth: tpm2.PasswordAuth(nil)},
+					Digest:     tpm2.TPM2BDigest{Buffer: digest[:]},
+					InScheme:   tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+					Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+				}.Execute(tr)
+				if !errors.Is(err, tpm2.TPMRCBadAuth) {
+					t.Errorf("TPM2_Sign with 0x%08x and no auth value: %v, want TPM_RC_BAD_AUTH (noDA keys)", uint32(h), err)
+				}
+			}
+			nv, err := tpm2.NVReadPublic{NVIndex: tpm.DefaultRootIndex}.Execute(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ak, _ := tpm2.ReadPublic{ObjectHandle: tpm.DefaultAKHandle}.Execute(tr)
+			_, err = tpm2.NVCertify{
+				SignHandle:     tpm2.AuthHandle{Handle: tpm.DefaultAKHandle, Name: ak.Name, Auth: tpm2.PasswordAuth(nil)},
+				AuthHandle:     tpm2.AuthHandle{Handle: tpm.DefaultRootIndex, Name: nv.NVName, Auth: tpm2.PasswordAuth(nil)},
+				NVIndex:        tpm2.NamedHandle{Handle: tpm.DefaultRootIndex, Name: nv.NVName},
+				QualifyingData: tpm2.TPM2BData{Buffer: digest[:]},
+				InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+				Size:           32,
+			}.Execute(tr)
+			if !errors.Is(err, tpm2.TPMRCBadAuth) {
+				t.Errorf("TPM2_NV_Certify with the AK and no auth value: %v, want TPM_RC_BAD_AUTH (noDA keys)", err)
+			}
+
+			// An agent with the wrong value: a clear error, nothing signed.
+			wrong, err := tpm.Open(ctx, noClose{tr}, tpm.Config{KeyAuth: []byte("wrong")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wrong.Attest(ctx, claim(2)); !errors.Is(err, tpm.ErrKeyAuth) {
+				t.Errorf("Attest with a wrong auth value = %v, want ErrKeyAuth", err)
+			}
+		})
+	}
+}
