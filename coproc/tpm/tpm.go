@@ -14,10 +14,16 @@
 //	0x81000A01  signing key: ECC P-256, ECDSA/SHA-256, unrestricted, sign only;
 //	            fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA;
 //	            child of the SRK, made persistent with TPM2_EvictControl
+//	0x81000A02  attestation key (AK): ECC P-256, ECDSA/SHA-256, *restricted*
+//	            signing (it signs only TPM-generated structures), same
+//	            attributes and parent (coproc/evidence.AKTemplate)
 //	0x01000A00  root index: ordinary, 32 bytes, owner write, owner and auth read, noDA
 //	0x01000A01  counter index: TPM_NT_COUNTER, owner write, owner and auth read, noDA
 //
-// (Config overrides the handles.) Nothing is ever overwritten: a handle that
+// (Config overrides the handles.) Config.KeyAuth, if set, is the
+// authorization value of the signing key and the AK, given when they are
+// created (in the salted, encrypted Create) and needed for every use; empty,
+// any process that can open the TPM can use them. Nothing is ever overwritten: a handle that
 // holds something else makes Provision and Open fail with coproc.ErrMismatch.
 //
 // # One attestation
@@ -25,10 +31,16 @@
 //  1. TPM2_NV_Write of the root to the root index;
 //  2. TPM2_NV_Increment of the counter index;
 //  3. TPM2_NV_Read of the counter: the value goes into the statement;
-//  4. TPM2_Sign of SHA-256(PAE) with the signing key (hashed on the host: the
-//     key is unrestricted, so the TPM needs no hash ticket);
-//  5. the (r, s) signature becomes ASN.1 DER with low s, and the envelope is
-//     verified with the public key before it is returned.
+//  4. TPM2_NV_Certify of the root index (32 bytes) and of the counter index
+//     (8 bytes) with the AK, qualifying data the statement's binding digest
+//     (package coproc/evidence); if the TPM reports its clock unsafe (after
+//     an unorderly shutdown), TPM2_ClockSet moves it forward by 2^22 ms with
+//     the owner authorization and both are certified again;
+//  5. TPM2_Sign of SHA-256(PAE) with the signing key (hashed on the host: the
+//     key is unrestricted, so the TPM needs no hash ticket) over the
+//     statement carrying that evidence;
+//  6. the (r, s) signature becomes ASN.1 DER with low s, and the envelope and
+//     its evidence are verified before it is returned.
 //
 // Before each NV command the index's public area is re-read
 // (TPM2_NV_ReadPublic): its Name changes when TPMA_NV_WRITTEN becomes set and
@@ -36,8 +48,10 @@
 // again. NV_Write, NV_Increment, NV_Read and Sign run in one-shot HMAC sessions
 // salted with the SRK, so the session key is unknown to anyone on the bus;
 // NV_Write and Sign encrypt their first parameter (root, digest) with AES-128
-// CFB, NV_Read encrypts its response, and every response is authenticated by
-// the session HMAC, which go-tpm checks. TPM2_Sign's response (a TPMT_SIGNATURE,
+// CFB, NV_Read and NV_Certify encrypt their response (NV_Certify's AK
+// session; the index itself is authorized by its empty authValue in a
+// password session), and every response is authenticated by the session
+// HMAC, which go-tpm checks. TPM2_Sign's response (a TPMT_SIGNATURE,
 // not a TPM2B) cannot be encrypted; it is authenticated, and public anyway.
 // One-shot sessions are flushed by the TPM after their command; transient
 // objects made by Provision are flushed before it returns.
@@ -655,8 +669,11 @@ func (c *CoProcessor) certify(want tpm2.TPMSNVPublic, size uint16, binding [32]b
 		return evidence.Certification{}, err
 	}
 	rsp, err := tpm2.NVCertify{
-		SignHandle:     tpm2.AuthHandle{Handle: c.cfg.AKHandle, Name: c.akName, Auth: c.session(c.cfg.KeyAuth, encryptOut)},
-		AuthHandle:     tpm2.AuthHandle{Handle: nv.handle.Handle, Name: nv.handle.Name, Auth: c.session(nil)},
+		SignHandle: tpm2.AuthHandle{Handle: c.cfg.AKHandle, Name: c.akName, Auth: c.session(c.cfg.KeyAuth, encryptOut)},
+		// The index's own (empty, public) authValue authorizes reading it:
+		// a password session, no secret to protect. The AK's salted
+		// session authenticates the response.
+		AuthHandle:     tpm2.AuthHandle{Handle: nv.handle.Handle, Name: nv.handle.Name, Auth: tpm2.PasswordAuth(nil)},
 		NVIndex:        nv.handle,
 		QualifyingData: tpm2.TPM2BData{Buffer: binding[:]},
 		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},

@@ -25,7 +25,9 @@
 //	                                       published checkpoint; 404 if not published yet
 //	GET    /v1/vms/<vm id>/bundle          the same for the VM's latest published attestation
 //	GET    /v1/coprocessors                200 {"coprocessors": [Key, …]} (public)
-//	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}
+//	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}; a
+//	                                       "VMLEDGER TPM IDENTITY" block after the key (as
+//	                                       `vmledger coproc info` prints) enrols its TPM identity
 //	                                       201 Key (enrolled) / 200 Key (already enrolled)
 //	DELETE /v1/coprocessors/<keyid>        admin; 200 Key (revoked, or already revoked)
 //
@@ -46,6 +48,8 @@
 //	403 unknown-key       the signing key is not enrolled
 //	403 revoked-key       the signing key was revoked (also: re-enrolling a revoked key)
 //	403 bad-signature     the DSSE signature does not verify under the enrolled key
+//	403 bad-evidence      the key was enrolled with a TPM identity and the statement's TPM
+//	                      evidence is missing or wrong; the error names the part that failed
 //	404 not-found         no such bundle (yet), VM or key
 //	409 replayed-counter  the counter is not above the key's last admitted counter
 //	409 stale-freshness   the anchor is no longer fresh (see below)
