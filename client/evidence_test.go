@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/vmledger/vmledger/coproc"
 )
 
 // TestSoftwareNeedsOptIn: a software-attested statement verifies only when
@@ -64,5 +66,44 @@ func TestParseTrustKeyOptions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestV1NeedsOptIn: a statement of predicate v1 (made before TPM evidence)
+// verifies only when the key's line says v1, and the report names the
+// predicate; a v2 statement that claims TPM evidence from a key without a
+// tpm= identity is refused.
+func TestV1NeedsOptIn(t *testing.T) {
+	f := newFixture(t)
+	v2 := f.payload(f.attest("vm-1", f.cfg))
+	v1 := mustReplace(t, mustReplace(t, v2, `,"attestedBy":"software"`, ""), coproc.PredicateType, coproc.PredicateTypeV1)
+	idx := f.sealRaw(v1)
+	line, _ := TrustLine("host-a", f.cp.PublicKey())
+	for _, tc := range []struct {
+		name, line string
+		ok         bool
+	}{
+		{"software only", line, false},
+		{"v1", line + " v1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := *f
+			g.trustText = strings.Replace(f.trustText, line, tc.line, 1)
+			r, err := Verify(t.Context(), g.bundle(idx, g.tree.Size(), 0, 2), g.trust(), g.expected(), Options{Now: g.now})
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrEvidence)) {
+				t.Fatalf("Verify = %v\n%s", err, dump(r))
+			}
+			if tc.ok && (r.Attestation != AttestationV1 || r.PredicateType != coproc.PredicateTypeV1) {
+				t.Errorf("report attestation %q predicate %q", r.Attestation, r.PredicateType)
+			}
+		})
+	}
+
+	// TPM evidence claimed, no identity in the trust file.
+	tpmClaim := mustReplace(t, v2, `"rootNVIndex":0,"counterNVIndex":0,"attestedBy":"software"`, `"rootNVIndex":1,"counterNVIndex":2,"attestedBy":"tpm2-nv-certify","evidence":"AQ=="`)
+	idx = f.sealRaw(tpmClaim)
+	r, err := Verify(t.Context(), f.bundle(idx, f.tree.Size(), 0, 2), f.trust(), f.expected(), Options{Now: f.now})
+	if !errors.Is(err, ErrEvidence) || !strings.Contains(err.Error(), "no TPM identity") {
+		t.Fatalf("TPM claim without an identity: %v\n%s", err, dump(r))
 	}
 }
