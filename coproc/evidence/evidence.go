@@ -159,6 +159,10 @@ type Identity struct {
 	// written (TPMA_NV_WRITTEN set).
 	RootNVName    []byte
 	CounterNVName []byte
+
+	// ak caches the checked AK of an Identity made by ParseIdentity (whose
+	// fields must then not change).
+	ak *ecdsa.PublicKey
 }
 
 // Marshal returns the Identity's bytes (see the package doc).
@@ -197,9 +201,11 @@ func ParseIdentity(b []byte) (*Identity, error) {
 		return nil, fail("identity", ErrIdentity, "%d bytes after the last field", len(rest))
 	}
 	id := &Identity{AKPublic: bytes.Clone(fields[0]), RootNVName: bytes.Clone(fields[1]), CounterNVName: bytes.Clone(fields[2])}
-	if _, err := id.AK(); err != nil {
+	ak, err := id.AK()
+	if err != nil {
 		return nil, err
 	}
+	id.ak = ak
 	for _, n := range [][]byte{id.RootNVName, id.CounterNVName} {
 		if len(n) != 2+sha256.Size || binary.BigEndian.Uint16(n) != uint16(tpm2.TPMAlgSHA256) {
 			return nil, fail("identity", ErrIdentity, "NV Name %x is not a SHA-256 Name", n)
@@ -383,9 +389,12 @@ func (r *Report) String() string {
 // Verify checks the TPM evidence of st (a validated v2 statement attested by
 // AttestedByTPM) against the enrolled identity. Every failure is an *Error.
 func Verify(st *coproc.Statement, id *Identity) (*Report, error) {
-	ak, err := id.AK()
-	if err != nil {
-		return nil, err
+	ak := id.ak
+	if ak == nil {
+		var err error
+		if ak, err = id.AK(); err != nil {
+			return nil, err
+		}
 	}
 	if st.PredicateType != coproc.PredicateType || st.Predicate.Coprocessor.AttestedBy != coproc.AttestedByTPM {
 		return nil, fail("evidence", ErrMissing, "the statement is %s, attested by %q", st.PredicateType, st.Predicate.Coprocessor.AttestedBy)

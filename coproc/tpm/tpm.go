@@ -444,6 +444,9 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 			ident.CounterNVName = name.Buffer
 		}
 	}
+	if ident, err = evidence.ParseIdentity(ident.Marshal()); err != nil {
+		return nil, fmt.Errorf("tpm: %w", err)
+	}
 	pk, err := tpm2.Pub(*keyPub)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: signing key: %w", err)
