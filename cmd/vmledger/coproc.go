@@ -51,14 +51,19 @@ func coprocSpec(s string) (spec.Spec, error) {
 func newCoprocInitCmd() *cobra.Command {
 	var specFlag, alg, authFile string
 	cmd := &cobra.Command{
-		Use:   "init --coproc SPEC",
+		Use:   "init --coproc SPEC [--coproc-auth FILE]",
 		Short: "Create the signing key, the root NV index and the NV counter (idempotent)",
 		Long: `init creates what attestations need, where it does not exist yet, and then
 prints what "coproc info" prints.
 
 On a TPM: a storage primary key (persistent handle 0x81000A00), an ECC P-256
-signing key that cannot leave the TPM (0x81000A01), an NV index for the latest
-root (0x01000A00) and an NV counter (0x01000A01), in the owner hierarchy.
+signing key that cannot leave the TPM (0x81000A01), a restricted attestation
+key (AK, 0x81000A02) that certifies the NV indexes in every attestation, an NV
+index for the latest root (0x01000A00) and an NV counter (0x01000A01), in the
+owner hierarchy. With --coproc-auth FILE the two keys get a random
+authorization value, written to FILE (0600) if it does not exist: only a
+process that can read FILE can then sign or certify with them; give the agent
+the same file (agent --coproc-auth, or coproc_auth in its configuration file).
 Existing objects are checked, never overwritten: if a handle holds something
 else, init stops and says so.
 
