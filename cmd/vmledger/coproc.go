@@ -50,8 +50,9 @@ func coprocSpec(s string) (spec.Spec, error) {
 
 func newCoprocInitCmd() *cobra.Command {
 	var specFlag, alg, authFile string
+	var rotate bool
 	cmd := &cobra.Command{
-		Use:   "init --coproc SPEC [--coproc-auth FILE]",
+		Use:   "init --coproc SPEC [--coproc-auth FILE] [--rotate]",
 		Short: "Create the signing key, the root NV index and the NV counter (idempotent)",
 		Long: `init creates what attestations need, where it does not exist yet, and then
 prints what "coproc info" prints.
@@ -64,6 +65,12 @@ owner hierarchy. With --coproc-auth FILE the two keys get a random
 authorization value, written to FILE (0600) if it does not exist: only a
 process that can read FILE can then sign or certify with them; give the agent
 the same file (agent --coproc-auth, or coproc_auth in its configuration file).
+
+With --rotate, after the log revoked the key: the signing key and the AK are
+evicted from the TPM and new ones made at the same handles (with the
+authorization value of --coproc-auth); the NV indexes stay and the counter
+keeps counting up. Enrol the new key (coproc info prints it) and give
+customers its new trust-file line.
 Existing objects are checked, never overwritten: if a handle holds something
 else, init stops and says so.
 
@@ -89,9 +96,16 @@ Ed25519 or ECDSA P-256.`,
 			}
 			ctx := cmd.Context()
 			opts := spec.Options{SoftAlgorithm: soft.Algorithm(alg), AuthFile: authFile}
-			created, err := spec.Init(ctx, sp, opts)
+			initFn, what := spec.Init, "init"
+			if rotate {
+				if sp.Kind == spec.Soft || sp.Kind == spec.Sim {
+					return usagef("--rotate is for tpm: and swtpm:; for soft:, initialize a new directory")
+				}
+				initFn, what = spec.Rotate, "init --rotate"
+			}
+			created, err := initFn(ctx, sp, opts)
 			if err != nil {
-				return coprocError("init", sp, err)
+				return coprocError(what, sp, err)
 			}
 			if len(created) == 0 {
 				logger.Info("co-processor already initialized", "coproc", sp.String())
@@ -106,6 +120,7 @@ Ed25519 or ECDSA P-256.`,
 	}
 	cmd.Flags().StringVar(&specFlag, "coproc", "", "co-processor SPEC: "+spec.Usage)
 	cmd.Flags().StringVar(&alg, "soft-alg", string(soft.Ed25519), "key type for soft:DIR: ed25519 or ecdsa-p256")
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "TPM: replace the signing key and the AK with new ones (after the log revoked the old key; it is destroyed)")
 	cmd.Flags().StringVar(&authFile, "coproc-auth", "", "TPM: file (0600) with the keys' authorization value, created if missing; the agent needs it to attest")
 	return cmd
 }

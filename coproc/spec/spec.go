@@ -169,6 +169,26 @@ func Init(ctx context.Context, s Spec, o Options) (created []string, err error) 
 	return tpm.Provision(ctx, t, cfg)
 }
 
+// Rotate replaces a TPM co-processor's signing key and AK with new ones
+// (tpm.Rotate), for re-enrolment after a revocation. Not for soft or sim.
+func Rotate(ctx context.Context, s Spec, o Options) (created []string, err error) {
+	if s.Kind == Soft || s.Kind == Sim {
+		return nil, fmt.Errorf("%w: --rotate is for TPMs (tpm:, swtpm:); for soft:, use a new directory", ErrBadSpec)
+	}
+	cfg := s.tpmConfig(o)
+	if o.AuthFile != "" {
+		if cfg.KeyAuth, err = readAuth(o.AuthFile, true); err != nil {
+			return nil, err
+		}
+	}
+	t, err := s.transport(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	return tpm.Rotate(ctx, t, cfg)
+}
+
 // Open opens the co-processor. A TPM or soft directory that was not
 // initialised gives an error wrapping coproc.ErrNotInitialized. sim is
 // provisioned on the spot, since every simulator starts empty.

@@ -91,3 +91,44 @@ func TestKeyAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestRotate: a rotation makes a new statement key and AK at the same
+// handles; the counter keeps counting up, the old identity no longer
+// verifies new evidence.
+func TestRotate(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	tr := dialSwtpm(t, sw)
+	ctx := t.Context()
+	provision(t, tr)
+	old := open(t, tr)
+	env, err := old.Attest(ctx, claim(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSt, _ := env.Statement()
+	created, err := tpm.Rotate(ctx, tr, tpm.Config{})
+	if err != nil || len(created) != 2 {
+		t.Fatalf("Rotate = %q, %v; want the key and the AK", created, err)
+	}
+	c := open(t, tr)
+	if c.KeyID() == old.KeyID() || string(c.Identity().AKPublic) == string(old.Identity().AKPublic) {
+		t.Fatal("Rotate kept the old key or AK")
+	}
+	env, err = c.Attest(ctx, claim(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := coproc.VerifyStatement(env, c.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Predicate.Coprocessor.Counter <= oldSt.Predicate.Coprocessor.Counter {
+		t.Errorf("counter %d after rotation, %d before", st.Predicate.Coprocessor.Counter, oldSt.Predicate.Coprocessor.Counter)
+	}
+	if _, err := evidence.Verify(st, c.Identity()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evidence.Verify(st, old.Identity()); !errors.Is(err, evidence.ErrSignature) {
+		t.Errorf("new evidence under the old identity: %v, want ErrSignature", err)
+	}
+}

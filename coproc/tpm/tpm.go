@@ -275,6 +275,36 @@ func Provision(ctx context.Context, t transport.TPM, cfg Config) (created []stri
 	return created, nil
 }
 
+// Rotate replaces the signing key and the AK with new ones at the same
+// handles (for re-enrolment after the old key was revoked): it evicts both
+// persistent keys, then provisions as Provision does. The SRK and the NV
+// indexes stay, so the counter keeps counting up. The old keys are gone for
+// good: run it only once the log has revoked them. It reports what it
+// created.
+func Rotate(ctx context.Context, t transport.TPM, cfg Config) (created []string, err error) {
+	cfg = cfg.withDefaults()
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(cfg.OwnerAuth)}
+	for _, k := range []struct {
+		h        tpm2.TPMHandle
+		template tpm2.TPMTPublic
+	}{{cfg.KeyHandle, keyTemplate}, {cfg.AKHandle, evidence.AKTemplate}} {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		_, name, err := readObject(t, k.h, k.template)
+		if errors.Is(err, coproc.ErrNotInitialized) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: k.h, Name: name}, PersistentHandle: k.h}).Execute(t); err != nil {
+			return nil, fmt.Errorf("tpm: evicting the key at 0x%08x: %w", uint32(k.h), err)
+		}
+	}
+	return Provision(ctx, t, cfg)
+}
+
 func createSRK(ctx context.Context, t transport.TPM, owner tpm2.AuthHandle, h tpm2.TPMHandle) error {
 	if err := ctx.Err(); err != nil {
 		return err
