@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/vmledger/vmledger/coproc/tpm"
 )
 
 // AuthSize is the size of the authorization value Init writes: 32 random
@@ -25,8 +27,7 @@ func readAuth(path string, create bool) ([]byte, error) {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		switch {
 		case err == nil:
-			b := make([]byte, AuthSize)
-			rand.Read(b)
+			b := newAuth()
 			_, werr := f.Write(b)
 			serr := f.Sync()
 			cerr := f.Close()
@@ -52,5 +53,22 @@ func readAuth(path string, create bool) ([]byte, error) {
 	if len(b) != AuthSize {
 		return nil, fmt.Errorf("%w %s: %d bytes, want %d", ErrAuthFile, path, len(b), AuthSize)
 	}
+	if err := tpm.CheckKeyAuth(b); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrAuthFile, path, err)
+	}
 	return b, nil
+}
+
+// newAuth returns AuthSize random bytes, none of them zero (see
+// tpm.CheckKeyAuth).
+func newAuth() []byte {
+	b := make([]byte, 0, AuthSize)
+	var one [1]byte
+	for len(b) < AuthSize {
+		rand.Read(one[:])
+		if one[0] != 0 {
+			b = append(b, one[0])
+		}
+	}
+	return b
 }

@@ -211,6 +211,9 @@ func counterNVPublic(h tpm2.TPMHandle) tpm2.TPMSNVPublic {
 // what it created, by name ("srk", "key", "root index", "counter index").
 func Provision(ctx context.Context, t transport.TPM, cfg Config) (created []string, err error) {
 	cfg = cfg.withDefaults()
+	if err := CheckKeyAuth(cfg.KeyAuth); err != nil {
+		return nil, err
+	}
 	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(cfg.OwnerAuth)}
 
 	// Storage primary.
@@ -441,6 +444,9 @@ func Open(ctx context.Context, t transport.TPMCloser, cfg Config) (_ *CoProcesso
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if err := CheckKeyAuth(cfg.KeyAuth); err != nil {
+		return nil, err
+	}
 	srkPub, srkName, err := readObject(t, cfg.SRKHandle, srkTemplate)
 	if err != nil {
 		return nil, err
@@ -721,6 +727,21 @@ func (c *CoProcessor) certify(want tpm2.TPMSNVPublic, size uint16, binding [32]b
 // ErrKeyAuth: the TPM refused the authorization value given for the
 // signing key or the AK (Config.KeyAuth).
 var ErrKeyAuth = errors.New("the TPM refused the keys' authorization value (the auth file made by coproc init)")
+
+// CheckKeyAuth reports whether auth can serve as Config.KeyAuth: at most 32
+// bytes (the SHA-256 nameAlg's digest size) and no zero byte before its last
+// non-zero one. The TPM strips only trailing zeros from an authValue, but
+// go-tpm v0.9.8 (hmacKeyFromAuthValue) cuts the HMAC key at the first zero
+// byte, so such a value would never authorize.
+func CheckKeyAuth(auth []byte) error {
+	if len(auth) > sha256.Size {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrKeyAuth, len(auth), sha256.Size)
+	}
+	if i := bytes.IndexByte(bytes.TrimRight(auth, "\x00"), 0); i >= 0 {
+		return fmt.Errorf("%w: zero byte at offset %d (go-tpm cannot use such a value)", ErrKeyAuth, i)
+	}
+	return nil
+}
 
 // authErr marks a TPM authorization failure with ErrKeyAuth, keeping the
 // response code matchable.
