@@ -125,6 +125,14 @@ func TestForgeryDirectSign(t *testing.T) {
 	if _, _, err := old.client().Enrol(ctx, "host-a", plainPEM); err != nil {
 		t.Fatal(err)
 	}
+	// The same key cannot gain (or lose) an identity by enrolling again.
+	var refused *RefusedError
+	if _, _, err := old.client().Enrol(ctx, "host-a", []byte(info.PublicKeyPEM)); !errors.As(err, &refused) || refused.Reason != "bad-key" {
+		t.Fatalf("re-enrolling with an identity: %v, want 400 bad-key", err)
+	}
+	if _, _, err := d.client().Enrol(ctx, "host-a", plainPEM); !errors.As(err, &refused) || refused.Reason != "bad-key" {
+		t.Fatalf("re-enrolling without the identity: %v, want 400 bad-key", err)
+	}
 
 	goodRoot := rootOf("good config")
 	good, err := agent.Attest(ctx, coproc.Claim{VMID: "web01", Root: goodRoot, Parameters: testParams, Freshness: d.anchor()})
