@@ -240,3 +240,43 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// FuzzVerify: whatever the evidence bytes, Verify neither panics nor
+// accepts anything but the TPM's own evidence (admission runs it on what
+// any client sends). Also ParseIdentity on arbitrary bytes.
+func FuzzVerify(f *testing.F) {
+	sim, err := tpmsim.Open()
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer sim.Close()
+	if _, err := tpm.Provision(f.Context(), sim, tpm.Config{}); err != nil {
+		f.Fatal(err)
+	}
+	c, err := tpm.Open(f.Context(), noClose{sim}, tpm.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	env, err := c.Attest(f.Context(), claim(1))
+	if err != nil {
+		f.Fatal(err)
+	}
+	st, err := env.Statement()
+	if err != nil {
+		f.Fatal(err)
+	}
+	id := c.Identity()
+	real := st.EvidenceBytes()
+	f.Add(real)
+	f.Add(id.Marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evidence.ParseIdentity(b)
+		if len(b) == 0 {
+			return
+		}
+		_, err := evidence.Verify(withEvidence(st, b, nil), id)
+		if err == nil && !bytes.Equal(b, real) {
+			t.Fatalf("Verify accepted evidence %x", b)
+		}
+	})
+}
