@@ -146,11 +146,18 @@
 //	{"_type":"https://vmledger.dev/log/enrolment/v1","action":"enrol",
 //	 "keyid":"<lowercase hex SHA-256 of the DER SPKI>",
 //	 "public_key":"<standard base64 of the DER SPKI>","name":"host-a",
+//	 "tpm_identity":"<standard base64 of the TPM identity>",
 //	 "time":"2026-11-28T12:00:00Z"}
 //	{"_type":"https://vmledger.dev/log/enrolment/v1","action":"revoke",
 //	 "keyid":"<keyid>","time":"2026-11-28T12:05:00Z"}
 //
-// name is omitted when empty; time is the log's clock (RFC 3339 UTC,
+// name is omitted when empty; tpm_identity (package coproc/evidence: the
+// AK's TPMT_PUBLIC and the Names of the root and counter NV indexes) only
+// when the enrolment PEM carried a "VMLEDGER TPM IDENTITY" block. A key
+// enrolled with one is admitted only with TPM evidence that verifies under
+// it (403 bad-evidence otherwise); a key enrolled without one is a software
+// key to the log. A key keeps the identity (or its absence) it was enrolled
+// with: enrolling it again with another is 400 bad-key. time is the log's clock (RFC 3339 UTC,
 // seconds). A key is valid for attestations appended after its enrol
 // record and before its revoke record; the service appends a revocation
 // only after the admissions of that key already past their checks are
