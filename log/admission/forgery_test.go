@@ -20,6 +20,7 @@ import (
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/tpm"
 	"github.com/vmledger/vmledger/coproc/tpm/swtpmtest"
+	"github.com/vmledger/vmledger/coproc/tpmsim"
 	"github.com/vmledger/vmledger/log/bundle"
 )
 
@@ -81,19 +82,44 @@ func forge(t *testing.T, tr transport.TPM, pub *ecdsa.PublicKey, a coproc.Anchor
 	return b
 }
 
-// TestForgeryDirectSign is the attack of issue 18 against swtpm and a real
-// badger log: the agent provisions the TPM (keys without an authorization
+// TestForgeryDirectSign is the attack of issue 18 against swtpm (and the
+// simulator) and a real badger log: the agent provisions the TPM (keys without an authorization
 // value, as before) and attests once (counter 1); then a process with
 // access to the TPM signs statements with TPM2_Sign alone, with no NV
 // write and no increment. The log refuses them, naming the evidence, and
 // so does the customer's verifier, also when a log that enrolled the key
 // without its TPM identity admitted them.
 func TestForgeryDirectSign(t *testing.T) {
-	sw := swtpmtest.Start(t)
+	for name, backend := range map[string]func(t *testing.T) (dial func() (transport.TPMCloser, error)){
+		// swtpm serves one connection at a time: each party dials its own.
+		"swtpm": func(t *testing.T) func() (transport.TPMCloser, error) {
+			sw := swtpmtest.Start(t)
+			return func() (transport.TPMCloser, error) { return tpm.DialSwtpm(t.Context(), sw.Addr) }
+		},
+		// The in-process simulator: every party talks to the same one.
+		"simulator": func(t *testing.T) func() (transport.TPMCloser, error) {
+			sim, err := tpmsim.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sim.Close() })
+			return func() (transport.TPMCloser, error) { return noCloseTPM{sim}, nil }
+		},
+	} {
+		t.Run(name, func(t *testing.T) { testForgeryDirectSign(t, backend(t)) })
+	}
+}
+
+// noCloseTPM lends the simulator without giving it away.
+type noCloseTPM struct{ transport.TPM }
+
+func (noCloseTPM) Close() error { return nil }
+
+func testForgeryDirectSign(t *testing.T, dial func() (transport.TPMCloser, error)) {
 	ctx := t.Context()
 
 	// The agent: provision, attest once.
-	agentTr, err := tpm.DialSwtpm(ctx, sw.Addr)
+	agentTr, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +176,7 @@ func TestForgeryDirectSign(t *testing.T) {
 	agent.Close() // swtpm serves one connection at a time
 
 	// The forger.
-	forgerTr, err := tpm.DialSwtpm(ctx, sw.Addr)
+	forgerTr, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +186,7 @@ func TestForgeryDirectSign(t *testing.T) {
 	forgerTr.Close()
 
 	// The TPM's own state never saw the forgery.
-	infoTr, err := tpm.DialSwtpm(ctx, sw.Addr)
+	infoTr, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
