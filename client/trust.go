@@ -12,6 +12,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/witness/policy"
 )
 
@@ -34,6 +35,15 @@ type TrustedKey struct {
 	Name   string
 	KeyID  string
 	Public crypto.PublicKey
+	// Identity is the key's TPM identity (AK public area, NV index Names):
+	// its statements must carry TPM evidence that verifies under it. Nil
+	// for a key without one.
+	Identity *evidence.Identity
+	// Software: this key's software-attested statements are accepted.
+	Software bool
+	// V1: this key's statements of predicate v1 (made before TPM
+	// evidence; they carry none) are accepted.
+	V1 bool
 }
 
 // ErrTrustFile is wrapped by every ParseTrust error.
@@ -49,7 +59,7 @@ var ErrTrustFile = errors.New("trust file")
 //	witness <name> <vkey> [<url>]      a witness (Ed25519 or cosignature/v1 key)
 //	group <name> <k|any|all> <member>… a threshold of witnesses or groups
 //	quorum <name|none>                 what must cosign every checkpoint
-//	coprocessor <name> <base64 DER SPKI | PEM file path>
+//	coprocessor <name> <base64 DER SPKI | PEM file path> [tpm=<identity>] [software] [v1]
 //	                                   a co-processor key allowed to attest
 //	max-age <duration>                 optional: reject checkpoints whose newest
 //	                                   cosignature is older (Go duration, e.g. 24h)
@@ -68,6 +78,23 @@ var ErrTrustFile = errors.New("trust file")
 //
 // `vmledger coproc info` prints the coprocessor line of a co-processor. A
 // relative PEM path is taken relative to baseDir.
+//
+// What a co-processor's statements must carry to be accepted is said on
+// its line, each option at most once:
+//
+//	tpm=<identity>  the TPM identity (standard base64, package
+//	                coproc/evidence): statements must carry TPM evidence
+//	                (TPM2_NV_Certify by the AK of the enrolled NV indexes)
+//	                that verifies under it. A PEM file that holds a
+//	                "VMLEDGER TPM IDENTITY" block after the key, as
+//	                `vmledger coproc info` prints, gives the same.
+//	software        accept this key's software-attested statements (soft
+//	                backend: nothing but the key vouches for root and counter)
+//	v1              accept this key's statements of predicate v1, made before
+//	                TPM evidence existed (they carry none)
+//
+// A statement that none of its key's options accepts fails the "tpm
+// evidence" check of Verify.
 func ParseTrust(text []byte, baseDir string) (*Trust, error) {
 	t := &Trust{Coprocessors: map[string]TrustedKey{}}
 	lines := strings.Split(string(text), "\n")
@@ -82,15 +109,19 @@ func ParseTrust(text []byte, baseDir string) (*Trust, error) {
 		}
 		switch f[0] {
 		case "coprocessor":
-			if len(f) != 3 {
-				return nil, fmt.Errorf("%w: line %d: want `coprocessor <name> <base64 DER SPKI or PEM file>`", ErrTrustFile, i+1)
+			if len(f) < 3 {
+				return nil, fmt.Errorf("%w: line %d: want `coprocessor <name> <base64 DER SPKI or PEM file> [tpm=<identity>] [software] [v1]`", ErrTrustFile, i+1)
 			}
 			if names[f[1]] {
 				return nil, fmt.Errorf("%w: line %d: co-processor name %q used twice", ErrTrustFile, i+1, f[1])
 			}
 			names[f[1]] = true
-			pub, err := loadKey(f[2], baseDir)
+			pub, ident, err := loadKey(f[2], baseDir)
 			if err != nil {
+				return nil, fmt.Errorf("%w: line %d: co-processor %s: %v", ErrTrustFile, i+1, f[1], err)
+			}
+			tk := TrustedKey{Name: f[1], Identity: ident}
+			if err := parseKeyOptions(&tk, f[3:]); err != nil {
 				return nil, fmt.Errorf("%w: line %d: co-processor %s: %v", ErrTrustFile, i+1, f[1], err)
 			}
 			id, err := coproc.KeyID(pub)
@@ -100,7 +131,8 @@ func ParseTrust(text []byte, baseDir string) (*Trust, error) {
 			if _, dup := t.Coprocessors[id]; dup {
 				return nil, fmt.Errorf("%w: line %d: co-processor key %s listed twice", ErrTrustFile, i+1, id)
 			}
-			t.Coprocessors[id] = TrustedKey{Name: f[1], KeyID: id, Public: pub}
+			tk.KeyID, tk.Public = id, pub
+			t.Coprocessors[id] = tk
 			lines[i] = "#"
 		case "max-age":
 			if len(f) != 2 || sawMaxAge {
@@ -141,9 +173,10 @@ func LoadTrust(path string) (*Trust, error) {
 	return ParseTrust(b, dir)
 }
 
-func loadKey(arg, baseDir string) (crypto.PublicKey, error) {
+func loadKey(arg, baseDir string) (crypto.PublicKey, *evidence.Identity, error) {
 	if der, err := base64.StdEncoding.Strict().DecodeString(arg); err == nil && len(der) > 0 {
-		return cryptoutils.UnmarshalPEMToPublicKey(cryptoutils.PEMEncode(cryptoutils.PublicKeyPEMType, der))
+		pub, err := cryptoutils.UnmarshalPEMToPublicKey(cryptoutils.PEMEncode(cryptoutils.PublicKeyPEMType, der))
+		return pub, nil, err
 	}
 	path := arg
 	if !strings.HasPrefix(path, "/") {
@@ -151,19 +184,38 @@ func loadKey(arg, baseDir string) (crypto.PublicKey, error) {
 	}
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("neither base64 DER nor a readable PEM file: %w", err)
+		return nil, nil, fmt.Errorf("neither base64 DER nor a readable PEM file: %w", err)
 	}
 	if !bytes.Contains(pem, []byte("-----BEGIN PUBLIC KEY-----")) {
-		return nil, fmt.Errorf("%s holds no PEM PUBLIC KEY block", path)
+		return nil, nil, fmt.Errorf("%s holds no PEM PUBLIC KEY block", path)
 	}
-	return cryptoutils.UnmarshalPEMToPublicKey(pem)
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pem)
+	if err != nil {
+		return nil, nil, err
+	}
+	ident, err := evidence.FindPEM(pem)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return pub, ident, nil
 }
 
-// TrustLine returns the trust-file line that names pub as co-processor name.
+// TrustLine returns the trust-file line that names pub as co-processor
+// name, a software key: its software-attested statements are accepted.
 func TrustLine(name string, pub crypto.PublicKey) (string, error) {
+	return TrustLineTPM(name, pub, nil)
+}
+
+// TrustLineTPM returns the trust-file line for a co-processor key with its
+// TPM identity; with a nil identity, the line of a software key.
+func TrustLineTPM(name string, pub crypto.PublicKey, ident *evidence.Identity) (string, error) {
 	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
 	if err != nil {
 		return "", err
 	}
-	return "coprocessor " + name + " " + base64.StdEncoding.EncodeToString(der), nil
+	line := "coprocessor " + name + " " + base64.StdEncoding.EncodeToString(der)
+	if ident == nil {
+		return line + " " + optSoftware, nil
+	}
+	return line + " " + optTPM + ident.String(), nil
 }

@@ -8,24 +8,27 @@
 //  1. envelope: the log entry decodes as a canonical DSSE envelope.
 //  2. coprocessor signature: the envelope is signed by a co-processor key of
 //     the trust file (DSSE PAE; ECDSA P-256 or Ed25519).
-//  3. statement: the payload is a well-formed vm-config/v1 in-toto
+//  3. statement: the payload is a well-formed vm-config (v1 or v2) in-toto
 //     statement whose key id is the signer's (and whose VM is the expected
 //     one, when one is expected).
-//  4. inclusion: the entry's RFC 6962 leaf hash is included at the proof's
+//  4. tpm evidence: the statement's TPM evidence verifies under the trust
+//     file's TPM identity for the key (package coproc/evidence), or it is a
+//     software-attested or v1 statement that the key's line accepts.
+//  5. inclusion: the entry's RFC 6962 leaf hash is included at the proof's
 //     index under the checkpoint's root.
-//  5. log signature: the checkpoint is signed by a trusted log.
-//  6. witness quorum: the checkpoint's cosignatures satisfy the trust file's
+//  6. log signature: the checkpoint is signed by a trusted log.
+//  7. witness quorum: the checkpoint's cosignatures satisfy the trust file's
 //     witness policy (unknown signatures ignored; a bad signature by a known
 //     witness rejects), and, with max-age, the newest cosignature is recent.
-//  7. consistency: with a state file, the checkpoint is consistent with the
+//  8. consistency: with a state file, the checkpoint is consistent with the
 //     last one this client trusted (proven with a consistency proof from the
 //     log when the sizes differ); a contradiction is kept as evidence.
 //     Without a state file this check is "not requested": there is nothing
 //     earlier to compare with.
-//  8. configuration: the attested root equals the root recomputed from the
+//  9. configuration: the attested root equals the root recomputed from the
 //     expected configuration and VM secret, or a manifest / disclosures
 //     recompute to it; then any Rules hold over the proven values.
-//  9. freshness: the statement's freshness anchor (the checkpoint the
+//  10. freshness: the statement's freshness anchor (the checkpoint the
 //     co-processor was shown before it signed) is a non-empty checkpoint of
 //     the bundle's log from before the entry: same origin, size between 1
 //     and the entry's index, and its root the root of the checkpoint's tree
@@ -56,6 +59,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/tlog"
 	"github.com/vmledger/vmledger/witness/policy"
@@ -131,6 +135,12 @@ type Report struct {
 	TreeSize      uint64   `json:"tree_size,omitempty"`
 	Cosigners     []string `json:"cosigners,omitempty"`
 	NewestCosigAt string   `json:"newest_cosignature,omitempty"`
+	// PredicateType of the statement; Attestation is what vouches for its
+	// root and counter (AttestationTPM, AttestationSoftware,
+	// AttestationV1); TPM what the TPM evidence says about the TPM.
+	PredicateType string           `json:"predicate_type,omitempty"`
+	Attestation   string           `json:"attestation,omitempty"`
+	TPM           *evidence.Report `json:"tpm,omitempty"`
 
 	// Differences are the parameters whose attested value is not the
 	// expected one, when the configuration check failed and the attested
@@ -267,6 +277,9 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		}
 		pass(CheckStatement, fmt.Sprintf("%s, config root %x, counter %d, at %s", vm, root[:8], r.Counter, r.AttestedAt))
 	}
+
+	// 3b. TPM evidence.
+	checkEvidence(r, st, signer)
 
 	// 4. Inclusion.
 	var cp tlog.Checkpoint
@@ -407,7 +420,7 @@ func UndecodableReport(err error) *Report {
 		err = fmt.Errorf("%w: the bundle does not decode: %w", ErrEnvelope, err)
 	}
 	r := &Report{Results: []Result{{Check: CheckEnvelope, Status: Fail, Detail: err.Error(), err: err}}}
-	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration, CheckFreshness} {
+	for _, c := range []string{CheckSignature, CheckStatement, CheckEvidence, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration, CheckFreshness} {
 		r.Results = append(r.Results, Result{Check: c, Status: NotRun, Detail: "the bundle did not decode"})
 	}
 	return r

@@ -267,7 +267,7 @@ func TestVerifyValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify = %v\n%s", err, dump(r))
 	}
-	if !r.OK || len(r.Results) != 9 {
+	if !r.OK || len(r.Results) != 10 || r.Attestation != AttestationSoftware {
 		t.Fatalf("report not OK or %d checks:\n%s", len(r.Results), dump(r))
 	}
 	if r.VMID != "vm-1" || r.Index != idx || strings.Join(r.Cosigners, ",") != "w1,w3" || r.Counter != 1 {

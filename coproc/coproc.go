@@ -87,7 +87,8 @@ type Info struct {
 	Device string `json:"device"`
 	// KeyID is the lowercase hex SHA-256 of the public key's DER SPKI.
 	KeyID string `json:"keyid"`
-	// PublicKeyPEM is the PKIX public key in PEM.
+	// PublicKeyPEM is the PKIX public key in PEM; for a TPM followed by the
+	// "VMLEDGER TPM IDENTITY" block (package coproc/evidence).
 	PublicKeyPEM string `json:"publicKeyPEM"`
 	// Algorithm is "ecdsa-p256" or "ed25519".
 	Algorithm string `json:"algorithm"`
@@ -99,6 +100,15 @@ type Info struct {
 	SRKHandle uint32 `json:"srkHandle,omitempty"`
 	// SRKName is the hex TPM Name of the storage primary (pin it with tpm.Config.SRKName).
 	SRKName string `json:"srkName,omitempty"`
+	// AKHandle is the TPM persistent handle of the attestation key.
+	AKHandle uint32 `json:"akHandle,omitempty"`
+	// AKName is the hex TPM Name of the attestation key.
+	AKName string `json:"akName,omitempty"`
+	// TPMIdentity is what a verifier enrols besides the key: the AK's
+	// public area and the NV indexes' Names, in the standard base64 of
+	// package coproc/evidence's Identity. PublicKeyPEM carries it too, as a
+	// second PEM block.
+	TPMIdentity string `json:"tpmIdentity,omitempty"`
 	// RootNVIndex is the NV index that holds the latest root (0 for soft).
 	RootNVIndex uint32 `json:"rootNVIndex"`
 	// RootNVName is the hex TPM Name of the root NV index.

@@ -469,3 +469,23 @@ func mustECDSA(t *testing.T, c elliptic.Curve) *ecdsa.PrivateKey {
 	}
 	return k
 }
+
+// TestGoldenV1: an envelope made before predicate v2 (no attestedBy, no
+// evidence) still parses and verifies; policy decides whether to accept it.
+func TestGoldenV1(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "golden-v1-ed25519.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := coproc.ParseEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := coproc.VerifyStatement(env, goldenKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PredicateType != coproc.PredicateTypeV1 || st.Predicate.Coprocessor.AttestedBy != "" || st.EvidenceBytes() != nil {
+		t.Fatalf("v1 golden statement = %+v", st)
+	}
+}

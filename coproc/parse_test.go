@@ -102,7 +102,17 @@ func TestStatementRejects(t *testing.T) {
 		want error
 	}{
 		{"wrong _type", func(s string) string { return strings.Replace(s, "Statement/v1", "Statement/v0.1", 1) }, coproc.ErrInvalidField},
-		{"wrong predicateType", func(s string) string { return strings.Replace(s, "vm-config/v1", "vm-config/v2", 1) }, coproc.ErrInvalidField},
+		{"wrong predicateType", func(s string) string { return strings.Replace(s, "vm-config/v2", "vm-config/v3", 1) }, coproc.ErrInvalidField},
+		{"v1 with attestedBy", func(s string) string { return strings.Replace(s, "vm-config/v2", "vm-config/v1", 1) }, coproc.ErrInvalidField},
+		{"unknown attestedBy", func(s string) string {
+			return strings.Replace(s, `"attestedBy":"software"`, `"attestedBy":"hardware"`, 1)
+		}, coproc.ErrInvalidField},
+		{"software with evidence", func(s string) string {
+			return strings.Replace(s, `"attestedBy":"software"`, `"attestedBy":"software","evidence":"AA=="`, 1)
+		}, coproc.ErrInvalidField},
+		{"tpm without evidence", func(s string) string {
+			return strings.Replace(s, `"attestedBy":"software"`, `"attestedBy":"tpm2-nv-certify"`, 1)
+		}, coproc.ErrBadBase64},
 		{"wrong schema", func(s string) string { return strings.Replace(s, "vmledger/config/v1", "vmledger/config/v2", 1) }, coproc.ErrInvalidField},
 		{"no vm: prefix", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"web-01"`, 1) }, coproc.ErrInvalidField},
 		{"empty vm id", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"vm:"`, 1) }, coproc.ErrInvalidField},

@@ -13,8 +13,23 @@ import (
 // Constants of the statement format (package doc, The attestation).
 const (
 	StatementType = "https://in-toto.io/Statement/v1"
-	PredicateType = "https://vmledger.dev/attestation/vm-config/v1"
-	ConfigSchema  = "vmledger/config/v1"
+	// PredicateType is the predicate of every statement made now: v2, whose
+	// coprocessor object says how the co-processor state is attested.
+	PredicateType = "https://vmledger.dev/attestation/vm-config/v2"
+	// PredicateTypeV1 is the predicate of statements made before TPM
+	// evidence existed; they still parse, and verifiers accept them only
+	// where their policy opts in.
+	PredicateTypeV1 = "https://vmledger.dev/attestation/vm-config/v1"
+	// AttestedByTPM marks a statement whose coprocessor.evidence holds TPM
+	// evidence (package coproc/evidence): TPM2_NV_Certify of the root and
+	// counter indexes by the TPM's attestation key.
+	AttestedByTPM = "tpm2-nv-certify"
+	// AttestedBySoftware marks a statement of a software key: nothing but
+	// the signature vouches for the root and the counter.
+	AttestedBySoftware = "software"
+	// MaxEvidenceSize bounds the decoded evidence.
+	MaxEvidenceSize = 2048
+	ConfigSchema    = "vmledger/config/v1"
 	// SubjectPrefix prefixes the VM id in the subject name.
 	SubjectPrefix = "vm:"
 	// TimeLayout is the only accepted time format: RFC 3339, UTC, seconds.
@@ -76,6 +91,12 @@ type CoprocessorState struct {
 	RootNVIndex uint32 `json:"rootNVIndex"`
 	// CounterNVIndex is the TPM NV counter index; 0 for a software key.
 	CounterNVIndex uint32 `json:"counterNVIndex"`
+	// AttestedBy (v2 only) is AttestedByTPM or AttestedBySoftware.
+	// NewStatement sets AttestedBySoftware when it is empty.
+	AttestedBy string `json:"attestedBy,omitempty"`
+	// Evidence (v2, AttestedByTPM only) is the standard base64 of the TPM
+	// evidence (package coproc/evidence documents its bytes).
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Freshness is a checkpoint of the log: origin, tree size, base64 root hash.
@@ -90,6 +111,9 @@ type Freshness struct {
 func NewStatement(c Claim, cp CoprocessorState, t time.Time) (*Statement, error) {
 	if err := ValidateClaim(c); err != nil {
 		return nil, err
+	}
+	if cp.AttestedBy == "" {
+		cp.AttestedBy = AttestedBySoftware
 	}
 	st := newStatement(c, cp, t)
 	if err := st.Validate(); err != nil {
@@ -156,6 +180,7 @@ func ValidateClaim(c Claim) error {
 	worst := newStatement(c, CoprocessorState{
 		KeyID: strings.Repeat("f", 64), Counter: MaxSafeInteger,
 		RootNVIndex: 0xffffffff, CounterNVIndex: 0xffffffff,
+		AttestedBy: AttestedByTPM, Evidence: base64.StdEncoding.EncodeToString(make([]byte, MaxEvidenceSize)),
 	}, time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
 	payload, err := worst.Canonical()
 	if err != nil {
@@ -243,7 +268,7 @@ func (st *Statement) Validate() error {
 	if !isLowerHex(st.Subject[0].Digest.SHA256, 64) {
 		return bad("subject[0].digest.sha256", "want 64 lowercase hex digits")
 	}
-	if st.PredicateType != PredicateType {
+	if st.PredicateType != PredicateType && st.PredicateType != PredicateTypeV1 {
 		return bad("predicateType", "got %q, want %q", st.PredicateType, PredicateType)
 	}
 	p := &st.Predicate
@@ -269,6 +294,9 @@ func (st *Statement) Validate() error {
 	}
 	if p.Coprocessor.Counter > MaxSafeInteger {
 		return bad("predicate.coprocessor.counter", "greater than 2^53-1")
+	}
+	if err := st.validateAttestedBy(); err != nil {
+		return err
 	}
 	if t, err := time.Parse(TimeLayout, p.Time); err != nil || t.Format(TimeLayout) != p.Time {
 		return bad("predicate.time", "%q is not RFC 3339 UTC with seconds (%s)", p.Time, TimeLayout)
@@ -357,4 +385,47 @@ func parseStatementStrict(b []byte) (*Statement, error) {
 		return nil, &FormatError{Object: "statement", Err: ErrNotCanonical, Detail: "bytes differ from the canonical encoding"}
 	}
 	return &st, nil
+}
+
+// validateAttestedBy checks attestedBy and evidence against the predicate
+// version: absent in v1; in v2 either software without evidence, or TPM
+// evidence of 1..MaxEvidenceSize bytes in canonical base64 with both NV
+// indexes named. The evidence's own structure is checked by its verifier.
+func (st *Statement) validateAttestedBy() error {
+	c := &st.Predicate.Coprocessor
+	bad := func(field, format string, args ...any) error {
+		return &FormatError{Object: "statement", Field: "predicate.coprocessor." + field, Err: ErrInvalidField, Detail: fmt.Sprintf(format, args...)}
+	}
+	if st.PredicateType == PredicateTypeV1 {
+		if c.AttestedBy != "" || c.Evidence != "" {
+			return bad("attestedBy", "not part of predicate v1")
+		}
+		return nil
+	}
+	switch c.AttestedBy {
+	case AttestedBySoftware:
+		if c.Evidence != "" {
+			return bad("evidence", "a software-attested statement carries no evidence")
+		}
+	case AttestedByTPM:
+		ev, err := decodeBase64(c.Evidence)
+		if err != nil || len(ev) == 0 || len(ev) > MaxEvidenceSize {
+			return &FormatError{Object: "statement", Field: "predicate.coprocessor.evidence", Err: ErrBadBase64, Detail: fmt.Sprintf("want standard base64 of 1..%d bytes", MaxEvidenceSize)}
+		}
+		if c.RootNVIndex == 0 || c.CounterNVIndex == 0 {
+			return bad("rootNVIndex", "TPM evidence needs both NV indexes")
+		}
+	default:
+		return bad("attestedBy", "got %q, want %q or %q", c.AttestedBy, AttestedByTPM, AttestedBySoftware)
+	}
+	return nil
+}
+
+// EvidenceBytes returns the decoded TPM evidence (nil if there is none).
+func (st *Statement) EvidenceBytes() []byte {
+	b, err := decodeBase64(st.Predicate.Coprocessor.Evidence)
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return b
 }

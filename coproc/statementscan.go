@@ -44,6 +44,12 @@ func parseCanonicalStatement(b []byte) (*Statement, bool) {
 	p.Coprocessor.RootNVIndex = uint32(s.uint(32))
 	s.lit(`,"counterNVIndex":`)
 	p.Coprocessor.CounterNVIndex = uint32(s.uint(32))
+	if s.opt(`,"attestedBy":"`) {
+		p.Coprocessor.AttestedBy = s.str()
+		if s.opt(`,"evidence":"`) {
+			p.Coprocessor.Evidence = s.str()
+		}
+	}
 	s.lit(`},"time":"`)
 	p.Time = s.str()
 	s.lit(`,"freshness":{"origin":"`)
@@ -73,6 +79,15 @@ func (s *stmtScanner) lit(l string) {
 		return
 	}
 	s.b = s.b[len(l):]
+}
+
+// opt consumes the literal l if the input continues with it.
+func (s *stmtScanner) opt(l string) bool {
+	if !s.ok || !bytes.HasPrefix(s.b, []byte(l)) {
+		return false
+	}
+	s.b = s.b[len(l):]
+	return true
 }
 
 // str consumes a string's contents and its closing quote (the opening one

@@ -226,6 +226,13 @@ func FuzzCanonicalStatement(f *testing.F) {
 	f.Add(env.Payload)
 	f.Add(bytes.Replace(env.Payload, []byte(`"`), []byte(`"\u00`), 1))
 	f.Add([]byte(`{}`))
+	// A TPM-attested statement and a v1 one.
+	f.Add(bytes.Replace(env.Payload, []byte(`"attestedBy":"software"`), []byte(`"attestedBy":"tpm2-nv-certify","evidence":"AQ=="`), 1))
+	if v1, err := os.ReadFile("testdata/golden-v1-ed25519.json"); err == nil {
+		if e, err := ParseEnvelope(v1); err == nil {
+			f.Add(e.Payload)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fast, fastOK := parseCanonicalStatement(b)
 		strict, err := parseStatementStrict(b)

@@ -257,6 +257,7 @@ func printMeasurement(w io.Writer, source string, m *measure.Measurement, zeroSe
 // flowFlags are the flags that attest, launch and hook share.
 type flowFlags struct {
 	vmID, coproc, logURL, trust, store, state string
+	coprocAuth                                string
 	expected                                  string
 	timeout                                   time.Duration
 }
@@ -265,6 +266,7 @@ func (f *flowFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.vmID, "vm", "", "the VM's id (the attestation's subject is vm:<id>)")
 	fl.StringVar(&f.coproc, "coproc", "", "co-processor: tpm:/dev/tpmrm0, swtpm:HOST:PORT, sim or soft:PATH")
+	fl.StringVar(&f.coprocAuth, "coproc-auth", "", "TPM: file (0600) with the keys' authorization value (coproc init --coproc-auth made it)")
 	fl.StringVar(&f.logURL, "log", "", "URL of the log (Attestation Service)")
 	fl.StringVar(&f.trust, "trust", "", "trust file: log key, witness policy, co-processor keys (the customer's)")
 	fl.StringVar(&f.store, "store", "", "VM configuration store directory: per-VM secret, last manifest and bundle")
@@ -290,15 +292,18 @@ func (ff *flowFlags) loadExpected(cmd *cobra.Command, f *measureFlags) (*measure
 // (libvirt passes the hook no flags):
 //
 //	{"log": "https://log.example", "trust": "/etc/vmledger/trust.txt",
-//	 "coproc": "tpm:/dev/tpmrm0", "store": "/var/lib/vmledger/agent",
+//	 "coproc": "tpm:/dev/tpmrm0", "coproc_auth": "/etc/vmledger/coproc.auth",
+//	 "store": "/var/lib/vmledger/agent",
 //	 "state": "/var/lib/vmledger/agent/log-state.json", "timeout": "2m"}
 type agentFileConfig struct {
-	Log     string `json:"log"`
-	Trust   string `json:"trust"`
-	Coproc  string `json:"coproc"`
-	Store   string `json:"store"`
-	State   string `json:"state"`
-	Timeout string `json:"timeout,omitempty"`
+	Log    string `json:"log"`
+	Trust  string `json:"trust"`
+	Coproc string `json:"coproc"`
+	// CoprocAuth is --coproc-auth.
+	CoprocAuth string `json:"coproc_auth,omitempty"`
+	Store      string `json:"store"`
+	State      string `json:"state"`
+	Timeout    string `json:"timeout,omitempty"`
 }
 
 // runFlow opens what the flags name and runs the attestation flow. The
@@ -323,7 +328,7 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	if err != nil {
 		return nil, usagef("--coproc: %v", err)
 	}
-	cp, err := spec.Open(ctx, sp, spec.Options{})
+	cp, err := spec.Open(ctx, sp, spec.Options{AuthFile: ff.coprocAuth})
 	if err != nil {
 		err = coprocError("open", sp, err)
 		if !errors.Is(err, coproc.ErrNotInitialized) && !errors.Is(err, coproc.ErrMismatch) && !errors.Is(err, spec.ErrNoSimulator) {
@@ -682,7 +687,7 @@ The agent configuration file (JSON):
 			if ac.Store == "" {
 				return fmt.Errorf("--agent-config %s: \"store\" is required: the hook takes each VM's secret from the store", configPath)
 			}
-			ff := flowFlags{vmID: domain, coproc: ac.Coproc, logURL: ac.Log, trust: ac.Trust, store: ac.Store, state: ac.State, timeout: 2 * time.Minute}
+			ff := flowFlags{vmID: domain, coproc: ac.Coproc, coprocAuth: ac.CoprocAuth, logURL: ac.Log, trust: ac.Trust, store: ac.Store, state: ac.State, timeout: 2 * time.Minute}
 			if ac.Timeout != "" {
 				if ff.timeout, err = time.ParseDuration(ac.Timeout); err != nil {
 					return fmt.Errorf("--agent-config: timeout: %w", err)

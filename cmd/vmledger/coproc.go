@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/spf13/cobra"
 	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/coproc"
@@ -50,16 +49,28 @@ func coprocSpec(s string) (spec.Spec, error) {
 }
 
 func newCoprocInitCmd() *cobra.Command {
-	var specFlag, alg string
+	var specFlag, alg, authFile string
+	var rotate bool
 	cmd := &cobra.Command{
-		Use:   "init --coproc SPEC",
+		Use:   "init --coproc SPEC [--coproc-auth FILE] [--rotate]",
 		Short: "Create the signing key, the root NV index and the NV counter (idempotent)",
 		Long: `init creates what attestations need, where it does not exist yet, and then
 prints what "coproc info" prints.
 
 On a TPM: a storage primary key (persistent handle 0x81000A00), an ECC P-256
-signing key that cannot leave the TPM (0x81000A01), an NV index for the latest
-root (0x01000A00) and an NV counter (0x01000A01), in the owner hierarchy.
+signing key that cannot leave the TPM (0x81000A01), a restricted attestation
+key (AK, 0x81000A02) that certifies the NV indexes in every attestation, an NV
+index for the latest root (0x01000A00) and an NV counter (0x01000A01), in the
+owner hierarchy. With --coproc-auth FILE the two keys get a random
+authorization value, written to FILE (0600) if it does not exist: only a
+process that can read FILE can then sign or certify with them; give the agent
+the same file (agent --coproc-auth, or coproc_auth in its configuration file).
+
+With --rotate, after the log revoked the key: the signing key and the AK are
+evicted from the TPM and new ones made at the same handles (with the
+authorization value of --coproc-auth); the NV indexes stay and the counter
+keeps counting up. Enrol the new key (coproc info prints it) and give
+customers its new trust-file line.
 Existing objects are checked, never overwritten: if a handle holds something
 else, init stops and says so.
 
@@ -84,10 +95,17 @@ Ed25519 or ECDSA P-256.`,
 				return usagef("--soft-alg %q: want %s or %s", alg, soft.Ed25519, soft.ECDSAP256)
 			}
 			ctx := cmd.Context()
-			opts := spec.Options{SoftAlgorithm: soft.Algorithm(alg)}
-			created, err := spec.Init(ctx, sp, opts)
+			opts := spec.Options{SoftAlgorithm: soft.Algorithm(alg), AuthFile: authFile}
+			initFn, what := spec.Init, "init"
+			if rotate {
+				if sp.Kind == spec.Soft || sp.Kind == spec.Sim {
+					return usagef("--rotate is for tpm: and swtpm:; for soft:, initialize a new directory")
+				}
+				initFn, what = spec.Rotate, "init --rotate"
+			}
+			created, err := initFn(ctx, sp, opts)
 			if err != nil {
-				return coprocError("init", sp, err)
+				return coprocError(what, sp, err)
 			}
 			if len(created) == 0 {
 				logger.Info("co-processor already initialized", "coproc", sp.String())
@@ -102,6 +120,8 @@ Ed25519 or ECDSA P-256.`,
 	}
 	cmd.Flags().StringVar(&specFlag, "coproc", "", "co-processor SPEC: "+spec.Usage)
 	cmd.Flags().StringVar(&alg, "soft-alg", string(soft.Ed25519), "key type for soft:DIR: ed25519 or ecdsa-p256")
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "TPM: replace the signing key and the AK with new ones (after the log revoked the old key; it is destroyed)")
+	cmd.Flags().StringVar(&authFile, "coproc-auth", "", "TPM: file (0600) with the keys' authorization value, created if missing; the agent needs it to attest")
 	return cmd
 }
 
@@ -184,10 +204,8 @@ func writeCoprocInfo(w io.Writer, in *coproc.Info) {
 		row("latest root", "none yet")
 	}
 	fmt.Fprintf(w, "public key:\n%s", in.PublicKeyPEM)
-	if pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(in.PublicKeyPEM)); err == nil {
-		if line, err := client.TrustLine("NAME", pub); err == nil {
-			fmt.Fprintf(w, "trust file line (name it):\n%s\n", line)
-		}
+	if line, err := client.TrustLineInfo("NAME", in); err == nil {
+		fmt.Fprintf(w, "trust file line (name it):\n%s\n", line)
 	}
 }
 

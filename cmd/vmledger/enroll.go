@@ -94,6 +94,9 @@ func newLogEnrollCmd() *cobra.Command {
 		Short: "Enrol a co-processor key with the log (recorded in the log)",
 		Long: `enroll asks the log to accept attestations signed by the co-processor key in
 PEM (the public key, as vmledger coproc info prints it; ECDSA P-256 or Ed25519).
+For a TPM, give the whole PEM coproc info prints: the PUBLIC KEY block and the
+VMLEDGER TPM IDENTITY block after it; the log then admits only attestations
+whose TPM evidence verifies under that identity.
 The log records the enrolment as an entry of its own, so auditors can see which
 keys were valid when. Enrolling a key that is already enrolled changes nothing;
 a revoked key cannot be enrolled again. Prints the key's record as JSON.

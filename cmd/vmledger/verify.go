@@ -39,17 +39,20 @@ func newVerifyCmd() *cobra.Command {
 
   1. envelope               the log entry is a canonical DSSE envelope
   2. coprocessor signature  signed by a co-processor key of the trust file
-  3. statement              a well-formed vm-config/v1 statement for the VM --vm names
-  4. inclusion              the entry is in the log under the bundle's checkpoint
-  5. log signature          the checkpoint is signed by a trusted log
-  6. witness quorum         its cosignatures satisfy the trust file's witness policy
-  7. consistency            with --state, consistent with the checkpoint trusted before
-  8. configuration          the attested root is the expected configuration's
-  9. freshness              the statement's freshness anchor is a non-empty checkpoint
+  3. statement              a well-formed vm-config statement for the VM --vm names
+  4. tpm evidence           the TPM certified the root and the counter (NV_Certify by
+                            the AK of the trust file's tpm= identity), or the key's line
+                            accepts software-attested (software) or v1 statements (v1)
+  5. inclusion              the entry is in the log under the bundle's checkpoint
+  6. log signature          the checkpoint is signed by a trusted log
+  7. witness quorum         its cosignatures satisfy the trust file's witness policy
+  8. consistency            with --state, consistent with the checkpoint trusted before
+  9. configuration          the attested root is the expected configuration's
+ 10. freshness              the statement's freshness anchor is a non-empty checkpoint
                             of the same log from before the entry, consistent with
                             the bundle's checkpoint
 
-For step 8 give the configuration you ordered, the VM secret and the VM id
+For step 9 give the configuration you ordered, the VM secret and the VM id
 (--expected, --vm-secret, --vm; a libvirt --expected names its domain, which
 is the VM id), or the provider's manifest (--manifest), or disclosed parameters
 (--disclosures, the output of 'agent measure --disclose'); --rules adds

@@ -129,7 +129,7 @@ func TestVerifyRefusesBadAnchor(t *testing.T) {
 				}
 			}
 			text, _, _ := runCLISplit(t, args...)
-			if !strings.Contains(text, "✗ 9. freshness") || !strings.Contains(text, "REFUSED") {
+			if !strings.Contains(text, "✗ 10. freshness") || !strings.Contains(text, "REFUSED") {
 				t.Errorf("the human report does not name the freshness check:\n%s", text)
 			}
 		})

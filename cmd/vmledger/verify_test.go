@@ -122,8 +122,8 @@ func TestVerifyMalformedBundle(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
 				t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout)
 			}
-			if report.OK == nil || *report.OK || len(report.Checks) != 9 {
-				t.Fatalf("report: ok %v, %d checks; want ok false and 9 checks\n%s", report.OK, len(report.Checks), stdout)
+			if report.OK == nil || *report.OK || len(report.Checks) != 10 {
+				t.Fatalf("report: ok %v, %d checks; want ok false and 10 checks\n%s", report.OK, len(report.Checks), stdout)
 			}
 			first := report.Checks[0]
 			if first.Check != client.CheckEnvelope || first.Status != string(client.Fail) ||

@@ -105,6 +105,11 @@ type Options struct {
 	SoftAlgorithm soft.Algorithm
 	// Now returns statement times; nil means TPM.Now, or time.Now.
 	Now func() time.Time
+	// AuthFile, for TPM backends, names the file (mode 0600, AuthSize
+	// bytes) holding the authorization value of the signing key and the
+	// attestation key: Init creates it if missing and gives it to the keys
+	// it creates; Open reads it. "" means no authorization value.
+	AuthFile string
 }
 
 func (s Spec) transport(ctx context.Context) (transport.TPMCloser, error) {
@@ -150,12 +155,38 @@ func Init(ctx context.Context, s Spec, o Options) (created []string, err error) 
 		}
 		return created, err
 	}
+	cfg := s.tpmConfig(o)
+	if o.AuthFile != "" {
+		if cfg.KeyAuth, err = readAuth(o.AuthFile, true); err != nil {
+			return nil, err
+		}
+	}
 	t, err := s.transport(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
-	return tpm.Provision(ctx, t, s.tpmConfig(o))
+	return tpm.Provision(ctx, t, cfg)
+}
+
+// Rotate replaces a TPM co-processor's signing key and AK with new ones
+// (tpm.Rotate), for re-enrolment after a revocation. Not for soft or sim.
+func Rotate(ctx context.Context, s Spec, o Options) (created []string, err error) {
+	if s.Kind == Soft || s.Kind == Sim {
+		return nil, fmt.Errorf("%w: --rotate is for TPMs (tpm:, swtpm:); for soft:, use a new directory", ErrBadSpec)
+	}
+	cfg := s.tpmConfig(o)
+	if o.AuthFile != "" {
+		if cfg.KeyAuth, err = readAuth(o.AuthFile, true); err != nil {
+			return nil, err
+		}
+	}
+	t, err := s.transport(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	return tpm.Rotate(ctx, t, cfg)
 }
 
 // Open opens the co-processor. A TPM or soft directory that was not
@@ -165,11 +196,17 @@ func Open(ctx context.Context, s Spec, o Options) (coproc.CoProcessor, error) {
 	if s.Kind == Soft {
 		return soft.Open(ctx, s.Arg, soft.Options{Now: o.Now})
 	}
+	cfg := s.tpmConfig(o)
+	if o.AuthFile != "" {
+		var err error
+		if cfg.KeyAuth, err = readAuth(o.AuthFile, s.Kind == Sim); err != nil {
+			return nil, err
+		}
+	}
 	t, err := s.transport(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cfg := s.tpmConfig(o)
 	if s.Kind == Sim {
 		if _, err := tpm.Provision(ctx, t, cfg); err != nil {
 			t.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/internal/atomicfile"
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -153,7 +154,8 @@ type Service struct {
 // indexer when it applies the enrolment record; info is updated by the
 // indexer and, for the counter, by the admission that appended.
 type keyState struct {
-	pub crypto.PublicKey
+	pub   crypto.PublicKey
+	ident *evidence.Identity // nil: enrolled without a TPM identity
 
 	mu       sync.Mutex
 	info     Key      // as in the index; info.Counter is the highest admitted counter
@@ -310,7 +312,12 @@ func (s *Service) applyKeys(changed map[string]*Key) error {
 				s.mu.Unlock()
 				return fmt.Errorf("admission: index: key %s: %w", id, err)
 			}
-			ks = &keyState{pub: pub}
+			ident, err := parseIdentity(k.TPMIdentity)
+			if err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("admission: index: key %s: %w", id, err)
+			}
+			ks = &keyState{pub: pub, ident: ident}
 			ks.idle.L = &ks.mu
 			s.keys[id] = ks
 		}
@@ -710,6 +717,9 @@ func (s *Service) admitNew(ctx context.Context, env *coproc.Envelope, body []byt
 	if err := coproc.Verify(env, ks.pub); err != nil {
 		return 0, nil, false, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
+	if err := checkEvidence(ks.ident, st); err != nil {
+		return 0, nil, false, err
+	}
 	if err := s.checkAnchor(ctx, st.Anchor()); err != nil {
 		return 0, nil, false, err
 	}
@@ -858,9 +868,20 @@ func (s *Service) checkToken(header string) error {
 // enrolled returns its record and created false, without a new entry; a
 // revoked key cannot be enrolled again (ErrRevokedKey).
 func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) (k Key, created bool, err error) {
+	return s.EnrolTPM(ctx, pub, name, nil)
+}
+
+// EnrolTPM is Enrol with the co-processor's TPM identity (nil: none), which
+// the record carries and every later statement's evidence must verify
+// under. A key enrolled already with another identity (or none) is refused
+// with ErrBadKey.
+func (s *Service) EnrolTPM(ctx context.Context, pub crypto.PublicKey, name string, ident *evidence.Identity) (k Key, created bool, err error) {
 	rec, err := NewEnrolment(pub, name, s.cfg.Now())
 	if err != nil {
 		return Key{}, false, err
+	}
+	if ident != nil {
+		rec.TPMIdentity = ident.String()
 	}
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
@@ -870,6 +891,9 @@ func (s *Service) Enrol(ctx context.Context, pub crypto.PublicKey, name string) 
 		ks.mu.Unlock()
 		if k.Revoked {
 			return k, false, fmt.Errorf("%w: %s was revoked at index %d and cannot be enrolled again; use a new key", ErrRevokedKey, k.KeyID, *k.RevokedIndex)
+		}
+		if k.TPMIdentity != rec.TPMIdentity {
+			return k, false, fmt.Errorf("%w: %s is enrolled at index %d with another TPM identity (or none); revoke it and enrol a new key", ErrBadKey, k.KeyID, k.EnrolledIndex)
 		}
 		return k, false, nil
 	}

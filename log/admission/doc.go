@@ -25,7 +25,9 @@
 //	                                       published checkpoint; 404 if not published yet
 //	GET    /v1/vms/<vm id>/bundle          the same for the VM's latest published attestation
 //	GET    /v1/coprocessors                200 {"coprocessors": [Key, …]} (public)
-//	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}
+//	POST   /v1/coprocessors                admin; {"name": "…", "public_key": "<PEM>"}; a
+//	                                       "VMLEDGER TPM IDENTITY" block after the key (as
+//	                                       `vmledger coproc info` prints) enrols its TPM identity
 //	                                       201 Key (enrolled; answered once a published
 //	                                       checkpoint includes the record, or after 10 s)
 //	                                       / 200 Key (already enrolled)
@@ -48,6 +50,8 @@
 //	403 unknown-key       the signing key is not enrolled
 //	403 revoked-key       the signing key was revoked (also: re-enrolling a revoked key)
 //	403 bad-signature     the DSSE signature does not verify under the enrolled key
+//	403 bad-evidence      the key was enrolled with a TPM identity and the statement's TPM
+//	                      evidence is missing or wrong; the error names the part that failed
 //	404 not-found         no such bundle (yet), VM or key
 //	409 replayed-counter  the counter is not above the key's last admitted counter
 //	409 stale-freshness   the anchor is no longer fresh (see below)
@@ -148,11 +152,18 @@
 //	{"_type":"https://vmledger.dev/log/enrolment/v1","action":"enrol",
 //	 "keyid":"<lowercase hex SHA-256 of the DER SPKI>",
 //	 "public_key":"<standard base64 of the DER SPKI>","name":"host-a",
+//	 "tpm_identity":"<standard base64 of the TPM identity>",
 //	 "time":"2026-11-28T12:00:00Z"}
 //	{"_type":"https://vmledger.dev/log/enrolment/v1","action":"revoke",
 //	 "keyid":"<keyid>","time":"2026-11-28T12:05:00Z"}
 //
-// name is omitted when empty; time is the log's clock (RFC 3339 UTC,
+// name is omitted when empty; tpm_identity (package coproc/evidence: the
+// AK's TPMT_PUBLIC and the Names of the root and counter NV indexes) only
+// when the enrolment PEM carried a "VMLEDGER TPM IDENTITY" block. A key
+// enrolled with one is admitted only with TPM evidence that verifies under
+// it (403 bad-evidence otherwise); a key enrolled without one is a software
+// key to the log. A key keeps the identity (or its absence) it was enrolled
+// with: enrolling it again with another is 400 bad-key. time is the log's clock (RFC 3339 UTC,
 // seconds). A key is valid for attestations appended after its enrol
 // record and before its revoke record; the service appends a revocation
 // only after the admissions of that key already past their checks are

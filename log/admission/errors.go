@@ -23,6 +23,9 @@ var (
 	ErrRevokedKey = errors.New("co-processor key revoked")
 	// ErrBadSignature: the DSSE signature does not verify under the enrolled key.
 	ErrBadSignature = errors.New("signature does not verify")
+	// ErrBadEvidence: the key was enrolled with a TPM identity and the
+	// statement's TPM evidence is missing or does not verify under it.
+	ErrBadEvidence = errors.New("TPM evidence refused")
 	// ErrReplayedCounter: the counter is not above the last one admitted
 	// (or being admitted) for the key.
 	ErrReplayedCounter = errors.New("counter not above the key's last admitted counter")
@@ -76,6 +79,8 @@ func status(err error) (code int, reason string) {
 		return http.StatusForbidden, "revoked-key"
 	case errors.Is(err, ErrBadSignature):
 		return http.StatusForbidden, "bad-signature"
+	case errors.Is(err, ErrBadEvidence):
+		return http.StatusForbidden, "bad-evidence"
 	case errors.Is(err, engine.ErrNotFound):
 		return http.StatusNotFound, "not-found"
 	case errors.Is(err, ErrReplayedCounter):

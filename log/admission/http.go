@@ -12,6 +12,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -314,7 +315,12 @@ func (s *Service) postCoprocessor(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: public_key: %v", ErrBadKey, err))
 		return
 	}
-	k, created, err := s.Enrol(r.Context(), pub, req.Name)
+	ident, err := evidence.FindPEM([]byte(req.PublicKey))
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("%w: public_key: %v", ErrBadKey, err))
+		return
+	}
+	k, created, err := s.EnrolTPM(r.Context(), pub, req.Name, ident)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -57,6 +57,7 @@ type Key struct {
 	KeyID         string  `json:"keyid"`
 	Name          string  `json:"name"`
 	PublicKey     string  `json:"public_key"`
+	TPMIdentity   string  `json:"tpm_identity,omitempty"`
 	EnrolledIndex uint64  `json:"enrolled_index"`
 	EnrolledAt    string  `json:"enrolled_at"`
 	Revoked       bool    `json:"revoked"`
@@ -273,7 +274,7 @@ func (s *store) apply(first uint64, entries []indexEntry) (map[string]*Key, []tl
 				}
 				switch {
 				case r.Action == ActionEnrol && k == nil:
-					changed[r.KeyID] = &Key{KeyID: r.KeyID, Name: r.Name, PublicKey: r.PublicKey, EnrolledIndex: index, EnrolledAt: r.Time}
+					changed[r.KeyID] = &Key{KeyID: r.KeyID, Name: r.Name, PublicKey: r.PublicKey, TPMIdentity: r.TPMIdentity, EnrolledIndex: index, EnrolledAt: r.Time}
 				case r.Action == ActionRevoke && k != nil && !k.Revoked:
 					k.Revoked, k.RevokedIndex, k.RevokedAt = true, &index, r.Time
 					changed[r.KeyID] = k

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/coproc/evidence"
 )
 
 // RecordType is the _type of an enrolment record.
@@ -37,6 +38,11 @@ type Record struct {
 	PublicKey string `json:"public_key,omitempty"`
 	// Name is the operator's name for the co-processor; enrol only, optional.
 	Name string `json:"name,omitempty"`
+	// TPMIdentity is the standard base64 of the co-processor's TPM
+	// identity (package coproc/evidence: the AK's public area and the NV
+	// indexes' Names); enrol only, absent for a key enrolled without one.
+	// Its statements must then carry TPM evidence that verifies under it.
+	TPMIdentity string `json:"tpm_identity,omitempty"`
 	// Time is when the log recorded it: RFC 3339 UTC, seconds.
 	Time string `json:"time"`
 }
@@ -144,8 +150,13 @@ func ParseRecord(entry []byte) (*Record, error) {
 		if err := checkName(r.Name); err != nil {
 			return nil, fmt.Errorf("%w: enrolment record name: %v", ErrMalformed, err)
 		}
+		if r.TPMIdentity != "" {
+			if _, err := evidence.ParseIdentityString(r.TPMIdentity); err != nil {
+				return nil, fmt.Errorf("%w: enrolment record tpm_identity: %v", ErrMalformed, err)
+			}
+		}
 	case ActionRevoke:
-		if !isKeyID(r.KeyID) || r.PublicKey != "" || r.Name != "" {
+		if !isKeyID(r.KeyID) || r.PublicKey != "" || r.Name != "" || r.TPMIdentity != "" {
 			return nil, fmt.Errorf("%w: revocation record with a bad keyid or extra members", ErrMalformed)
 		}
 	default:

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/log/admission"
 	"github.com/vmledger/vmledger/log/server"
@@ -33,12 +32,14 @@ func (c *Cluster) startAdmission(ctx context.Context, srv *server.Server) error 
 	return nil
 }
 
-// Enroll enrolls a co-processor's key with the log, through its HTTP API.
+// Enroll enrolls a co-processor's key with the log, through its HTTP API,
+// with its TPM identity if it has one (the PEM of its Info).
 func (c *Cluster) Enroll(ctx context.Context, name string, cp coproc.CoProcessor) error {
-	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(cp.PublicKey())
+	info, err := cp.Info(ctx)
 	if err != nil {
 		return err
 	}
+	pemKey := []byte(info.PublicKeyPEM)
 	ec := admission.EnrolClient{Base: c.LogURL, Token: c.adminToken}
 	if _, _, err := ec.Enrol(ctx, name, pemKey); err != nil {
 		return fmt.Errorf("enrolling co-processor %s: %w", name, err)

@@ -251,7 +251,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 
 	// The customer's trust file.
-	line, err := client.TrustLine("host-a", c.CoProcessor.PublicKey())
+	info, err := c.CoProcessor.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	line, err := client.TrustLineInfo("host-a", info)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 		"agent: the bundle verifies → ✓ launch web01",
 		"VERIFIED: VM web01",
 		`kernel.cmdline: "console=ttyS0,115200n8 root=/dev/vda1 ro quiet init=/bin/sh"`,
-		"✗ 8. configuration          attested configuration is not the expected one",
+		"✗ 9. configuration          attested configuration is not the expected one",
 		"REFUSED: see the failed checks above",
 		"agent: attestation failed, launch aborted: the attestation does not verify: attested configuration is not the expected one",
 		"── 6. Run the parts as separate processes",

@@ -128,7 +128,7 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 	// A key enrolled, then revoked: launches stop at once.
 	t.Run("co-processor key revoked", func(t *testing.T) {
 		trust := d.writeTrust("trust-with-stranger.txt", d.logVKey, d.witnessLines,
-			"coprocessor host-a "+d.tpmPEM+"\ncoprocessor host-b "+stranger.pem)
+			"coprocessor host-a "+d.tpmPEM+"\ncoprocessor host-b "+stranger.pem+" software")
 		mustRun(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", stranger.pem, "--name", "host-b")
 		mustLaunch(t, "enrolled software key", launchArgs(d, app, stranger.spec, trust, marker("host-b"), "--expected", app.config), marker("host-b"))
 		// The original form, --key PEM (--keyid ID names the same key).

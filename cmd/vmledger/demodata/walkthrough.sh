@@ -33,8 +33,8 @@ mkdir -p tpm
 swtpm socket --tpm2 --tpmstate dir=tpm --server type=tcp,port=2321,bindaddr=127.0.0.1 \
     --ctrl type=tcp,port=2322,bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
 sleep 1   # swtpm listening
-vmledger coproc init --coproc swtpm:127.0.0.1:2321
-vmledger coproc info --coproc swtpm:127.0.0.1:2321 | sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' > host-a.pem
+vmledger coproc init --coproc swtpm:127.0.0.1:2321 --coproc-auth coproc.auth   # only holders of coproc.auth can use its keys
+vmledger coproc info --coproc swtpm:127.0.0.1:2321 | sed -n '/BEGIN PUBLIC KEY/,/END VMLEDGER TPM IDENTITY/p' > host-a.pem
 vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a
 
 # The customer's trust file: the log, the witness policy, the co-processor keys.
@@ -44,7 +44,7 @@ vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token -
 # (here /bin/echo stands in for qemu-system-x86_64 -name web01 …).
 head -c 32 /dev/urandom > web01.secret && chmod 600 web01.secret     # shared with the VM's owner
 vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
-    --coproc swtpm:127.0.0.1:2321 --log http://127.0.0.1:8080 --trust trust.txt \
+    --coproc swtpm:127.0.0.1:2321 --coproc-auth coproc.auth --log http://127.0.0.1:8080 --trust trust.txt \
     --out web01.bundle.json -- /bin/echo qemu-system-x86_64 -name web01
 
 # The customer, offline, with the configuration they ordered and the VM secret.
