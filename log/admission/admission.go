@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmledger/vmledger/coproc"
-	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/coproc/evidence"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
