@@ -472,7 +472,11 @@ func (e *Explorer) attestationPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	e.render(w, http.StatusOK, "attestation.html", fmt.Sprintf("Entry %d", index), d)
+	title := fmt.Sprintf("Entry %d", index)
+	if d.Statement != nil {
+		title = fmt.Sprintf("Attestation %d: VM %s", index, d.Statement.VMID())
+	}
+	e.render(w, http.StatusOK, "attestation.html", title, d)
 }
 
 // bundleJSON serves the log's bundle verbatim, for the in-browser verifier
