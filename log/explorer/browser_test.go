@@ -53,6 +53,14 @@ func TestBrowser(t *testing.T) {
 	b.Shot(t, "lookup")
 	b.NoErrors(t)
 
+	// Enrolled and revoked keys.
+	b.Do(t, "keys", chromedp.Navigate(f.url+"/keys"), chromedp.WaitVisible(css("#keys-table")))
+	if n := browsertest.Run(t, b, "revoked keys", chromedp.Evaluate[int](`document.querySelectorAll("#keys-table .tag.bad").length`)); n != 1 {
+		t.Errorf("%d revoked keys shown, want 1", n)
+	}
+	b.Shot(t, "keys")
+	b.NoErrors(t)
+
 	// The attestation page, then the verification of the log's bundle.
 	b.Do(t, "attestation", chromedp.Navigate(fmt.Sprintf("%s/attestations/%d", f.url, f.web01)),
 		chromedp.WaitVisible(css("#verify-form")))
