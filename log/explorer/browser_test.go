@@ -65,6 +65,12 @@ func TestBrowser(t *testing.T) {
 	b.Do(t, "attestation", chromedp.Navigate(fmt.Sprintf("%s/attestations/%d", f.url, f.web01)),
 		chromedp.WaitVisible(css("#verify-form")))
 	b.Shot(t, "attestation")
+	// Every control has a label a screen reader announces.
+	unlabelled := browsertest.Run(t, b, "labels", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("input, select, button")].filter(e => e.type !== "submit" && e.labels.length === 0 && !e.getAttribute("aria-label")).map(e => e.id || e.name)`))
+	if len(unlabelled) > 0 {
+		t.Errorf("controls without a label: %v", unlabelled)
+	}
 	b.TakeRequests()
 	b.Do(t, "pick files",
 		chromedp.SetUploadFiles(css("#trust-file"), []string{abs(f.trustPath)}),
