@@ -324,6 +324,11 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		}
 	}
 	svc.Register(srv)
+	if err := mountExplorer(srv, logger); err != nil { // the web explorer at /
+		svc.Close()
+		eng.Close()
+		return err
+	}
 
 	// Publish first, so that the log never listens without a checkpoint to
 	// serve when it can help it. With witnesses that are down, it starts

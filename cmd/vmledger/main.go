@@ -152,6 +152,7 @@ and the customer verifies all of it, offline if they like.`,
 		newBenchCmd(),
 		newDemoCmd(),
 		newVersionCmd(),
+		newExploreCmd(),
 	)
 	// cobra's completion command, with examples like every other command.
 	root.InitDefaultCompletionCmd()

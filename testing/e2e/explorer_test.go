@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vmledger/vmledger/log/bundle"
+	"github.com/vmledger/vmledger/log/explorer/browsertest"
+)
+
+// TestExplorerInBrowser opens the explorer that the real log serve answers
+// at / in Debian's chromium: a lookup typed on the keyboard finds the VM
+// the agent attested (on a swtpm, with the 2-of-3 witness quorum), and the
+// in-browser verifier passes its bundle with the customer's files.
+func TestExplorerInBrowser(t *testing.T) {
+	b := browsertest.New(t)
+	browsertest.NeedWASM(t, filepath.Join("..", "..", "log", "explorer", "assets", "verify.wasm"))
+	d := deploy(t)
+	v := d.newVM("web01", "4GiB", 0x58)
+	out := d.path("web01.bundle.json")
+	mustRun(t, "agent", "attest", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
+		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", out)
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := bundle.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The browser reads no file a trust file names: the key goes inline.
+	pemBytes, err := os.ReadFile(d.tpmPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM block", d.tpmPEM)
+	}
+	trust := d.writeTrust("trust-inline.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+base64.StdEncoding.EncodeToString(blk.Bytes))
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+	b.Do(t, "home", chromedp.Navigate(d.logURL+"/"), chromedp.WaitVisible(css("#recent-entries")))
+	b.NoErrors(t)
+	b.Do(t, "lookup", chromedp.Focus(css("#q")), chromedp.SendKeys(css("#q"), "web01\r"))
+	// The search redirects to the VM's page; wait for it, not for the
+	// table of the page that is being left.
+	b.WaitPath(t, "/vms/web01")
+	b.Do(t, "lookup table", chromedp.WaitVisible(css("table tbody tr")))
+	if loc := browsertest.Run(t, b, "location", chromedp.Location()); !strings.HasSuffix(loc, "/vms/web01") {
+		t.Errorf("lookup of web01 went to %s", loc)
+	}
+	link := fmt.Sprintf(`a[href="/attestations/%d"]`, bb.Proof.Index)
+	b.Do(t, "open the attestation", chromedp.Click(css(link)), chromedp.WaitVisible(css("#verify-form")))
+	b.Do(t, "verify",
+		chromedp.SetUploadFiles(css("#trust-file"), []string{trust}),
+		chromedp.SetUploadFiles(css("#config-file"), []string{v.config}),
+		chromedp.SetUploadFiles(css("#secret-file"), []string{v.secret}),
+		chromedp.Click(css("#verify-button")))
+	if got := b.Verdict(t, "VERIFIED"); !strings.Contains(got, "VM web01") || !strings.Contains(got, origin) {
+		t.Errorf("verdict %q", got)
+	}
+	b.Shot(t, "log-serve-verified")
+	b.NoErrors(t)
+	for _, r := range b.TakeRequests() {
+		if method, url, _ := strings.Cut(r, " "); method != "GET" || !strings.HasPrefix(url, d.logURL+"/") {
+			t.Errorf("the page sent %s", r)
+		}
+	}
+}
