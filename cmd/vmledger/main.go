@@ -11,6 +11,7 @@
 //	1  the command failed (I/O, a server error, a bad configuration)
 //	2  usage error (unknown command or flag, missing argument)
 //	3  verification failed: the attestation was refused (verify, agent launch, agent hook)
+//	4  not found: the log has nothing matching (lookup, bundle)
 package main
 
 import (
@@ -31,10 +32,11 @@ import (
 
 // Exit codes, documented in the package doc and the README.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-	exitRefused = 3
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitRefused  = 3
+	exitNotFound = 4
 )
 
 // usageError marks an error as the user's invocation being wrong.
@@ -71,9 +73,12 @@ func run(ctx context.Context, args []string) int {
 	fmt.Fprintf(os.Stderr, "vmledger: %v\n", err)
 	var ue usageError
 	var re refusedError
+	var nf notFoundError
 	switch {
 	case errors.As(err, &re):
 		return exitRefused
+	case errors.As(err, &nf):
+		return exitNotFound
 	case errors.As(err, &ue), isCobraUsageError(err):
 		return exitUsage
 	default:
@@ -127,6 +132,7 @@ and the customer verifies all of it, offline if they like.`,
 		newCoprocCmd(),
 		newAgentCmd(),
 		newVerifyCmd(),
+		newLookupCmd(), newBundleCmd(),
 		newMonitorCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
