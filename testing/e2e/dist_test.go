@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,8 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/vmledger/vmledger/testing/mysqltest"
 )
@@ -224,6 +228,111 @@ func TestDistConfigs(t *testing.T) {
 			if !strings.Contains(r.stdout, `"keys": []`) {
 				t.Errorf("log keys --json on the new log = %s, want no keys", r.stdout)
 			}
+
+			// One refused admission, so that the admission metrics exist;
+			// then every metric both servers export must be in the example
+			// alerting rules, and every metric the rules name must exist.
+			resp, err = http.Post(logURL+"/v1/attestations", "application/json", strings.NewReader("not an envelope"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("POST /v1/attestations of junk = %s, want 400", resp.Status)
+			}
+			exported := metricFamilies(t, logURL+"/metrics")
+			for name, typ := range metricFamilies(t, "http://"+waddr+"/metrics") {
+				exported[name] = typ
+			}
+			checkAlertRules(t, exported, tc.name == "badger")
 		})
+	}
+}
+
+// metricFamilies returns the metric families url exports (Prometheus text
+// format), by name, with their types.
+func metricFamilies(t *testing.T, url string) map[string]string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			out[f[2]] = f[3]
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("GET %s: no metrics\n%s", url, b)
+	}
+	return out
+}
+
+// metricName matches the metric names in a PromQL expression.
+var metricName = regexp.MustCompile(`\b(?:vmledger|witness|promhttp)_[a-z0-9_]+\b`)
+
+// checkAlertRules parses dist/prometheus/vmledger-alerts.yml and checks it
+// against the metric families the servers exported: every name a rule uses
+// is exported (histograms by their _bucket, _sum and _count series), and,
+// if all is set, every exported family is used by some rule. With Debian's
+// promtool (package prometheus) installed, promtool check rules must pass
+// too.
+func checkAlertRules(t *testing.T, exported map[string]string, all bool) {
+	t.Helper()
+	path := filepath.Join(repoRoot(), "dist", "prometheus", "vmledger-alerts.yml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Name  string
+			Rules []struct {
+				Alert, Record, Expr, For string
+				Labels, Annotations      map[string]string
+			}
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	used := map[string]bool{}
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if (r.Alert == "") == (r.Record == "") || strings.TrimSpace(r.Expr) == "" {
+				t.Errorf("%s: group %s: a rule needs alert or record, and expr: %+v", path, g.Name, r)
+			}
+			for _, name := range metricName.FindAllString(r.Expr, -1) {
+				family := name
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if base, ok := strings.CutSuffix(name, suffix); ok && exported[base] == "histogram" {
+						family = base
+					}
+				}
+				used[family] = true
+				if _, ok := exported[family]; !ok && (all || !strings.HasPrefix(family, "vmledger_log_")) {
+					t.Errorf("%s: rule %s%s uses %s, which neither server exports", path, r.Alert, r.Record, name)
+				}
+			}
+		}
+	}
+	if all {
+		for name := range exported {
+			if metricName.MatchString(name) && !used[name] {
+				t.Errorf("%s: no rule uses the exported metric %s", path, name)
+			}
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
+			t.Errorf("promtool check rules %s: %v\n%s", path, err, out)
+		}
+	} else {
+		t.Logf("promtool not installed (Debian package prometheus): the rules' PromQL is not checked")
 	}
 }
