@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestWitnessKeyRotation follows docs/operations.md "Witness keys" with
+// the real binary: a log with a one-witness policy; then the witness's old
+// and new keys in a group of one-of-two in the log's policy and the
+// customer's trust file; the witness restarted with the new key on its
+// old state; then the old key dropped. Bundles cosigned by either key
+// verify during the change, a bundle cosigned by the new key does not
+// verify under the old trust file (the key really changed), and after the
+// change an old attestation's bundle fetched again verifies under the new
+// trust file.
+func TestWitnessKeyRotation(t *testing.T) {
+	statSources()
+	d := &deployment{t: t, dir: t.TempDir()}
+	logVKey := strings.TrimSpace(mustRun(t, "keygen", "--name", "ops.e2e.vmledger.test/log", "--out", d.path("log.key")).stdout)
+	vkeyA := strings.TrimSpace(mustRun(t, "keygen", "--name", "w1.ops.e2e.vmledger.test", "--out", d.path("wa.key")).stdout)
+	vkeyB := strings.TrimSpace(mustRun(t, "keygen", "--name", "w1.ops.e2e.vmledger.test/2", "--out", d.path("wb.key")).stdout)
+	d.adminToken = writeFile(t, d.path("admin.token"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	logAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d.logURL = "http://" + logAddr
+	logs := writeFile(t, d.path("logs.txt"), []byte("log "+logVKey+" "+d.logURL+"\n"), 0o644)
+
+	witness := func(name, key, listen string) (*proc, string) {
+		w := startProc(t, d.dir, name, "witness", "serve", "--data", d.path("witness-data"), "--listen", listen, "--key", key, "--logs", logs)
+		addr, err := w.listenAddr("witness serving")
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, w.output())
+		}
+		w.waitHTTP("http://" + addr + "/healthz")
+		return w, addr
+	}
+	w, waddr := witness("witness-a", d.path("wa.key"), "127.0.0.1:0")
+	wURL := "http://" + waddr
+	lineA := "witness w1 " + vkeyA + " " + wURL + "\n"
+	lineB := "witness w1b " + vkeyB + " " + wURL + "\n"
+	policies := map[string]string{
+		"old":  lineA + "quorum w1\n",
+		"both": lineA + lineB + "group w1-any 1 w1 w1b\nquorum w1-any\n",
+		"new":  lineB + "quorum w1b\n",
+	}
+	startLog := func(name, policy string) *proc {
+		pol := writeFile(t, d.path(name+".policy"), []byte(policies[policy]), 0o644)
+		l := startProc(t, d.dir, name, "log", "serve", "--data", d.path("log-data"), "--listen", logAddr,
+			"--key", d.path("log.key"), "--witness-policy", pol, "--admin-token-file", d.adminToken)
+		if _, err := l.listenAddr("log serving"); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, l.output())
+		}
+		l.waitHTTP(d.logURL + "/checkpoint")
+		return l
+	}
+	l := startLog("log-1", "old")
+
+	host := d.softKey("host-a")
+	mustRun(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", host.pem, "--name", "host-a")
+	trust := map[string]string{}
+	for name, pol := range policies {
+		trust[name] = writeFile(t, d.path("trust-"+name+".txt"), []byte("log "+logVKey+" "+d.logURL+"\n"+pol+"coprocessor host-a "+host.pem+"\n"), 0o644)
+	}
+	v := d.newVM("web01", "4GiB", 0x57)
+	attest := func(name, trustName string) string {
+		out := d.path(name)
+		mustRun(t, "agent", "attest", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret,
+			"--coproc", host.spec, "--log", d.logURL, "--trust", trust[trustName], "--out", out)
+		return out
+	}
+	verifies := func(bundle, trustName string) bool {
+		t.Helper()
+		r := vmledger(t, "verify", "--bundle", bundle, "--trust", trust[trustName], "--expected", v.config, "--vm-secret", v.secret)
+		if r.code != 0 && r.code != 3 {
+			t.Fatalf("verify: exit %d\n%s", r.code, r)
+		}
+		return r.code == 0
+	}
+	oldBundle := attest("a.bundle.json", "old")
+
+	// The change: both keys count as w1, the log restarted on that policy,
+	// the witness restarted with the new key on its state.
+	l.stop()
+	l = startLog("log-2", "both")
+	w.stop()
+	w, _ = witness("witness-b", d.path("wb.key"), waddr)
+	newBundle := attest("b.bundle.json", "both")
+	for _, tc := range []struct {
+		bundle, trust string
+		want          bool
+	}{
+		{oldBundle, "both", true},
+		{newBundle, "both", true},
+		{newBundle, "old", false}, // cosigned by the new key only
+		{newBundle, "new", true},
+		{oldBundle, "new", false}, // cosigned by the old key only
+	} {
+		if got := verifies(tc.bundle, tc.trust); got != tc.want {
+			t.Errorf("verify %s with the %q trust file = %v, want %v", tc.bundle, tc.trust, got, tc.want)
+		}
+	}
+
+	// The old key dropped: the old attestation's bundle, fetched again,
+	// is proved against a checkpoint the new key cosigned.
+	l.stop()
+	l = startLog("log-3", "new")
+	newBundle2 := attest("c.bundle.json", "new")
+	if !verifies(newBundle2, "new") {
+		t.Errorf("after the old key was dropped, a new attestation does not verify")
+	}
+	r := mustRun(t, "lookup", "--log", d.logURL, "--vm", v.id, "--json")
+	first := strings.Index(r.stdout, `"index": `)
+	if first < 0 {
+		t.Fatalf("lookup --json = %s", r.stdout)
+	}
+	index, err := strconv.ParseUint(strings.TrimRight(strings.Fields(r.stdout[first:])[1], ","), 10, 64)
+	if err != nil {
+		t.Fatalf("lookup --json = %s: %v", r.stdout, err)
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/v1/bundles/%d", d.logURL, index))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	refetched := writeFile(t, d.path("a-again.bundle.json"), b, 0o644)
+	if resp.StatusCode != http.StatusOK || !verifies(refetched, "new") {
+		t.Errorf("the first attestation (index %d) fetched again = %s; does not verify under the new trust file", index, resp.Status)
+	}
+}
