@@ -1,15 +1,23 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/vmledger/vmledger/log/tlog"
+	"github.com/vmledger/vmledger/testing/mysqltest"
 )
 
 // TestWitnessKeyRotation follows docs/operations.md "Witness keys" with
@@ -248,5 +256,159 @@ func TestRestoreFromOldBackup(t *testing.T) {
 	_, cp := get(restoredURL + "/checkpoint")
 	if lines := strings.Split(cp, "\n"); len(lines) < 2 || lines[1] != "3" {
 		t.Errorf("restored log publishes %q, want nothing past the backup's size 3", cp)
+	}
+}
+
+// TestRestoreTesseraDump follows docs/operations.md "The log on Tessera":
+// mariadb-dump --single-transaction of the log's database while a front-end
+// appends, loaded into another database, serves a log whose checkpoint is
+// consistent with the original's (a prefix of the same tree), proved with
+// the original's consistency proof.
+func TestRestoreTesseraDump(t *testing.T) {
+	statSources()
+	dump, err := exec.LookPath("mariadb-dump")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mariadb-dump is missing (Debian package mariadb-client): %v", err)
+		}
+		t.Skipf("mariadb-dump is missing (Debian package mariadb-client): %v", err)
+	}
+	client, err := exec.LookPath("mariadb")
+	if err != nil {
+		t.Fatalf("mariadb-dump without the mariadb client: %v", err)
+	}
+	dsn1, dsn2 := mysqltest.NewDatabase(t), mysqltest.NewDatabase(t) // skip without MariaDB unless required
+	d := &deployment{t: t, dir: t.TempDir()}
+	mustRun(t, "keygen", "--name", "dump.e2e.vmledger.test/log", "--out", d.path("log.key"))
+	startLog := func(name, dsn string) (*proc, string) {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		l := startProc(t, d.dir, name, "log", "serve", "--data", d.path(name), "--listen", addr, "--key", d.path("log.key"),
+			"--engine", "tessera", "--mysql-dsn", dsn, "--allow-raw-entries")
+		if _, err := l.listenAddr("log serving"); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, l.output())
+		}
+		l.waitHTTP("http://" + addr + "/checkpoint")
+		return l, "http://" + addr
+	}
+	_, url1 := startLog("log-1", dsn1)
+
+	// Writers append while the dump runs.
+	stop := make(chan struct{})
+	done := make(chan int)
+	for w := range 4 {
+		go func() {
+			n := 0
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				resp, err := http.Post(url1+"/v1/entries", "application/octet-stream", strings.NewReader(fmt.Sprintf("w%d-%d", w, i)))
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						n++
+					}
+				}
+			}
+		}()
+	}
+	size := func(url string) uint64 {
+		t.Helper()
+		resp, err := http.Get(url + "/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		lines := strings.Split(string(b), "\n")
+		if len(lines) < 3 {
+			t.Fatalf("GET %s/checkpoint = %q", url, b)
+		}
+		n, err := strconv.ParseUint(lines[1], 10, 64)
+		if err != nil {
+			t.Fatalf("GET %s/checkpoint = %q", url, b)
+		}
+		return n
+	}
+	waitSize := func(url string, min uint64) {
+		for size(url) < min {
+			select {
+			case <-t.Context().Done():
+				t.Fatalf("%s never reached size %d", url, min)
+			case <-time.After(pollInterval):
+			}
+		}
+	}
+	waitSize(url1, 8)
+	args := func(dsn string) []string {
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, _ := strings.Cut(cfg.Addr, ":")
+		return []string{"-h", host, "-P", port, "-u", cfg.User, "-p" + cfg.Passwd, cfg.DBName}
+	}
+	sqlPath := d.path("dump.sql")
+	out, err := exec.Command(dump, append([]string{"--no-defaults", "--single-transaction", "--quick", "--result-file", sqlPath}, args(dsn1)...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mariadb-dump: %v\n%s", err, out)
+	}
+	waitSize(url1, 16) // the log went on after the dump
+	close(stop)
+	for range 4 {
+		<-done
+	}
+	load := exec.Command(client, append([]string{"--no-defaults"}, args(dsn2)...)...)
+	f, err := os.Open(sqlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	load.Stdin = f
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("mariadb < dump.sql: %v\n%s", err, out)
+	}
+
+	_, url2 := startLog("log-restored", dsn2)
+	resp, err := http.Get(url2 + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s2 := size(url2)
+	s1 := size(url1)
+	if s2 == 0 || s2 > s1 {
+		t.Fatalf("restored size %d, original %d: want 0 < restored ≤ original", s2, s1)
+	}
+	root := func(cp []byte) tlog.Hash {
+		c, err := tlog.ParseCheckpoint(cp[:bytes.Index(cp, []byte("\n\n"))+1])
+		if err != nil {
+			t.Fatalf("checkpoint %q: %v", cp, err)
+		}
+		return c.Root
+	}
+	resp, err = http.Get(url1 + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	original, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s1 = size(url1)
+	resp, err = http.Get(fmt.Sprintf("%s/v1/proof/consistency?old=%d&new=%d", url1, s2, s1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proof struct{ Hashes [][]byte }
+	err = json.NewDecoder(resp.Body).Decode(&proof)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.VerifyConsistency(s2, s1, proof.Hashes, root(restored), root(original)); err != nil {
+		t.Errorf("the restored log (size %d) is not a prefix of the original (size %d): %v", s2, s1, err)
 	}
 }
