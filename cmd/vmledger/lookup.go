@@ -171,7 +171,7 @@ func newLookupCmd() *cobra.Command {
 	var logURL, vm, root, key string
 	var asJSON bool
 	var limit int
-	var after int64
+	var after uint64
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "lookup --log URL (--vm ID | --root HEX | --key KEYID) [--json]",
@@ -239,12 +239,13 @@ flag (e.g. --root that is not 64 hex digits); 1 the log could not be read.`,
 				q.Set("key", key)
 				res.Query["key"] = key
 			}
+			hasAfter := cmd.Flags().Changed("after")
 			cursor := after
 			for len(res.Attestations) < limit {
 				page := min(limit-len(res.Attestations), admission.MaxLimit)
 				q.Set("limit", strconv.Itoa(page))
-				if cursor >= 0 {
-					q.Set("after", strconv.FormatInt(cursor, 10))
+				if hasAfter {
+					q.Set("after", strconv.FormatUint(cursor, 10))
 				}
 				var sr admission.SearchResponse
 				if _, err := lr.get(cmd.Context(), path+"?"+q.Encode(), &sr); err != nil {
@@ -257,7 +258,7 @@ flag (e.g. --root that is not 64 hex digits); 1 the log could not be read.`,
 				if sr.NextAfter == nil {
 					break
 				}
-				cursor = int64(*sr.NextAfter)
+				cursor, hasAfter = *sr.NextAfter, true
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -280,7 +281,7 @@ flag (e.g. --root that is not 64 hex digits); 1 the log could not be read.`,
 				fmt.Fprintf(out, "bundles: %s/v1/bundles/INDEX (vmledger bundle --vm ID fetches the latest of a VM)\n", lr.base)
 			}
 			if len(res.Attestations) == 0 {
-				if after >= 0 {
+				if cmd.Flags().Changed("after") {
 					return notFoundError{fmt.Errorf("the log at %s has no attestation of %s after index %d", lr.base, what, after)}
 				}
 				return notFoundError{fmt.Errorf("the log at %s has no attestation of %s", lr.base, what)}
@@ -294,7 +295,7 @@ flag (e.g. --root that is not 64 hex digits); 1 the log could not be read.`,
 	cmd.Flags().StringVar(&key, "key", "", "list the attestations signed by this co-processor key ID (64 hex digits)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().IntVar(&limit, "limit", admission.DefaultLimit, "list at most this many attestations")
-	cmd.Flags().Int64Var(&after, "after", -1, "list only attestations with an index above this one (the next_after of a previous run)")
+	cmd.Flags().Uint64Var(&after, "after", 0, "list only attestations with an index above this one (the next_after of a previous run)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for each answer of the log")
 	return cmd
 }
