@@ -1,14 +1,17 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -27,6 +30,13 @@ type Expectation struct {
 	// Keys, if not empty, are the co-processor key ids allowed to attest the
 	// VM; otherwise any co-processor of the trust file may.
 	Keys []string
+	// Within, if not zero, is how long the VM may go without an attestation
+	// as expected in the log: counted from when the monitor began watching
+	// it and from each such attestation (its statement time, or when the
+	// monitor saw it if that is earlier). Past it the monitor reports
+	// AlertMissing, again every Within while it lasts: the VM may have been
+	// started without the agent, which leaves no record at all.
+	Within time.Duration
 }
 
 // Alert kinds.
@@ -36,7 +46,48 @@ const (
 	AlertUnexpectedConfig = "unexpected-config" // a watched VM attested another configuration root
 	AlertUnexpectedKey    = "unexpected-key"    // a watched VM attested by a key that may not attest it
 	AlertBadSignature     = "bad-signature"     // a watched VM's attestation does not verify
+	AlertRevokedKey       = "revoked-key"       // a key that attested a watched VM is revoked, or a revoked key attested it
+	AlertMissing          = "missing"           // no attestation of a watched VM within its Expectation.Within
 )
+
+// RoundReport is what one round of a monitor examined.
+type RoundReport struct {
+	// Origin and TreeSize are the verified checkpoint's (zero if the round
+	// ended before one was verified).
+	Origin   string
+	TreeSize uint64
+	// From and To: the entries [From, To) were checked in this round.
+	From, To uint64
+	// Attestations is the number of attestations of watched VMs among them,
+	// and VMs the watched VMs they attest, sorted.
+	Attestations int
+	VMs          []string
+	// Watched is the number of VMs watched.
+	Watched int
+	// Alerts are what is not as expected; none means all was.
+	Alerts []Alert
+}
+
+// String is the round's one-line summary, for a person.
+func (r *RoundReport) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "round: log %s size %d: ", r.Origin, r.TreeSize)
+	if r.To > r.From {
+		fmt.Fprintf(&b, "checked entries %d..%d (%d new)", r.From, r.To-1, r.To-r.From)
+	} else {
+		b.WriteString("no new entries")
+	}
+	fmt.Fprintf(&b, ", %d attestation(s) of %d of %d watched VM(s)", r.Attestations, len(r.VMs), r.Watched)
+	if len(r.VMs) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(r.VMs, ", "))
+	}
+	if len(r.Alerts) == 0 {
+		b.WriteString(": all as expected")
+	} else {
+		fmt.Fprintf(&b, ": %d alert(s)", len(r.Alerts))
+	}
+	return b.String()
+}
 
 // Alert is one thing a monitor reports.
 type Alert struct {
@@ -51,7 +102,11 @@ type Alert struct {
 // against the trust file's log key and witness policy, downloads every new
 // entry, checks that the entries hash to the checkpoint's root (which also
 // proves the new checkpoint consistent with the previous one), and reports
-// every attestation of a watched VM that is not what its owner expects.
+// every attestation of a watched VM that is not what its owner expects. It
+// also reports the revocation of a key that attested a watched VM (and an
+// attestation by a revoked key), and a watched VM with a window
+// (Expectation.Within) that has no attestation as expected in the log for
+// longer than that. Round says what each round checked.
 //
 // Its state (the last verified checkpoint, the next index and the compact
 // range of the tree so far) is saved atomically after each step, so a
@@ -78,6 +133,36 @@ type monitorState struct {
 	// checkpoint the log then presented that does not extend it, as the
 	// consistency State of Verify keeps them.
 	Evidence []Evidence `json:"evidence,omitempty"`
+	// Attesters: per watched VM, the co-processor keys whose verified
+	// attestations of it the log holds, with the index of the last one.
+	Attesters map[string]map[string]uint64 `json:"attesters,omitempty"`
+	// Revoked: the key ids the log revoked, with the revocation's index.
+	Revoked map[string]uint64 `json:"revoked,omitempty"`
+	// Seen: per watched VM with a window, when it last attested as
+	// expected (or when watching began); Missing: when it was last
+	// reported missing.
+	Seen    map[string]time.Time `json:"seen,omitempty"`
+	Missing map[string]time.Time `json:"missing,omitempty"`
+}
+
+// clone returns a copy whose maps a round may change without touching s.
+func (s monitorState) clone() monitorState {
+	c := s
+	c.Attesters = make(map[string]map[string]uint64, len(s.Attesters))
+	for vm, keys := range s.Attesters {
+		c.Attesters[vm] = maps.Clone(keys)
+	}
+	c.Revoked = cloneOrNew(s.Revoked)
+	c.Seen = cloneOrNew(s.Seen)
+	c.Missing = cloneOrNew(s.Missing)
+	return c
+}
+
+func cloneOrNew[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return maps.Clone(m)
 }
 
 // NewMonitor returns a monitor of the log at logURL (its tlog-tiles base
@@ -119,6 +204,25 @@ func (m *Monitor) Evidence() []Evidence { return slices.Clone(m.st.Evidence) }
 // round could not complete (the log unreachable, say) and will be retried
 // by the next Step from the same state.
 func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
+	r, err := m.Round(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Alerts, nil
+}
+
+// Round is Step with the round's report: what was checked, and the alerts.
+func (m *Monitor) Round(ctx context.Context) (*RoundReport, error) {
+	rep := &RoundReport{From: m.st.Next, To: m.st.Next, Watched: len(m.watch)}
+	alerts, err := m.round(ctx, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.Alerts = alerts
+	return rep, nil
+}
+
+func (m *Monitor) round(ctx context.Context, rep *RoundReport) ([]Alert, error) {
 	raw, err := m.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetching checkpoint: %w", err)
@@ -131,6 +235,7 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 	if err != nil {
 		return []Alert{m.alert(AlertCheckpoint, "", m.st.Next, "log checkpoint malformed: "+err.Error())}, nil
 	}
+	rep.Origin, rep.TreeSize = cp.Origin, cp.Size
 	if cp.Size < m.st.Next {
 		detail, err := m.inconsistent(cp.Origin, raw, fmt.Sprintf("the log's checkpoint has size %d, smaller than the %d entries already verified", cp.Size, m.st.Next))
 		if err != nil {
@@ -146,6 +251,11 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 		return nil, fmt.Errorf("monitor state: %w", err)
 	}
 	var alerts []Alert
+	// The round's view of what the entries say; kept only if they hash to
+	// the checkpoint.
+	next := m.st.clone()
+	now := m.now().UTC()
+	seen := map[string]bool{}
 	for i := m.st.Next; i < cp.Size; {
 		bundle, err := tclient.GetEntryBundle(ctx, m.fetcher.ReadEntryBundle, i/256, cp.Size)
 		if err != nil {
@@ -156,7 +266,12 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 			if err := rng.Append(rfc6962.DefaultHasher.HashLeaf(e), nil); err != nil {
 				return nil, err
 			}
-			alerts = append(alerts, m.examine(i, e)...)
+			a, vm := m.examine(&next, i, e, now)
+			alerts = append(alerts, a...)
+			if vm != "" {
+				rep.Attestations++
+				seen[vm] = true
+			}
 			i++
 		}
 		if i%256 != 0 && i < cp.Size {
@@ -177,11 +292,44 @@ func (m *Monitor) Step(ctx context.Context) ([]Alert, error) {
 		}
 		return append(alerts[:0], m.alert(AlertInconsistent, "", cp.Size, detail)), nil
 	}
-	m.st.Checkpoint, m.st.Next, m.st.Range = string(raw), cp.Size, rng.Hashes()
+	alerts = append(alerts, m.missing(&next, cp.Size, now)...)
+	next.Checkpoint, next.Next, next.Range = string(raw), cp.Size, rng.Hashes()
+	prev := m.st
+	m.st = next
 	if err := m.save(); err != nil {
+		m.st = prev
 		return nil, err
 	}
+	rep.To = cp.Size
+	rep.VMs = slices.Sorted(maps.Keys(seen))
 	return alerts, nil
+}
+
+// missing reports each watched VM with a window that has gone without an
+// attestation as expected for longer than it, at most once per window.
+func (m *Monitor) missing(st *monitorState, size uint64, now time.Time) []Alert {
+	var alerts []Alert
+	for _, vm := range slices.Sorted(maps.Keys(m.watch)) {
+		within := m.watch[vm].Within
+		if within <= 0 {
+			continue
+		}
+		last, ok := st.Seen[vm]
+		if !ok {
+			st.Seen[vm] = now // watching begins
+			continue
+		}
+		if now.Sub(last) <= within {
+			continue
+		}
+		if told, ok := st.Missing[vm]; ok && told.After(last) && now.Sub(told) < within {
+			continue
+		}
+		st.Missing[vm] = now
+		alerts = append(alerts, Alert{Kind: AlertMissing, VMID: vm, Index: size, Time: now,
+			Detail: fmt.Sprintf("no attestation as expected in the log (size %d) since %s, longer than its window of %s: was the VM started without the agent?", size, last.Format(time.RFC3339), within)})
+	}
+	return alerts
 }
 
 // inconsistent keeps the last verified signed checkpoint and the presented
@@ -214,39 +362,105 @@ func (m *Monitor) save() error {
 	return nil
 }
 
-// examine reports what is wrong with entry i, if it attests a watched VM.
-// Entries that are not attestations, or attest unwatched VMs, are ignored.
-func (m *Monitor) examine(i uint64, entry []byte) []Alert {
+// examine reports what is wrong with entry i, if it attests a watched VM
+// (and then returns the VM), or if it revokes a key that attested one.
+// Other entries are ignored. It records in st the keys that attested
+// watched VMs, the revoked keys, and when each VM attested as expected.
+func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Time) ([]Alert, string) {
+	if keyID, ok := parseRevocation(entry); ok {
+		if _, dup := st.Revoked[keyID]; !dup {
+			st.Revoked[keyID] = i
+		}
+		var alerts []Alert
+		for _, vm := range slices.Sorted(maps.Keys(st.Attesters)) {
+			if last, ok := st.Attesters[vm][keyID]; ok {
+				alerts = append(alerts, m.alert(AlertRevokedKey, vm, i, fmt.Sprintf("co-processor %s, which attested this VM (last at index %d), was revoked: re-attest the VM on a host whose key is trusted", m.keyName(keyID), last)))
+			}
+		}
+		return alerts, ""
+	}
 	env, err := coproc.ParseEnvelope(entry)
 	if err != nil || len(env.Signatures) != 1 {
-		return nil
+		return nil, ""
 	}
-	st, err := env.Statement()
+	stmt, err := env.Statement()
 	if err != nil {
-		return nil
+		return nil, ""
 	}
-	vm := st.VMID()
+	vm := stmt.VMID()
 	exp, watched := m.watch[vm]
 	if !watched {
-		return nil
+		return nil, ""
 	}
 	var alerts []Alert
 	keyID := env.Signatures[0].KeyID
 	k, trusted := m.trust.Coprocessors[keyID]
+	signed := false
 	switch {
 	case !trusted:
 		alerts = append(alerts, m.alert(AlertUnexpectedKey, vm, i, "attested by key "+keyID+", which is not in the trust file"))
-	case len(exp.Keys) > 0 && !slices.Contains(exp.Keys, keyID):
-		alerts = append(alerts, m.alert(AlertUnexpectedKey, vm, i, "attested by co-processor "+k.Name+", which may not attest this VM"))
 	default:
 		if err := coproc.Verify(env, k.Public); err != nil {
 			alerts = append(alerts, m.alert(AlertBadSignature, vm, i, err.Error()))
+			break
+		}
+		signed = true
+		if len(exp.Keys) > 0 && !slices.Contains(exp.Keys, keyID) {
+			alerts = append(alerts, m.alert(AlertUnexpectedKey, vm, i, "attested by co-processor "+k.Name+", which may not attest this VM"))
 		}
 	}
-	if root := measure.Digest(st.ConfigRoot()); root != exp.Root {
+	if signed {
+		if st.Attesters[vm] == nil {
+			st.Attesters[vm] = map[string]uint64{}
+		}
+		st.Attesters[vm][keyID] = i
+		if r, ok := st.Revoked[keyID]; ok {
+			alerts = append(alerts, m.alert(AlertRevokedKey, vm, i, fmt.Sprintf("attested by co-processor %s, which the log revoked at index %d", m.keyName(keyID), r)))
+		}
+	}
+	if root := measure.Digest(stmt.ConfigRoot()); root != exp.Root {
 		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v", root, exp.Root)))
 	}
-	return alerts
+	if len(alerts) == 0 {
+		// As expected: the VM's window starts again, from the statement's
+		// time unless the monitor saw it earlier than that.
+		at := now
+		if t := stmt.Time(); !t.IsZero() && t.Before(now) {
+			at = t.UTC()
+		}
+		if last, ok := st.Seen[vm]; !ok || at.After(last) {
+			st.Seen[vm] = at
+		}
+	}
+	return alerts, vm
+}
+
+// keyName is the trust file's name of a co-processor key, or its id.
+func (m *Monitor) keyName(keyID string) string {
+	if k, ok := m.trust.Coprocessors[keyID]; ok && k.Name != "" {
+		return k.Name + " (" + keyID + ")"
+	}
+	return keyID
+}
+
+// enrolmentType is the _type of the log's enrolment records (package
+// log/admission, Record): {"_type": …, "action": "enrol"|"revoke",
+// "keyid": …, …}, canonical JSON with _type first.
+const enrolmentType = "https://vmledger.dev/log/enrolment/v1"
+
+// parseRevocation returns the key id of a revocation record.
+func parseRevocation(entry []byte) (string, bool) {
+	if !bytes.HasPrefix(entry, []byte(`{"_type":"`+enrolmentType+`"`)) {
+		return "", false
+	}
+	var r struct {
+		Action string `json:"action"`
+		KeyID  string `json:"keyid"`
+	}
+	if json.Unmarshal(entry, &r) != nil || r.Action != "revoke" || r.KeyID == "" {
+		return "", false
+	}
+	return r.KeyID, true
 }
 
 func (m *Monitor) alert(kind, vm string, index uint64, detail string) Alert {

@@ -1,15 +1,14 @@
 package client
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/vmledger/vmledger/agent/measure"
+	"github.com/vmledger/vmledger/internal/strictjson"
 )
 
 // Rules are expectations about a configuration beyond exact equality: what a
@@ -19,8 +18,9 @@ import (
 // (with the VM secret), a full manifest, or disclosures. A rule about a value
 // that is not proven fails: a rule is never satisfied by absence of evidence.
 //
-// A rules file is one JSON object; every member is optional, and unknown
-// members are errors (a typo must not drop a rule). An example with every
+// A rules file is one JSON object; every member is optional, and unknown,
+// repeated or differently cased members are errors (a typo or a second copy
+// must not drop a rule). An example with every
 // rule kind:
 //
 //	{
@@ -76,13 +76,13 @@ type Range struct {
 	Max uint64 `json:"max,omitempty"`
 }
 
-// ParseRules decodes rules strictly (unknown members are errors, so a typo
-// cannot silently drop a rule).
+// ParseRules decodes rules strictly (package internal/strictjson): unknown
+// members, members in another case ("Memory_Bytes"), repeated members and
+// anything after the object are errors, so that neither a typo nor a second
+// copy of a rule can silently drop one.
 func ParseRules(b []byte) (*Rules, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var r Rules
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Decode(b, &r); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	for _, list := range [][]string{r.DiskSHA256, r.BootLoaderSHA256, r.KernelSHA256} {

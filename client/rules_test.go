@@ -169,6 +169,18 @@ func TestParseRulesRejects(t *testing.T) {
 		`{"kernel_sha256":["09"]}`,                          // not a SHA-256
 		`{"disk_sha256":"` + strings.Repeat("0", 64) + `"}`, // not a list
 		`{"required_packages":[1]}`,                         // not a string
+		// Case variants and repeats: encoding/json applies one and drops
+		// the other (or applies a key another reader does not know).
+		`{"memory_bytes":{"min":4},"Memory_Bytes":{"min":1}}`,
+		`{"Memory_Bytes":{"min":1}}`,
+		`{"memory_bytes":{"min":4},"memory_bytes":{"min":1}}`,
+		`{"memory_bytes":{"min":4,"MIN":1}}`,
+		`{"memory_bytes":{"min":4,"min":1}}`,
+		`{"memory_bytes":{"min":4},"\u006demory_bytes":{"min":1}}`,
+		`{"di\u017fk_sha256":["` + strings.Repeat("0", 64) + `"]}`, // ſ folds to s in encoding/json
+		`{"forbidden_packages":["telnetd"],"Forbidden_Packages":[]}`,
+		"{\"kernel_cmdline\":[\"ro\"]}\n{}", // a second value
+		"{\"kernel_cmdline\":[\"r\xffo\"]}", // invalid UTF-8
 	} {
 		if _, err := ParseRules([]byte(text)); err == nil {
 			t.Errorf("ParseRules(%s) accepted it", text)

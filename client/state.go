@@ -144,7 +144,7 @@ func (s *State) advance(ctx context.Context, c tlog.Checkpoint, signed []byte, p
 	case c.Size > prev.Size:
 		p, err := prover.ConsistencyProof(ctx, c.Origin, prev.Size, c.Size)
 		if err != nil {
-			return "", fmt.Errorf("fetching consistency proof %d→%d: %w", prev.Size, c.Size, err)
+			return "", fmt.Errorf("%w: fetching the proof %d→%d: %w", ErrProofUnavailable, prev.Size, c.Size, err)
 		}
 		if err := tlog.VerifyConsistency(prev.Size, c.Size, p, prev.Root, c.Root); err != nil {
 			return "", inconsistent(fmt.Sprintf("no valid consistency proof from size %d to %d: %v", prev.Size, c.Size, err))
@@ -157,7 +157,7 @@ func (s *State) advance(ctx context.Context, c tlog.Checkpoint, signed []byte, p
 	default: // an older checkpoint than the trusted one
 		p, err := prover.ConsistencyProof(ctx, c.Origin, c.Size, prev.Size)
 		if err != nil {
-			return "", fmt.Errorf("fetching consistency proof %d→%d: %w", c.Size, prev.Size, err)
+			return "", fmt.Errorf("%w: fetching the proof %d→%d: %w", ErrProofUnavailable, c.Size, prev.Size, err)
 		}
 		if err := tlog.VerifyConsistency(c.Size, prev.Size, p, c.Root, prev.Root); err != nil {
 			return "", inconsistent(fmt.Sprintf("no valid consistency proof from size %d to the trusted %d: %v", c.Size, prev.Size, err))

@@ -25,13 +25,23 @@
 //  8. configuration: the attested root equals the root recomputed from the
 //     expected configuration and VM secret, or a manifest / disclosures
 //     recompute to it; then any Rules hold over the proven values.
+//  9. freshness: the statement's freshness anchor (the checkpoint the
+//     co-processor was shown before it signed) is a non-empty checkpoint of
+//     the bundle's log from before the entry: same origin, size between 1
+//     and the entry's index, and its root the root of the checkpoint's tree
+//     at that size. The inclusion proof proves that root offline when the
+//     anchor's size is the entry's index (the entry directly follows its
+//     anchor) or that index with low bits cleared; otherwise a
+//     ConsistencyProver proves it, and without one the detail says it is
+//     not proven offline.
 //
-// Each failure wraps its own sentinel (ErrEnvelope … ErrConfiguration), so
+// Each failure wraps its own sentinel (ErrEnvelope … ErrFreshness), so
 // callers can tell with errors.Is which link of the chain broke. Every check
 // that can run does, so a report names every broken link at once; a check
 // whose input is missing because an earlier one failed is reported as not run.
-// Verify needs no network: only moving the consistency state forward asks the
-// log for a proof, through the optional ConsistencyProver.
+// Verify needs no network: only moving the consistency state forward, and
+// proving an anchor that the inclusion proof does not cover, ask the log for
+// a proof, through the optional ConsistencyProver.
 package client
 
 import (
@@ -66,6 +76,10 @@ var (
 	// ErrOfflineConsistency: the sizes differ and no log was given to prove
 	// consistency. Wrapped together with ErrConsistency.
 	ErrOfflineConsistency = errors.New("consistency cannot be proven offline")
+
+	// ErrVMNotExpected: an expected configuration was given without the
+	// VM id. Wrapped together with ErrConfiguration.
+	ErrVMNotExpected = errors.New("an expected configuration needs the VM id")
 )
 
 // Check names, in order.
@@ -118,8 +132,22 @@ type Report struct {
 	Cosigners     []string `json:"cosigners,omitempty"`
 	NewestCosigAt string   `json:"newest_cosignature,omitempty"`
 
+	// Differences are the parameters whose attested value is not the
+	// expected one, when the configuration check failed and the attested
+	// values were at hand (a manifest or disclosures).
+	Differences []ParameterDiff `json:"differences,omitempty"`
+
 	// Statement is the verified statement (nil if it did not verify).
 	Statement *coproc.Statement `json:"-"`
+}
+
+// ParameterDiff is one parameter whose attested value differs from the
+// expected one, both in measure.Display form ("-" when absent). A package is
+// named "package <name>", its value the version.
+type ParameterDiff struct {
+	Name     string `json:"name"`
+	Expected string `json:"expected"`
+	Attested string `json:"attested"`
 }
 
 // Err returns the error of the first failed check, or nil.
@@ -133,10 +161,11 @@ func (r *Report) Err() error {
 }
 
 // Expected is what the verifier expects the attestation to say. At least one
-// of Config (with Secret), Manifest or Disclosures must be given: a
+// of Config (with Secret and VMID), Manifest or Disclosures must be given: a
 // verification that compares the attested root with nothing is refused.
 type Expected struct {
-	// VMID, if set, must be the attested VM.
+	// VMID, if set, must be the attested VM. It is required with Config:
+	// the root binds the configuration and the secret, not the VM.
 	VMID string
 	// Config and Secret: the configuration ordered and the VM secret shared
 	// with the provider; the attested root must equal their root.
@@ -159,7 +188,8 @@ type Options struct {
 	Now time.Time
 	// State, if set, is the consistency state to check against and advance.
 	State *State
-	// Prover, if set, fetches consistency proofs to move State forward.
+	// Prover, if set, fetches consistency proofs to move State forward and to
+	// prove the freshness anchor consistent with the checkpoint.
 	Prover ConsistencyProver
 }
 
@@ -231,11 +261,16 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 		root := st.ConfigRoot()
 		r.Statement, r.VMID, r.ConfigRoot = st, st.VMID(), fmt.Sprintf("%x", root[:])
 		r.Counter, r.AttestedAt = st.Predicate.Coprocessor.Counter, st.Predicate.Time
-		pass(CheckStatement, fmt.Sprintf("VM %s, config root %x, counter %d, at %s", st.VMID(), root[:8], r.Counter, r.AttestedAt))
+		vm := "VM " + st.VMID()
+		if expected != nil && expected.VMID != "" {
+			vm += " (the expected VM)"
+		}
+		pass(CheckStatement, fmt.Sprintf("%s, config root %x, counter %d, at %s", vm, root[:8], r.Counter, r.AttestedAt))
 	}
 
 	// 4. Inclusion.
 	var cp tlog.Checkpoint
+	cpOK, included := false, false
 	cpText, _, ok := cutNote(b.Proof.Checkpoint)
 	if ok {
 		cp, err = tlog.ParseCheckpoint(cpText)
@@ -245,11 +280,13 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	if err != nil {
 		fail(CheckInclusion, ErrInclusion, fmt.Errorf("checkpoint: %w", err))
 	} else {
+		cpOK = true
 		r.Origin, r.TreeSize = cp.Origin, cp.Size
 		leaf := tlog.LeafHash(b.Entry)
 		if err := tlog.VerifyInclusion(b.Proof.Index, cp.Size, leaf, b.Proof.HashSlices(), cp.Root); err != nil {
 			fail(CheckInclusion, ErrInclusion, fmt.Errorf("index %d in tree of size %d: %w", b.Proof.Index, cp.Size, err))
 		} else {
+			included = true
 			pass(CheckInclusion, fmt.Sprintf("entry %d is in %s at tree size %d", b.Proof.Index, cp.Origin, cp.Size))
 		}
 	}
@@ -320,10 +357,29 @@ func Verify(ctx context.Context, b *bundle.Bundle, trust *Trust, expected *Expec
 	// 8. Configuration.
 	if st == nil {
 		notRun(CheckConfiguration, "no verified statement to compare with")
-	} else if detail, err := checkConfig(st, expected); err != nil {
+	} else if detail, diffs, err := checkConfig(st, expected); err != nil {
+		r.Differences = diffs
 		fail(CheckConfiguration, ErrConfiguration, err)
 	} else {
 		pass(CheckConfiguration, detail)
+	}
+
+	// 9. Freshness.
+	switch {
+	case st == nil:
+		notRun(CheckFreshness, "no verified statement, so no anchor to check")
+	case !cpOK:
+		notRun(CheckFreshness, "the checkpoint did not parse")
+	default:
+		detail, err := checkAnchor(ctx, st.Anchor(), b.Proof.Index, cp, b.Proof.HashSlices(), included, opts.Prover)
+		switch {
+		case errors.Is(err, errAnchorNotCompared):
+			notRun(CheckFreshness, err.Error())
+		case err != nil:
+			fail(CheckFreshness, ErrFreshness, err)
+		default:
+			pass(CheckFreshness, detail)
+		}
 	}
 
 	r.OK = true
@@ -351,23 +407,30 @@ func UndecodableReport(err error) *Report {
 		err = fmt.Errorf("%w: the bundle does not decode: %w", ErrEnvelope, err)
 	}
 	r := &Report{Results: []Result{{Check: CheckEnvelope, Status: Fail, Detail: err.Error(), err: err}}}
-	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration} {
+	for _, c := range []string{CheckSignature, CheckStatement, CheckInclusion, CheckLogSignature, CheckWitnesses, CheckConsistency, CheckConfiguration, CheckFreshness} {
 		r.Results = append(r.Results, Result{Check: c, Status: NotRun, Detail: "the bundle did not decode"})
 	}
 	return r
 }
 
-// checkConfig compares the attested root with what is expected.
-func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
+// checkConfig compares the attested root with what is expected. When the
+// expected configuration's root is not the attested one, it names the
+// parameters that differ if the attested values are at hand.
+func checkConfig(st *coproc.Statement, e *Expected) (string, []ParameterDiff, error) {
 	root := measure.Digest(st.ConfigRoot())
 	if e == nil || (e.Config == nil && e.Manifest == nil && len(e.Disclosures) == 0 && len(e.PackageDisclosures) == 0) {
-		return "", errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
+		return "", nil, errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
 	}
 	var details []string
 	var whole *measure.Measurement // the whole configuration, when known
 	if e.Config != nil {
+		if e.VMID == "" {
+			// The root depends only on the configuration and the secret:
+			// without the VM id, another VM's attestation would do.
+			return "", nil, fmt.Errorf("%w: the same configuration and VM secret attested for another VM give the same root; give the VM id (--vm ID)", ErrVMNotExpected)
+		}
 		if e.Secret == nil {
-			return "", errors.New("an expected configuration needs the VM secret to recompute the salted root")
+			return "", nil, errors.New("an expected configuration needs the VM secret to recompute the salted root")
 		}
 		// The rules read the configuration's leaves; without rules the
 		// root alone is compared.
@@ -375,26 +438,34 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 		if e.Rules != nil {
 			m, err := measure.Measure(e.Config, *e.Secret)
 			if err != nil {
-				return "", fmt.Errorf("expected configuration: %w", err)
+				return "", nil, fmt.Errorf("expected configuration: %w", err)
 			}
 			whole, want = m, m.Root
 		} else {
 			var err error
 			if want, err = measure.Root(e.Config, *e.Secret); err != nil {
-				return "", fmt.Errorf("expected configuration: %w", err)
+				return "", nil, fmt.Errorf("expected configuration: %w", err)
 			}
 		}
 		if want != root {
-			return "", fmt.Errorf("attested root %v, expected configuration gives %v", root, want)
+			m := whole
+			if m == nil {
+				var err error
+				if m, err = measure.Measure(e.Config, *e.Secret); err != nil {
+					return "", nil, fmt.Errorf("expected configuration: %w", err)
+				}
+			}
+			diffs, why := explainMismatch(m, root, e)
+			return "", diffs, fmt.Errorf("attested root %v, expected configuration gives %v; %s", root, want, why)
 		}
 		details = append(details, "attested root equals the expected configuration's root")
 	}
 	if e.Manifest != nil {
 		if err := e.Manifest.Check(); err != nil {
-			return "", fmt.Errorf("manifest: %w", err)
+			return "", nil, fmt.Errorf("manifest: %w", err)
 		}
 		if e.Manifest.Root != root {
-			return "", fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
+			return "", nil, fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
 		}
 		if whole == nil {
 			whole = e.Manifest
@@ -403,12 +474,12 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 	}
 	for _, d := range e.Disclosures {
 		if err := d.Verify(root); err != nil {
-			return "", fmt.Errorf("disclosed %s: %w", d.Name, err)
+			return "", nil, fmt.Errorf("disclosed %s: %w", d.Name, err)
 		}
 	}
 	for _, d := range e.PackageDisclosures {
 		if err := d.Verify(root); err != nil {
-			return "", fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
+			return "", nil, fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
 		}
 	}
 	if n := len(e.Disclosures) + len(e.PackageDisclosures); n > 0 {
@@ -430,11 +501,11 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, error) {
 			}
 		}
 		if bad := e.Rules.check(f); len(bad) > 0 {
-			return "", fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
+			return "", nil, fmt.Errorf("rules violated: %s", strings.Join(bad, "; "))
 		}
 		details = append(details, "rules hold")
 	}
-	return strings.Join(details, "; "), nil
+	return strings.Join(details, "; "), nil, nil
 }
 
 // newestCosignature returns the newest timestamp among the cosignatures of

@@ -267,7 +267,7 @@ func TestVerifyValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify = %v\n%s", err, dump(r))
 	}
-	if !r.OK || len(r.Results) != 8 {
+	if !r.OK || len(r.Results) != 9 {
 		t.Fatalf("report not OK or %d checks:\n%s", len(r.Results), dump(r))
 	}
 	if r.VMID != "vm-1" || r.Index != idx || strings.Join(r.Cosigners, ",") != "w1,w3" || r.Counter != 1 {
@@ -761,4 +761,32 @@ func dump(r *Report) string {
 		fmt.Fprintf(&b, "  %-22s %-7s %s\n", c.Check, c.Status, c.Detail)
 	}
 	return b.String()
+}
+
+// TestVerifyBindsVM: a bundle attested for another VM with the same
+// configuration and VM secret has the expected root; an expected
+// configuration must come with the VM id, or nothing ties the attestation to
+// the VM the customer ordered.
+func TestVerifyBindsVM(t *testing.T) {
+	f := newFixture(t)
+	idx := f.attest("vm-2", f.cfg)
+	b, tr := f.bundle(idx, f.tree.Size(), 0, 1), f.trust()
+	noVM := f.expected()
+	noVM.VMID = ""
+	r, err := Verify(t.Context(), b, tr, noVM, Options{Now: f.now})
+	if !errors.Is(err, ErrConfiguration) || !errors.Is(err, ErrVMNotExpected) || r.OK {
+		t.Fatalf("expected configuration without a VM id, bundle of vm-2: Verify = %v, want ErrConfiguration and ErrVMNotExpected\n%s", err, dump(r))
+	}
+	if _, err := Verify(t.Context(), b, tr, f.expected(), Options{Now: f.now}); !errors.Is(err, ErrStatement) {
+		t.Fatalf("expected vm-1, bundle of vm-2: Verify = %v, want ErrStatement", err)
+	}
+	withVM := f.expected()
+	withVM.VMID = "vm-2"
+	r, err = Verify(t.Context(), b, tr, withVM, Options{Now: f.now})
+	if err != nil {
+		t.Fatalf("expected vm-2, bundle of vm-2: %v\n%s", err, dump(r))
+	}
+	if st := r.Results[2]; st.Check != CheckStatement || !strings.Contains(st.Detail, "the expected VM") {
+		t.Errorf("statement check %+v does not say the VM is the expected one", st)
+	}
 }

@@ -9,6 +9,10 @@ import (
 
 // Budget is a per-origin token bucket: each origin may make Burst requests
 // at once and Rate requests per second on average. Rate 0 means unlimited.
+// Of add-checkpoint requests only those that advance the stored state spend
+// it (see the package documentation). Reads of the monitoring endpoint have
+// buckets of their own with the same parameters, one per origin and client
+// address, so that one reader cannot starve the others (gossip peers).
 type Budget struct {
 	Rate  float64
 	Burst int
@@ -27,8 +31,10 @@ func (e *RateLimitError) Error() string {
 
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
-// limiter holds one token bucket per origin. Origins are the configured
-// logs only, so the map is bounded.
+// limiter holds one token bucket per key: an origin (the configured logs
+// only), or an origin and a client address. Buckets that have refilled to
+// the burst are forgotten once there are maxBuckets; if all are still in
+// use, new clients share one bucket per origin, so the map stays bounded.
 type limiter struct {
 	budget Budget
 	now    func() time.Time
@@ -52,22 +58,36 @@ func newLimiter(b Budget, now func() time.Time) *limiter {
 	return &limiter{budget: b, now: now, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for origin, or returns a *RateLimitError.
-func (l *limiter) allow(origin string) error {
+// maxBuckets is how many buckets a limiter keeps before it forgets full ones.
+const maxBuckets = 4096
+
+// allow takes a token from the bucket of origin (and client, if not ""),
+// or returns a *RateLimitError.
+func (l *limiter) allow(origin, client string) error {
 	if l.budget.Rate <= 0 {
 		return nil
+	}
+	key := origin
+	if client != "" {
+		key += "\x00" + client
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	b := l.buckets[origin]
+	b := l.buckets[key]
+	if b == nil && len(l.buckets) >= maxBuckets {
+		l.forgetFull(now)
+		if len(l.buckets) >= maxBuckets {
+			// Too many clients at once: the new ones share a bucket.
+			key = origin + "\x00*"
+			b = l.buckets[key]
+		}
+	}
 	if b == nil {
 		b = &bucket{tokens: float64(l.budget.Burst), last: now}
-		l.buckets[origin] = b
+		l.buckets[key] = b
 	}
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = math.Min(float64(l.budget.Burst), b.tokens+el*l.budget.Rate)
-	}
+	l.refill(b, now)
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
@@ -75,4 +95,22 @@ func (l *limiter) allow(origin string) error {
 	}
 	wait := time.Duration((1 - b.tokens) / l.budget.Rate * float64(time.Second))
 	return &RateLimitError{Origin: origin, RetryAfter: wait}
+}
+
+func (l *limiter) refill(b *bucket, now time.Time) {
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = math.Min(float64(l.budget.Burst), b.tokens+el*l.budget.Rate)
+	}
+}
+
+// forgetFull drops the buckets that have refilled to the burst: a new
+// bucket starts full, so forgetting them changes no decision.
+func (l *limiter) forgetFull(now time.Time) {
+	for k, b := range l.buckets {
+		l.refill(b, now)
+		b.last = now
+		if b.tokens >= float64(l.budget.Burst) {
+			delete(l.buckets, k)
+		}
+	}
 }

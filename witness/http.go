@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +24,12 @@ func (w *Witness) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rw.Header().Set("Cache-Control", "no-store")
+		if err := w.store.Health(); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(rw, err.Error()+"\n")
+			return
+		}
 		io.WriteString(rw, "ok\n")
 	})
 	return mux
@@ -73,6 +80,9 @@ func (w *Witness) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		io.WriteString(rw, strconv.FormatUint(conflict.Size, 10)+"\n")
 	case errors.Is(err, ErrUnprocessable):
 		w.reply(rw, http.StatusUnprocessableEntity, err.Error()+"\n")
+	case errors.Is(err, ErrStorageFailed):
+		w.logger.ErrorContext(r.Context(), "refusing add-checkpoint: storage failed; restart the witness once its data directory is back", "err", err)
+		w.reply(rw, http.StatusServiceUnavailable, err.Error()+"\n")
 	case errors.Is(err, ErrStorageFull):
 		w.logger.ErrorContext(r.Context(), "refusing add-checkpoint: disk nearly full", "err", err)
 		rw.Header().Set("Retry-After", "5")
@@ -98,12 +108,16 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var limited *RateLimitError
-	if err := w.readLimiter.allow(origin); errors.As(err, &limited) {
+	if err := w.readLimiter.allow(origin, clientKey(r)); errors.As(err, &limited) {
 		rw.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(limited.RetryAfter.Seconds())), 1)))
 		http.Error(rw, err.Error(), http.StatusTooManyRequests)
 		return
 	}
 	n, err := w.Latest(r.Context(), origin)
+	if errors.Is(err, ErrStorageFailed) {
+		http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading state", "origin", origin, "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -120,6 +134,10 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Witness) serveEvidence(rw http.ResponseWriter, r *http.Request) {
 	ev, err := w.Evidence(r.Context())
+	if errors.Is(err, ErrStorageFailed) {
+		http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		w.logger.ErrorContext(r.Context(), "reading evidence", "err", err)
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -137,4 +155,20 @@ func (w *Witness) serveEvidence(rw http.ResponseWriter, r *http.Request) {
 func OriginID(origin string) string {
 	sum := sha256.Sum256([]byte(origin))
 	return hex.EncodeToString(sum[:])
+}
+
+// clientKey names the client of r for the monitoring endpoint's budget: its
+// IP address, or the /64 prefix of an IPv6 address (one host's share).
+func clientKey(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }

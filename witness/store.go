@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/vmledger/vmledger/internal/badgeropen"
+	"github.com/vmledger/vmledger/internal/datadir"
 )
 
 // Store is the witness's durable state in an embedded badger database:
@@ -28,9 +31,18 @@ import (
 // read (badger's conflict detection); a conflicting transaction is re-run
 // from the read. So the stored size of an origin never decreases, whatever
 // the concurrency.
+//
+// A storage failure — a write that badger could not commit, or the
+// directory removed or replaced under the running process (badger then
+// writes into files no restart will read) — stops the store: every later
+// read and write returns an error wrapping ErrStorageFailed, and so does a
+// write that committed while the directory was already gone, so nothing is
+// acknowledged that was not persisted where the next start looks.
 type Store struct {
-	db  *badger.DB
-	dir string
+	db     *badger.DB
+	dir    string
+	home   *datadir.Dir
+	failed atomic.Pointer[error] // sticky ErrStorageFailed
 
 	// testHookUpdated, if set, runs inside Update between fn and the commit
 	// (tests use it to hold racing transactions open together).
@@ -59,7 +71,58 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	home, err := datadir.Open(dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
+	}
+	return &Store{db: db, dir: dir, home: home}, nil
+}
+
+// ErrStorageFailed: the store stopped after a storage failure and refuses
+// every read and write until the witness is restarted (HTTP 503).
+var ErrStorageFailed = errors.New("witness storage failed")
+
+// Health returns nil while the store works, or an error wrapping
+// ErrStorageFailed once it has stopped (see [Store]).
+func (s *Store) Health() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	if err := s.home.Check(); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+func (s *Store) fail(err error) error {
+	ferr := fmt.Errorf("%w: %w", ErrStorageFailed, err)
+	s.failed.CompareAndSwap(nil, &ferr)
+	return *s.failed.Load()
+}
+
+// update runs a badger read-write transaction. An error from fn is a
+// decision and is returned as is; a failed commit, or a directory gone by
+// the time the commit returned, stops the store.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.Health(); err != nil {
+		return err
+	}
+	var fnErr error
+	err := s.db.Update(func(txn *badger.Txn) error {
+		fnErr = fn(txn)
+		return fnErr
+	})
+	switch {
+	case fnErr != nil || errors.Is(err, badger.ErrConflict):
+		return err
+	case err != nil:
+		return s.fail(err)
+	}
+	if err := s.home.Check(); err != nil {
+		return s.fail(err)
+	}
+	return nil
 }
 
 // MinFreeBytes is the free space the store's filesystem must keep for an
@@ -82,14 +145,34 @@ func (s *Store) checkFree() error {
 	return nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// closeWait bounds Close after a storage failure.
+const closeWait = 5 * time.Second
+
+// Close closes the database. After a storage failure it waits at most
+// closeWait: badger retries a failed memtable flush forever, and its Close
+// waits for that flush.
+func (s *Store) Close() error {
+	if s.Health() == nil {
+		return s.db.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.db.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeWait):
+		return fmt.Errorf("closing the witness store: %w; not waiting for badger any longer", s.Health())
+	}
+}
 
 func stateKey(origin string) []byte { return []byte("cp/" + origin) }
 
 // Latest returns the state of origin, or nil if nothing was ever cosigned.
 func (s *Store) Latest(ctx context.Context, origin string) (*State, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.Health(); err != nil {
 		return nil, err
 	}
 	var st *State
@@ -119,6 +202,9 @@ func getState(txn *badger.Txn, origin string) (*State, error) {
 // the read and the write, fn runs again on the new state. An error from fn
 // aborts without writing. Update returns once the new state is on disk.
 func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (*State, error)) error {
+	if err := s.Health(); err != nil {
+		return err
+	}
 	if err := s.checkFree(); err != nil {
 		return err
 	}
@@ -126,7 +212,7 @@ func (s *Store) Update(ctx context.Context, origin string, fn func(cur *State) (
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := s.db.Update(func(txn *badger.Txn) error {
+		err := s.update(func(txn *badger.Txn) error {
 			cur, err := getState(txn, origin)
 			if err != nil {
 				return err
@@ -167,7 +253,7 @@ func (s *Store) AddEvidence(ctx context.Context, e *Evidence) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		err = s.db.Update(func(txn *badger.Txn) error {
+		err = s.update(func(txn *badger.Txn) error {
 			if _, err := txn.Get(key); err == nil {
 				return nil
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -205,6 +291,9 @@ func evidenceID(e *Evidence) string {
 
 // Evidence returns all stored fork evidence.
 func (s *Store) Evidence(ctx context.Context) ([]*Evidence, error) {
+	if err := s.Health(); err != nil {
+		return nil, err
+	}
 	var out []*Evidence
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("ev/"), PrefetchValues: true})
@@ -222,13 +311,24 @@ func (s *Store) Evidence(ctx context.Context) ([]*Evidence, error) {
 }
 
 // AddRejected keeps a log-signed checkpoint that this witness refused because
-// it is not consistent with its state (a bad proof, or a contradiction). A
-// failed proof alone does not prove a fork; gossip may later turn it into
-// Evidence.
-func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) error {
+// it is not consistent with its state (a bad proof, or a contradiction), and
+// reports whether it was new. A failed proof alone does not prove a fork;
+// gossip may later turn it into Evidence. A checkpoint already kept is not
+// written again, so that sending it over and over costs a read.
+func (s *Store) AddRejected(ctx context.Context, origin string, signed []byte) (bool, error) {
 	id := sha256.Sum256(signed)
 	key := []byte("rej/" + origin + "/" + hex.EncodeToString(id[:]))
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
+	if err := s.Health(); err != nil {
+		return false, err
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	if err == nil || !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, err
+	}
+	return true, s.update(func(txn *badger.Txn) error { return txn.Set(key, signed) })
 }
 
 // Rejected returns the rejected checkpoints of origin.

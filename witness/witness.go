@@ -34,7 +34,10 @@
 //	     whose root is not SHA-256(""); same size as stored, different root
 //	413  body larger than MaxBodySize (not in the spec's table; an HTTP bound)
 //	429  the origin's request budget is spent (Retry-After says when to return);
-//	     only requests with a valid log signature spend it
+//	     only requests that advance the stored state spend it (see below)
+//	503  the disk is nearly full (Retry-After), or the storage failed: the data
+//	     directory was removed or replaced, or a write failed (see [Store]);
+//	     /healthz then answers 503 with the reason too
 //
 // The check "old equals the stored size" and the update of the stored state
 // are one atomic compare-and-swap in [Store], synced to disk before the reply,
@@ -42,6 +45,17 @@
 // that was cosigned. A checkpoint with a valid log signature that fails the
 // consistency checks is never cosigned; it is kept (see [Store.AddRejected]),
 // and a same-size contradiction becomes fork [Evidence].
+//
+// # Replays and the request budget
+//
+// A log's checkpoints are public, so anyone can send them again. A request
+// for exactly the checkpoint cosigned last (same text, old equal to its
+// size, no proof) is answered with the stored cosignature line, without a
+// write; 409s and failed proofs are decided from the stored state too. None
+// of these spends the origin's budget ([Budget]): only a log-signed
+// checkpoint larger than the stored one, with old equal to the stored size
+// and a valid proof, does. Only the log can make one, and it advances the
+// state once: a replay flood cannot starve the log's new checkpoints.
 //
 // # Cosignatures (https://c2sp.org/tlog-cosignature)
 //
@@ -52,7 +66,8 @@
 //
 //	GET /<lowercase hex SHA-256(origin)>/checkpoint  latest cosigned checkpoint (404 if none)
 //	GET /v1/evidence                                 fork evidence, JSON array
-//	GET /metrics, GET /healthz
+//	GET /metrics
+//	GET /healthz                                     "ok", or 503 and the reason once the storage failed
 //
 // # Gossip
 //
@@ -72,6 +87,8 @@ package witness
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,14 +128,16 @@ type Witness struct {
 	store    *Store
 	logger   *slog.Logger
 	byID     map[string]string // OriginID(origin) → origin
-	// addLimiter and readLimiter hold the per-origin budgets of
-	// add-checkpoint and of the monitoring endpoint, kept apart so that
-	// readers cannot starve the log.
+	// addLimiter holds the per-origin budgets of add-checkpoint, and
+	// readLimiter those of the monitoring endpoint per origin and client,
+	// kept apart so that readers cannot starve the log, nor one reader
+	// the others.
 	addLimiter  *limiter
 	readLimiter *limiter
 
 	registry  *prometheus.Registry
 	requests  *prometheus.CounterVec
+	replays   prometheus.Counter
 	evidence  prometheus.Counter
 	rejected  prometheus.Counter
 	gossipErr prometheus.Counter
@@ -153,6 +172,10 @@ func New(cfg Config) (*Witness, error) {
 		Name: "witness_add_checkpoint_requests_total",
 		Help: "add-checkpoint requests by HTTP status code.",
 	}, []string{"code"})
+	w.replays = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "witness_add_checkpoint_replays_total",
+		Help: "add-checkpoint requests for the checkpoint cosigned last, answered with the stored cosignature.",
+	})
 	w.evidence = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "witness_fork_evidence_total",
 		Help: "Fork evidence bundles recorded (each distinct bundle once).",
@@ -165,7 +188,7 @@ func New(cfg Config) (*Witness, error) {
 		Name: "witness_gossip_errors_total",
 		Help: "Failed gossip fetches (log or peer unreachable, bad answers).",
 	})
-	w.registry.MustRegister(w.requests, w.evidence, w.rejected, w.gossipErr)
+	w.registry.MustRegister(w.requests, w.replays, w.evidence, w.rejected, w.gossipErr)
 	return w, nil
 }
 
@@ -178,8 +201,9 @@ func (w *Witness) VKey() string { return w.cosigner.VKey() }
 // AddCheckpoint processes an add-checkpoint request body and returns the
 // cosignature line(s) to send back. Its errors are the protocol's decisions:
 // *ParseError, ErrUnknownOrigin, ErrNoTrustedSignature, *RateLimitError,
-// ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable; any
-// other error is an internal failure.
+// ErrOldTooLarge, *ConflictError, and errors wrapping ErrUnprocessable,
+// ErrStorageFull or ErrStorageFailed; any other error is an internal
+// failure.
 func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error) {
 	req, err := ParseAddCheckpoint(body)
 	if err != nil {
@@ -193,13 +217,60 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	// The budget is spent only by log-signed requests, so that strangers
-	// cannot exhaust a log's budget with junk (replaying the log's own
-	// checkpoints still can; that costs them more than it costs us).
-	if err := w.addLimiter.allow(req.Parsed.Origin); err != nil {
+	// Anyone can replay the log's public checkpoints, so what the stored
+	// state decides without a write costs no budget: a replay of the
+	// checkpoint cosigned last is answered with the stored cosignature,
+	// and a 409 or a failed proof is answered without touching it. Only a
+	// request that advances the state (old is the stored size, a larger
+	// checkpoint, a valid proof) spends the origin's budget; only the log
+	// can make those, and each advances the state once.
+	cur, err := w.store.Latest(ctx, req.Parsed.Origin)
+	if err != nil {
 		return nil, err
 	}
+	if line := w.replayed(cur, req); line != nil {
+		w.replays.Inc()
+		return line, nil
+	}
+	if advances(cur, req) {
+		if err := w.addLimiter.allow(req.Parsed.Origin, ""); err != nil {
+			return nil, err
+		}
+	}
 	return w.addVerified(ctx, l, req, logSigned)
+}
+
+// replayed returns the cosignature line stored with cur if req asks again
+// for exactly the checkpoint cur holds (same text, old equal to its size,
+// no proof), or nil.
+func (w *Witness) replayed(cur *State, req *AddCheckpointRequest) []byte {
+	if cur == nil || req.Old != cur.Size || len(req.Proof) != 0 || req.Parsed.Size != cur.Size ||
+		!bytes.HasPrefix(cur.Note, []byte(req.Parsed.Text+"\n")) {
+		return nil
+	}
+	_, sigs, _ := bytes.Cut(cur.Note, []byte("\n\n"))
+	prefix := []byte("— " + w.cosigner.Name() + " ")
+	for line := range bytes.Lines(sigs) {
+		b64, ok := bytes.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(string(bytes.TrimSuffix(b64, []byte("\n"))))
+		if err == nil && len(sig) > 4 && binary.BigEndian.Uint32(sig) == w.cosigner.KeyHash() {
+			return bytes.Clone(line)
+		}
+	}
+	return nil
+}
+
+// advances reports whether req would advance the state cur: old is the
+// stored size, the checkpoint is larger, and the consistency proof holds.
+func advances(cur *State, req *AddCheckpointRequest) bool {
+	if cur == nil {
+		return req.Old == 0 && len(req.Proof) == 0 && req.Parsed.Size > 0
+	}
+	return req.Old == cur.Size && req.Parsed.Size > cur.Size &&
+		proof.VerifyConsistency(rfc6962.DefaultHasher, cur.Size, req.Parsed.Size, req.Proof, cur.Root[:], req.Parsed.Root[:]) == nil
 }
 
 // addVerified continues AddCheckpoint once the log's signature is verified
@@ -268,10 +339,13 @@ func (w *Witness) addVerified(ctx context.Context, l *policy.Log, req *AddCheckp
 // refused keeps a log-signed checkpoint that failed the consistency checks.
 func (w *Witness) refused(ctx context.Context, l *policy.Log, logSigned []byte, why error) {
 	w.rejected.Inc()
-	if err := w.store.AddRejected(ctx, l.Origin, logSigned); err != nil {
+	added, err := w.store.AddRejected(ctx, l.Origin, logSigned)
+	if err != nil {
 		w.logger.ErrorContext(ctx, "storing rejected checkpoint", "origin", l.Origin, "err", err)
 	}
-	w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
+	if added {
+		w.logger.WarnContext(ctx, "refused log-signed checkpoint", "origin", l.Origin, "reason", why.Error())
+	}
 }
 
 // recordEvidence stores, counts and loudly logs new fork evidence.

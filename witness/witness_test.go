@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -331,6 +332,167 @@ func TestRequestBudget(t *testing.T) {
 	if r := post(t, tw.url, []byte("old 0\n\nother.example/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— other.example/log AAAAAAAA\n")); r.code != 404 {
 		t.Errorf("unknown origin = %d, want 404", r.code)
 	}
+}
+
+// TestReplaysSpendNoBudget: anyone can send the log's public checkpoints
+// again (issue 16, fault 5). A replay of the checkpoint cosigned last is
+// answered with the stored cosignature, and a 409 or a failed proof from
+// the stored state; none of them spends the budget that the log's next
+// checkpoint needs, and a failed proof sent again is not stored again.
+func TestReplaysSpendNoBudget(t *testing.T) {
+	l := newTestLog(t, 8)
+	now := time.Unix(1700000000, 0)
+	tw := newTestWitness(t, witnessOpts{
+		logs:   []*policy.Log{l.policyLog(t, "")},
+		budget: Budget{Rate: 0.5, Burst: 3},
+		now:    func() time.Time { return now },
+	})
+	first := mustCosign(t, tw.url, l.body(0, 5))
+	badProof := l.body(5, 8)
+	badProof = bytes.Replace(badProof, []byte("\n\n"), []byte("\n"+base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n\n"), 1)
+	for i := range 50 {
+		now = now.Add(time.Second) // cosignatures made now would carry a new time
+		if got := mustCosign(t, tw.url, l.body(5, 5)); got != first {
+			t.Fatalf("replay %d answered %q, want the stored cosignature %q", i, got, first)
+		}
+		if r := post(t, tw.url, l.body(0, 5)); r.code != http.StatusConflict || r.body != "5\n" {
+			t.Fatalf("replay with old 0 = %d %q, want 409 5", r.code, r.body)
+		}
+		if r := post(t, tw.url, badProof); r.code != http.StatusUnprocessableEntity {
+			t.Fatalf("a bad proof = %d %q, want 422", r.code, r.body)
+		}
+	}
+	// 50 seconds have passed: the budget refilled to its burst (3), and
+	// none of the 150 requests above took from it.
+	for _, size := range []uint64{6, 7, 8} {
+		mustCosign(t, tw.url, l.body(size-1, size))
+	}
+	if r := post(t, tw.url, l.body(8, 8)); r.code != http.StatusOK {
+		t.Errorf("replay after the budget is spent = %d %q, want 200", r.code, r.body)
+	}
+	l.grow(9)
+	if r := post(t, tw.url, l.body(8, 9)); r.code != http.StatusTooManyRequests {
+		t.Errorf("fourth advancing request in a burst of 3 = %d %q, want 429", r.code, r.body)
+	}
+	if rej, err := tw.store.Rejected(t.Context(), testOrigin); err != nil || len(rej) != 1 {
+		t.Errorf("rejected checkpoints stored: %d, %v; want the one sent 50 times, once", len(rej), err)
+	}
+	if n := strings.Count(tw.logs.String(), "refused log-signed checkpoint"); n != 1 {
+		t.Errorf("the witness logged %d refusals of the same checkpoint, want 1", n)
+	}
+	m := get(t, tw.url.JoinPath("metrics").String())
+	if !strings.Contains(m.body, "witness_add_checkpoint_replays_total 51") {
+		t.Errorf("metrics lack witness_add_checkpoint_replays_total 51:\n%s", m.body)
+	}
+}
+
+// TestMonitoringBudgetPerClient: the monitoring endpoint's budget is per
+// origin and client, so a client that floods it gets 429 while another
+// (a gossip peer) is still served; and the buckets stay bounded when many
+// clients come and go.
+func TestMonitoringBudgetPerClient(t *testing.T) {
+	l := newTestLog(t, 8)
+	now := time.Unix(1700000000, 0)
+	tw := newTestWitness(t, witnessOpts{
+		logs:   []*policy.Log{l.policyLog(t, "")},
+		budget: Budget{Rate: 0.5, Burst: 2},
+		now:    func() time.Time { return now },
+	})
+	mustCosign(t, tw.url, l.body(0, 5))
+	read := func(remote string) int {
+		req := httptest.NewRequest("GET", "/"+OriginID(testOrigin)+"/checkpoint", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		tw.w.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 10 {
+		read("192.0.2.1:4000")
+	}
+	if code := read("192.0.2.1:4001"); code != http.StatusTooManyRequests {
+		t.Errorf("the flooding client's next read = %d, want 429", code)
+	}
+	for _, peer := range []string{"192.0.2.2:4000", "[2001:db8::1]:4000"} {
+		if code := read(peer); code != http.StatusOK {
+			t.Errorf("a read by %s while another client floods = %d, want 200", peer, code)
+		}
+	}
+	// One IPv6 /64 is one client.
+	read("[2001:db8::2]:4000")
+	if code := read("[2001:db8::3]:4000"); code != http.StatusTooManyRequests {
+		t.Errorf("a third read from one IPv6 /64 = %d, want 429", code)
+	}
+	// Many clients: once they are idle long enough to have refilled, their
+	// buckets are forgotten.
+	for i := range maxBuckets + 10 {
+		read(fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255))
+	}
+	if n := len(tw.w.readLimiter.buckets); n > maxBuckets+1 {
+		t.Errorf("%d buckets after %d clients, want at most %d", n, maxBuckets+10, maxBuckets+1)
+	}
+	now = now.Add(time.Minute)
+	read("198.51.100.1:1")
+	if n := len(tw.w.readLimiter.buckets); n > 2 {
+		t.Errorf("%d buckets after every client was idle for a minute, want the new one", n)
+	}
+}
+
+// TestStorageRemoved removes the witness's data directory under it (issue
+// 16, fault 6). Badger keeps writing into the unlinked files and its
+// fsyncs succeed, so without a check the witness would cosign states that
+// no restart can read. It must answer 503 with the reason to everything
+// that reads or writes its state, and /healthz must say so.
+func TestStorageRemoved(t *testing.T) {
+	l := newTestLog(t, 8)
+	tw := newTestWitness(t, witnessOpts{logs: []*policy.Log{l.policyLog(t, "")}})
+	mustCosign(t, tw.url, l.body(0, 5))
+	if h := get(t, tw.url.JoinPath("healthz").String()); h.code != 200 {
+		t.Fatalf("GET /healthz before = %d %q", h.code, h.body)
+	}
+	if err := os.RemoveAll(tw.dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"a new checkpoint", l.body(5, 6)},
+		{"a replay", l.body(5, 5)},
+		{"a stale old", l.body(0, 6)},
+	} {
+		r := post(t, tw.url, c.body)
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, ErrStorageFailed.Error()) {
+			t.Errorf("%s after the data directory was removed = %d %q, want 503 %q", c.name, r.code, r.body, ErrStorageFailed)
+		}
+	}
+	for _, path := range []string{"healthz", OriginID(testOrigin) + "/checkpoint", "v1/evidence"} {
+		if r := get(t, tw.url.JoinPath(path).String()); r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "removed or replaced") {
+			t.Errorf("GET /%s after the data directory was removed = %d %q, want 503 with the reason", path, r.code, r.body)
+		}
+	}
+	// Close must return although badger cannot flush its memtable.
+	tw.close()
+}
+
+// TestStorageRemovedDuringCommit removes the data directory between the
+// store's check and badger's commit: the commit succeeds (into unlinked
+// files), and the cosignature must still not be given.
+func TestStorageRemovedDuringCommit(t *testing.T) {
+	l := newTestLog(t, 8)
+	tw := newTestWitness(t, witnessOpts{logs: []*policy.Log{l.policyLog(t, "")}})
+	mustCosign(t, tw.url, l.body(0, 5))
+	tw.store.testHookUpdated = func() {
+		if err := os.RemoveAll(tw.dir); err != nil {
+			t.Error(err)
+		}
+	}
+	if r := post(t, tw.url, l.body(5, 6)); r.code != http.StatusServiceUnavailable {
+		t.Errorf("add-checkpoint whose commit went into a removed directory = %d %q, want 503", r.code, r.body)
+	}
+	if r := get(t, tw.url.JoinPath(OriginID(testOrigin), "checkpoint").String()); r.code != http.StatusServiceUnavailable {
+		t.Errorf("monitoring endpoint after that = %d %q, want 503 (its state was not persisted)", r.code, r.body)
+	}
+	tw.close()
 }
 
 // TestAddCheckpointAfterClientHalfClose: a client that half-closes its

@@ -8,12 +8,16 @@
 //	  → log: POST /v1/attestations?wait=1 — admitted, sequenced, and answered
 //	    once the entry is in a witness-cosigned checkpoint, with its bundle
 //	  → verify the bundle exactly as a customer would (package client), with
-//	    the configuration just measured and the VM secret as the expectation
+//	    the configuration just measured and the VM secret as the expectation;
+//	    with a state file, the bundle's checkpoint also proved consistent
+//	    with the one trusted before, from the log's tiles
 //	  → keep the manifest and the bundle (package agent/store)
 //
 // Attest returns an error wrapping one of the sentinels below for each link
 // that can break, so that a launcher can say which one did. It never returns
-// a result that did not pass client.Verify.
+// a result that did not pass client.Verify. Incomplete tells the failures
+// that say nothing about the VM (a part was unreachable, failed or timed
+// out: retry later) from the refusals (a link was checked and does not hold).
 package attest
 
 import (
@@ -53,6 +57,18 @@ var (
 	ErrStore        = errors.New("saving the manifest or bundle failed")
 )
 
+// Incomplete reports whether err means the flow could not complete rather
+// than that the attestation was refused: the log (ErrLog, including a
+// consistency proof it did not give), the witness quorum (ErrNotWitnessed)
+// or the co-processor (ErrCoprocessor) was unreachable, failed or timed out.
+// Nothing was proved wrong; the same request may pass later. The log's
+// refusal (ErrRefused), a checkpoint that is not trusted (ErrFreshness), a
+// verification that failed (ErrVerify) or a configuration that does not
+// measure (ErrMeasure) are refusals.
+func Incomplete(err error) bool {
+	return errors.Is(err, ErrLog) || errors.Is(err, ErrNotWitnessed) || errors.Is(err, ErrCoprocessor)
+}
+
 // Config is what the agent needs. CoProcessor, LogURL and Trust are
 // required.
 type Config struct {
@@ -63,11 +79,16 @@ type Config struct {
 	// customer uses.
 	Trust *client.Trust
 	// HTTPClient talks to the log; nil uses one with a 30 s timeout per
-	// request.
+	// request. The wait for a witness-cosigned checkpoint is bounded by
+	// WaitTimeout only, not by the client's Timeout.
 	HTTPClient *http.Client
 	// Store, if set, keeps the manifest and the bundle per VM.
 	Store *store.Store
-	// State, if set, is the agent's consistency state for the log.
+	// State, if set, is the agent's consistency state for the log: each
+	// bundle's checkpoint must be consistent with the one trusted before,
+	// proved from the log's tiles (under LogURL), and then becomes the
+	// trusted one. A log that forked is refused (ErrVerify wrapping a
+	// *client.InconsistentError) and the evidence kept in the state.
 	State *client.State
 	// WaitTimeout bounds the whole attestation (default 2 minutes).
 	WaitTimeout time.Duration
@@ -163,10 +184,23 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	if req.Expected != nil {
 		expected = req.Expected
 	}
-	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, client.Options{State: c.State})
+	opts := client.Options{State: c.State}
+	if c.State != nil {
+		// The state's trusted checkpoint is proved consistent with the
+		// bundle's through the log just used: its tiles give the proof, and
+		// a log that forked cannot give one.
+		if opts.Prover, err = client.NewTileProver(base, c.HTTPClient); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLog, err)
+		}
+	}
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, opts)
 	if err != nil {
+		link := ErrVerify
+		if report.Incomplete() {
+			link = ErrLog // only the consistency proof was missing
+		}
 		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
-			fmt.Errorf("%w: %w", ErrVerify, err)
+			fmt.Errorf("%w: %w", link, err)
 	}
 	log.Info("verified", "cosigners", strings.Join(report.Cosigners, ","))
 
@@ -230,8 +264,13 @@ func idempotencyKey(entry []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// submit posts the entry and waits for its bundle.
+// submit posts the entry and waits for its bundle. The log answers once a
+// witness-cosigned checkpoint includes the entry, so the request may last
+// until ctx's deadline: hc's per-request Timeout does not apply to it.
 func submit(ctx context.Context, hc *http.Client, base string, entry []byte) (uint64, []byte, error) {
+	wc := *hc
+	wc.Timeout = 0
+	hc = &wc
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/attestations?wait=1", bytes.NewReader(entry))
 		if err != nil {

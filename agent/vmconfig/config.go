@@ -26,6 +26,9 @@ type Config struct {
 type Disk struct {
 	Target string
 	Image  *Image // nil = empty removable drive
+	// Format is the image format the VMM is told ("raw", "qcow2"; "" =
+	// raw). Resolve checks that a qcow2 image names no other file.
+	Format string
 }
 
 // Image is a disk, bootloader or kernel image: either a file to hash or a
@@ -34,6 +37,13 @@ type Disk struct {
 type Image struct {
 	Path   string
 	SHA256 *measure.Digest
+	// Claimed, with Path, is a digest the input claims for the file (libvirt
+	// metadata): Resolve hashes the file and refuses a different digest;
+	// only if the agent may not read the file does Claimed stand in for it.
+	Claimed *measure.Digest
+	// Field names where the input gives the image (an XPath for libvirt
+	// XML), for errors; "" = the measured field's name.
+	Field string
 }
 
 // Sentinel errors; FieldError wraps one of them. They are measure's, so
@@ -43,6 +53,9 @@ var (
 	ErrInvalid     = measure.ErrInvalid
 	ErrAmbiguous   = measure.ErrAmbiguous
 	ErrUnsupported = errors.New("not supported by config schema v1")
+	// ErrDigestMismatch: an image file does not hash to the digest the
+	// input claims for it.
+	ErrDigestMismatch = errors.New("the image does not match the digest given for it")
 )
 
 // FieldError names the field of the input that is wrong, in the input's
@@ -79,6 +92,15 @@ const (
 // themselves; Parse refuses Options.Packages with them.
 type Options struct {
 	Packages []measure.Package
+	// Emulators are the VMM binaries a libvirt domain's <emulator> may
+	// name; nil means DefaultEmulators.
+	Emulators []string
+}
+
+// DefaultEmulators are the QEMU binaries of the common distributions.
+var DefaultEmulators = []string{
+	"/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-system-aarch64", "/usr/bin/kvm",
+	"/usr/libexec/qemu-kvm", "/usr/bin/qemu-kvm",
 }
 
 // Parse parses data in format f.

@@ -32,8 +32,66 @@
 //     or ErrUnsupported (test with errors.Is). Unknown JSON/YAML fields
 //     (names are case-sensitive), values of the wrong type and YAML
 //     anchors, aliases and merge keys are refused too, naming the field
-//     ("nics[1].vlan"); unknown libvirt elements are ignored (libvirt has
-//     many that do not affect what vmledger measures).
+//     ("nics[1].vlan"). Libvirt XML is read fail-closed: see below.
+//
+// # The libvirt allowlist
+//
+// A libvirt domain can change what the guest runs, sees or reaches in many
+// places besides the ones measured (a <qemu:commandline> argument, an
+// <initrd>, a <filesystem> passing a host directory, an option ROM file, …).
+// ParseLibvirt therefore checks every element, attribute and, where it
+// matters, value against an allowlist (LibvirtAllowlist prints it; the
+// table is libvirtAllowlist in allowlist.go) before it reads anything, and
+// refuses the first one not on it with a *FieldError that names its XPath
+// and wraps ErrNotAllowed. An element libvirt adds one day is refused until
+// someone decides it does not matter or measures it. The allowlist holds:
+//
+//   - what is measured: memory, vCPUs and pinning, NICs (MAC, one VLAN tag),
+//     image-file disks, the loader, the kernel and its command line;
+//   - host placement and limits (cputune, numatune, memtune, blkiotune,
+//     hugepages, resource partition, seclabel): where and how fast, not what;
+//   - the virtual platform's shape (CPU model and features, <features>,
+//     clock, power events, controllers, input, video, sound, a VNC or SPICE
+//     display, a balloon, a watchdog, a panic device, an emulated TPM, an
+//     IOMMU): which instructions, timers and buses the guest finds, not which
+//     code or data it is given;
+//   - character devices that are a pseudo-terminal, a socket libvirt binds,
+//     or nothing; an RNG fed by /dev/urandom or /dev/random;
+//   - metadata: vmledger's own element, and other applications' elements
+//     (other namespaces), which libvirt never interprets.
+//
+// Refused, among others: every <qemu:…> element (commandline, override,
+// capabilities), <initrd> (schema v1 does not measure it), <dtb>, ACPI
+// table and SMBIOS files, <sysinfo>, <launchSecurity>, shared or file/memfd
+// memory backing and NUMA cells, <hostdev>, <filesystem>, <shmem>,
+// <redirdev>, <smartcard>, <vsock>, <memory> devices, disks that are not
+// image files (network, volume, block, dir), removable media (a cdrom or
+// floppy with a source: virsh change-media can swap it while the guest
+// runs; an empty drive is allowed), LUN passthrough, disk formats other than
+// raw and qcow2, option ROM files (<rom file>), interface scripts and back
+// ends, passthrough and vhost-user interfaces, network boot, console logs
+// and character devices backed by host files or devices, and an <emulator>
+// that is not one of Options.Emulators (default DefaultEmulators).
+//
+// Images a domain names are checked when they are hashed (Resolve): a qcow2
+// image that names a backing file or an external data file is refused (QEMU
+// would open a file that is not measured); a digest in vmledger's metadata
+// (<vmledger:image target="vda" sha256="…"/>) is compared with the file's
+// own digest when the agent can read the file (ErrDigestMismatch if they
+// differ), and stands in for it only when the agent may not read it
+// (permission denied), and never for a qcow2 image.
+//
+// Allowed but not measured under schema v1, so a customer must not rely on
+// them: where a NIC is attached on the host (bridge, network, source
+// device) — v1 measures its MAC and VLAN —, the emulated TPM's state, the
+// display, and the elements above.
+//
+// <nvram> is allowed and not measured, nor is its template: the UEFI
+// variable store is state the guest and its firmware write at every boot
+// (boot order, Secure Boot keys and databases), so a digest of it would
+// differ from boot to boot. The loader, which is code, is measured. A
+// customer that relies on Secure Boot must know that its variables (PK, KEK,
+// db, dbx) are not part of the attestation under schema v1.
 //
 // The JSON/YAML format is documented on File; what is read from libvirt XML
 // on ParseLibvirt. Packages are not part of libvirt's schema: they come from

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,6 +16,8 @@ import (
 const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 
 // ParseLibvirt parses a libvirt domain XML as `virsh dumpxml` prints it.
+// It first checks the whole document against the allowlist (see the
+// package doc): anything not on it is refused, naming its XPath.
 //
 // What is measured, and from where (XPath, 1-based positions):
 //
@@ -29,9 +32,10 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 //	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id, one tag
 //	                  only (trunks are refused), none = 0.
 //	disk.<i>.*        /domain/devices/disk[i+1]: target/@dev; the image is source/@file (type
-//	                  'file') or source/@dev (type 'block'), hashed by streaming. A cdrom or floppy
-//	                  without a source is an empty drive (disk.<i>.sha256 absent). Other disk types,
-//	                  and disks with a backing chain, need a digest in the metadata (below).
+//	                  'file' only), hashed by streaming; driver/@type raw (default) or qcow2 (which
+//	                  must name no backing or data file). A cdrom or floppy without a source is an
+//	                  empty drive (disk.<i>.sha256 absent); with a source it is refused. A backing
+//	                  chain (<backingStore> with a source) is refused.
 //	boot.loader.sha256 /domain/os/loader (a path). firmware='efi' without a loader path is refused.
 //	kernel.sha256     /domain/os/kernel (a path).
 //	kernel.cmdline    /domain/os/cmdline, its exact text.
@@ -43,24 +47,34 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 //	<metadata>
 //	  <vmledger:config xmlns:vmledger="https://vmledger.dev/xmlns/libvirt/v1">
 //	    <vmledger:package name="openssl" version="3.0.15-1" manifest-sha256="<64 hex>"/>
-//	    <vmledger:image target="vda" sha256="<64 hex>"/>  <!-- digest of disk vda, not hashed again -->
+//	    <vmledger:image target="vda" sha256="<64 hex>"/>  <!-- digest of disk vda's file -->
 //	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel" -->
 //	  </vmledger:config>
 //	</metadata>
 //
-// Not measured: <initrd>, <nvram> (mutable variable store), <hostdev> passthrough devices,
-// filesystems, graphics, serial consoles, the emulator binary.
+// An image digest is checked against the file when the agent can read it
+// (a different digest is refused) and stands in for the file only when the
+// agent may not read it; the domain must still name the file.
+//
+// Not measured but allowed: <nvram> (the mutable variable store, see the package doc), the
+// emulator binary (it must be one of Options.Emulators), and the allowlisted elements.
 func ParseLibvirt(data []byte, opts Options) (*Config, error) {
+	tree, err := parseXMLTree(data)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt XML: %w", err)
+	}
+	if tree.local != "domain" || tree.space != "" {
+		return nil, fmt.Errorf("libvirt XML: root element is <%s>, want <domain>", tree.written())
+	}
+	if err := checkAllowlist(tree); err != nil {
+		return nil, err
+	}
 	var d domainXML
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("libvirt XML: %w", err)
 	}
-	if d.XMLName.Local != "domain" {
-		return nil, fmt.Errorf("libvirt XML: root element is <%s>, want <domain>", d.XMLName.Local)
-	}
 	c := &Config{}
-	var err error
 	if c.MemoryBytes, err = d.memory(); err != nil {
 		return nil, err
 	}
@@ -76,6 +90,9 @@ func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 		return nil, fieldErr("/domain/devices", ErrAmbiguous, "%d <devices> elements", len(devs))
 	}
 	if len(devs) == 1 {
+		if err := devs[0].emulator(opts.Emulators); err != nil {
+			return nil, err
+		}
 		if c.NICs, err = devs[0].nics(); err != nil {
 			return nil, err
 		}
@@ -182,6 +199,7 @@ type textXML struct {
 }
 
 type devicesXML struct {
+	Emulators  []textXML  `xml:"emulator"`
 	Interfaces []ifaceXML `xml:"interface"`
 	Disks      []diskXML  `xml:"disk"`
 }
@@ -202,6 +220,9 @@ type ifaceXML struct {
 type diskXML struct {
 	Type   string `xml:"type,attr"`
 	Device string `xml:"device,attr"`
+	Driver []struct {
+		Type string `xml:"type,attr"`
+	} `xml:"driver"`
 	Source []struct {
 		File *string `xml:"file,attr"`
 		Dev  *string `xml:"dev,attr"`
@@ -372,18 +393,39 @@ func osImage(els []textXML, field, key string, images map[string]measure.Digest)
 	if len(els) > 1 {
 		return nil, fieldErr(field, ErrAmbiguous, "%d elements", len(els))
 	}
-	if d, ok := images[key]; ok {
-		delete(images, key)
-		return &Image{SHA256: &d}, nil
-	}
 	if len(els) == 0 {
-		return nil, nil
+		return nil, nil // a digest for it stays in images and is refused as stray
 	}
 	p := strings.TrimSpace(els[0].Value)
 	if p == "" {
 		return nil, fieldErr(field, ErrMissing, "empty path")
 	}
-	return &Image{Path: p}, nil
+	img := &Image{Path: p, Field: field}
+	if d, ok := images[key]; ok {
+		delete(images, key)
+		img.Claimed = &d
+	}
+	return img, nil
+}
+
+// emulator checks that the domain's VMM binary is one of allowed (nil:
+// DefaultEmulators). The emulator is not measured: it is the host's, and
+// its integrity is the host's (see SECURITY.md).
+func (d *devicesXML) emulator(allowed []string) error {
+	if allowed == nil {
+		allowed = DefaultEmulators
+	}
+	for i, e := range d.Emulators {
+		field := fmt.Sprintf("/domain/devices/emulator[%d]", i+1)
+		if i > 0 {
+			return fieldErr(field, ErrAmbiguous, "%d <emulator> elements", len(d.Emulators))
+		}
+		p := strings.TrimSpace(e.Value)
+		if !slices.Contains(allowed, p) {
+			return fieldErr(field, ErrNotAllowed, "emulator %q is not one of the host's VMM binaries (%s): another binary could run anything", abbrev(p), strings.Join(allowed, ", "))
+		}
+	}
+	return nil
 }
 
 func (d *devicesXML) nics() ([]measure.NIC, error) {
@@ -441,39 +483,44 @@ func (d *devicesXML) disks(images map[string]measure.Digest) ([]Disk, error) {
 			return nil, fieldErr(field+"/target/@dev", ErrMissing, "no target device name")
 		}
 		disk := Disk{Target: dk.Target[0].Dev}
-		if dg, ok := images[disk.Target]; ok {
-			delete(images, disk.Target)
-			disk.Image = &Image{SHA256: &dg}
-			out = append(out, disk)
-			continue
+		switch len(dk.Driver) {
+		case 0:
+		case 1:
+			disk.Format = dk.Driver[0].Type
+		default:
+			return nil, fieldErr(field+"/driver", ErrAmbiguous, "%d <driver> elements", len(dk.Driver))
 		}
 		if len(dk.Source) > 1 {
 			return nil, fieldErr(field+"/source", ErrAmbiguous, "%d <source> elements", len(dk.Source))
 		}
 		for _, b := range dk.BackingStore {
 			if len(b.Source) > 0 {
-				return nil, fieldErr(field+"/backingStore", ErrUnsupported, "disk %s has a backing chain; hashing the top image would not cover it: flatten the image or give its digest in the vmledger metadata", disk.Target)
+				return nil, fieldErr(field+"/backingStore", ErrUnsupported, "disk %s has a backing chain; hashing the top image would not cover it: flatten the image", disk.Target)
 			}
 		}
-		var path *string
-		if len(dk.Source) == 1 {
-			switch dk.Type {
-			case "file":
-				path = dk.Source[0].File
-			case "block":
-				path = dk.Source[0].Dev
-			default:
-				return nil, fieldErr(field+"/@type", ErrUnsupported, "disk type %q cannot be hashed here; give disk %s's digest in the vmledger metadata", dk.Type, disk.Target)
-			}
+		if dk.Type != "" && dk.Type != "file" {
+			return nil, fieldErr(field+"/@type", ErrNotAllowed, "disk type %q: only image files are measured", dk.Type)
 		}
-		if path == nil || *path == "" {
-			if dk.Device == "cdrom" || dk.Device == "floppy" {
-				out = append(out, disk) // empty removable drive
-				continue
+		var path string
+		if len(dk.Source) == 1 && dk.Source[0].File != nil {
+			path = *dk.Source[0].File
+		}
+		claimed, hasClaim := images[disk.Target]
+		delete(images, disk.Target)
+		if dk.Device == "cdrom" || dk.Device == "floppy" {
+			if path != "" || hasClaim {
+				return nil, fieldErr(field+"/@device", ErrNotAllowed, "%s %s holds media: libvirt can change a removable drive's media while the guest runs (virsh change-media) without a new measurement; attach the image with device='disk'", dk.Device, disk.Target)
 			}
+			out = append(out, disk) // empty removable drive
+			continue
+		}
+		if path == "" {
 			return nil, fieldErr(field+"/source", ErrMissing, "disk %s has no source file", disk.Target)
 		}
-		disk.Image = &Image{Path: *path}
+		disk.Image = &Image{Path: path, Field: field + "/source/@file"}
+		if hasClaim {
+			disk.Image.Claimed = &claimed
+		}
 		out = append(out, disk)
 	}
 	return out, nil

@@ -2,8 +2,11 @@ package vmconfig
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -21,6 +24,11 @@ type ResolveOptions struct {
 	// Progress, if not nil, is called as each file is hashed: before the
 	// first read with done = 0, then after every read.
 	Progress func(path string, done, size int64)
+	// Hold, if not nil, makes Resolve open each image file itself (Open
+	// must be nil), hash it through that descriptor and keep it in Hold
+	// for the VMM (see Held). An image that can only be given by a claimed
+	// digest, or a file named twice, is then refused.
+	Hold *Held
 }
 
 // ImageError says which image could not be hashed.
@@ -42,8 +50,15 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 	if err := c.check(nil); err != nil {
 		return nil, err
 	}
-	cache := map[string]measure.Digest{}
-	digest := func(img *Image, field string) (*measure.Digest, error) {
+	type hashed struct {
+		d      measure.Digest
+		header []byte
+	}
+	cache := map[string]hashed{}
+	if opts.Hold != nil && opts.Open != nil {
+		return nil, errors.New("ResolveOptions: Hold and Open exclude each other")
+	}
+	digest := func(img *Image, field, role, format string) (*measure.Digest, error) {
 		if img == nil {
 			return nil, nil
 		}
@@ -56,40 +71,87 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 			p = filepath.Join(opts.Dir, p)
 		}
 		p = filepath.Clean(p)
-		if d, ok := cache[p]; ok {
-			return &d, nil
+		named := field
+		if img.Field != "" {
+			named = img.Field
 		}
-		d, err := hashFile(ctx, p, opts)
-		if err != nil {
-			return nil, &ImageError{Field: field, Path: p, Err: err}
+		h, ok := cache[p]
+		if ok && opts.Hold != nil {
+			return nil, &ImageError{Field: field, Path: p, Err: errors.New("the file is named twice; a VMM gets each measured file once")}
 		}
-		cache[p] = d
+		if !ok {
+			d, header, err := hashFile(ctx, p, role, opts)
+			if err != nil {
+				if img.Claimed != nil && (opts.Hold == nil || opts.Hold.StandIns) && errors.Is(err, fs.ErrPermission) {
+					// The agent may not read the file: the claimed digest
+					// stands in for it. A qcow2 image could name other files.
+					if format == "qcow2" {
+						return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s is qcow2 and the agent cannot read it to check that it names no backing or data file", ErrNotAllowed, p)}
+					}
+					d := *img.Claimed
+					if opts.Hold != nil {
+						if err := opts.Hold.standIn(p, role, d); err != nil {
+							return nil, &ImageError{Field: field, Path: p, Err: err}
+						}
+					}
+					return &d, nil
+				}
+				return nil, &ImageError{Field: field, Path: p, Err: err}
+			}
+			h = hashed{d, header}
+			cache[p] = h
+		}
+		if img.Claimed != nil && *img.Claimed != h.d {
+			return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s hashes to %s, the digest given for it is %s", ErrDigestMismatch, p, h.d, *img.Claimed)}
+		}
+		if format == "qcow2" {
+			if err := checkQcow2(h.header); err != nil {
+				return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s: %w", ErrNotAllowed, p, err)}
+			}
+		}
+		d := h.d
 		return &d, nil
 	}
 	mc := c.skeleton()
 	var err error
 	for i, d := range c.Disks {
-		if mc.Disks[i].SHA256, err = digest(d.Image, measure.DiskSHA256Name(i)); err != nil {
+		if mc.Disks[i].SHA256, err = digest(d.Image, measure.DiskSHA256Name(i), d.Target, d.Format); err != nil {
 			return nil, err
 		}
 	}
-	if mc.BootLoader, err = digest(c.BootLoader, measure.NameBootLoader); err != nil {
+	if mc.BootLoader, err = digest(c.BootLoader, measure.NameBootLoader, "loader", ""); err != nil {
 		return nil, err
 	}
-	if mc.Kernel, err = digest(c.Kernel, measure.NameKernel); err != nil {
+	if mc.Kernel, err = digest(c.Kernel, measure.NameKernel, "kernel", ""); err != nil {
 		return nil, err
 	}
 	return mc, nil
 }
 
-func hashFile(ctx context.Context, path string, opts ResolveOptions) (measure.Digest, error) {
+// headerSize is how much of each image hashFile keeps (a qcow2 header is
+// at most a few hundred bytes before its extensions).
+const headerSize = 512
+
+// hashFile hashes path in one streaming pass and returns its first
+// headerSize bytes too.
+func hashFile(ctx context.Context, path, role string, opts ResolveOptions) (measure.Digest, []byte, error) {
 	open := opts.Open
 	if open == nil {
 		open = openFile
 	}
-	f, size, err := open(path)
+	var (
+		f      io.ReadCloser
+		size   int64
+		finish func(measure.Digest) error
+		err    error
+	)
+	if opts.Hold != nil {
+		f, size, finish, err = opts.Hold.open(path, role)
+	} else {
+		f, size, err = open(path)
+	}
 	if err != nil {
-		return measure.Digest{}, err
+		return measure.Digest{}, nil, err
 	}
 	defer f.Close()
 	var progress func(int64)
@@ -97,8 +159,43 @@ func hashFile(ctx context.Context, path string, opts ResolveOptions) (measure.Di
 		opts.Progress(path, 0, size)
 		progress = func(done int64) { opts.Progress(path, done, size) }
 	}
-	d, _, err := measure.HashImage(ctxReader{ctx, f}, progress)
-	return d, err
+	hr := &headReader{r: ctxReader{ctx, f}}
+	d, _, err := measure.HashImage(hr, progress)
+	if err == nil && finish != nil {
+		err = finish(d)
+	}
+	return d, hr.head, err
+}
+
+// headReader keeps the first headerSize bytes read through it.
+type headReader struct {
+	r    io.Reader
+	head []byte
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if k := min(n, headerSize-len(h.head)); k > 0 {
+		h.head = append(h.head, p[:k]...)
+	}
+	return n, err
+}
+
+// checkQcow2 refuses a qcow2 image that makes the VMM open another file: a
+// backing file (header field backing_file_offset) or an external data file
+// (incompatible feature bit 2). Schema v1 measures one file per disk.
+func checkQcow2(h []byte) error {
+	if len(h) < 72 || string(h[:4]) != "QFI\xfb" {
+		return errors.New("the driver says qcow2 but the file is not a qcow2 image")
+	}
+	version := binary.BigEndian.Uint32(h[4:8])
+	if off := binary.BigEndian.Uint64(h[8:16]); off != 0 {
+		return errors.New("the qcow2 image names a backing file, which is not measured: flatten it (qemu-img convert)")
+	}
+	if version >= 3 && len(h) >= 80 && binary.BigEndian.Uint64(h[72:80])&(1<<2) != 0 {
+		return errors.New("the qcow2 image keeps its data in an external data file, which is not measured")
+	}
+	return nil
 }
 
 func openFile(path string) (io.ReadCloser, int64, error) {

@@ -41,7 +41,7 @@ func fileVectorInputs(t *testing.T) []fileVector {
 	return []fileVector{
 		{Name: "web01.json", Format: FormatJSON, Input: read("web01.json")},
 		{Name: "web01.yaml", Format: FormatYAML, Input: read("web01.yaml"), Comment: "same VM as web01.json: 8192 MiB, unsorted cpuset, upper-case MAC and digest"},
-		{Name: "web01.xml", Format: FormatLibvirt, Input: read("web01.xml"), Comment: "same VM as web01.json, as virsh dumpxml prints it; packages and the digest of the rbd disk vdc come from the vmledger metadata"},
+		{Name: "web01.xml", Format: FormatLibvirt, Input: read("web01.xml"), Comment: "same VM as web01.json, as virsh dumpxml prints it; packages, and the digest of disk vdc (an image the agent may not read), come from the vmledger metadata"},
 		{Name: "units-KB", Format: FormatLibvirt, Input: dom("<memory unit='KB'>4000000</memory>"), Comment: "KB = 1000 bytes"},
 		{Name: "units-k", Format: FormatLibvirt, Input: dom("<memory unit='k'>4000000</memory>"), Comment: "k = KiB = 1024 bytes"},
 		{Name: "units-default", Format: FormatLibvirt, Input: dom("<memory>4000000</memory>"), Comment: "no unit in libvirt XML = KiB"},

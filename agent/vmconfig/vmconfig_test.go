@@ -17,13 +17,22 @@ import (
 // fakeImages stands in for the image files the fixtures name.
 var fakeImages = map[string]string{
 	"/var/lib/libvirt/images/web01-root.qcow2":     "root filesystem image of web01",
+	"/var/lib/libvirt/images/web01-root.raw":       "root filesystem image of web01",
 	"/dev/vg0/web01-data":                          "data volume of web01",
+	"/var/lib/libvirt/images/web01-data.raw":       "data volume of web01",
 	"/usr/share/OVMF/OVMF_CODE_4M.fd":              "OVMF code",
 	"/var/lib/libvirt/boot/vmlinuz-6.1.0-28-amd64": "kernel 6.1.0-28",
 }
 
+// unreadableImage is an image of the fixtures the agent may not read: its
+// digest comes from the domain's metadata.
+const unreadableImage = "/srv/customer-4711/web01-logs.raw"
+
 func fakeOpen(t *testing.T, opened map[string]int) func(string) (io.ReadCloser, int64, error) {
 	return func(p string) (io.ReadCloser, int64, error) {
+		if p == unreadableImage {
+			return nil, 0, fmt.Errorf("open %s: %w", p, os.ErrPermission)
+		}
 		s, ok := fakeImages[p]
 		if !ok {
 			return nil, 0, fmt.Errorf("open %s: %w", p, os.ErrNotExist)
@@ -277,7 +286,7 @@ func TestRefused(t *testing.T) {
 		{"xml long target", "libvirt", dom(`<devices>` + disk("vda", "/x") + disk(strings.Repeat("v", 256), "/y") + `</devices>`), "/domain/devices/disk[2]/target/@dev", ErrInvalid, "at most 255"},
 		{"xml long package version", "libvirt", dom(`<metadata><v:config xmlns:v="https://vmledger.dev/xmlns/libvirt/v1"><v:package name="a" version="1" manifest-sha256=` + dg + `/><v:package name="b" version="` + strings.Repeat("1", 0x10000) + `" manifest-sha256=` + dg + `/></v:config></metadata>`), "/domain/metadata/vmledger:config/package[2]", ErrInvalid, "at most 65535"},
 		{"xml no source", "libvirt", dom(`<devices><disk type='file' device='disk'><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/source", ErrMissing, ""},
-		{"xml network disk", "libvirt", dom(`<devices><disk type='network' device='disk'><source protocol='rbd' name='p/x'/><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/@type", ErrUnsupported, ""},
+		{"xml network disk", "libvirt", dom(`<devices><disk type='network' device='disk'><source protocol='rbd' name='p/x'/><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/@type", ErrNotAllowed, "network, volume, block"},
 		{"xml backing chain", "libvirt", dom(`<devices><disk type='file' device='disk'><source file='/top'/><backingStore type='file'><source file='/base'/></backingStore><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/backingStore", ErrUnsupported, ""},
 		{"xml efi auto", "libvirt", dom(`<os firmware='efi'><type>hvm</type></os>`), "/domain/os/loader", ErrMissing, ""},
 		{"xml two cmdlines", "libvirt", dom(`<os><cmdline>a</cmdline><cmdline>b</cmdline></os>`), "/domain/os/cmdline", ErrAmbiguous, ""},

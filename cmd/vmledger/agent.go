@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -18,10 +16,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmledger/vmledger/agent/attest"
+	"github.com/vmledger/vmledger/agent/launch"
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/agent/store"
 	"github.com/vmledger/vmledger/agent/vmconfig"
 	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/spec"
 )
 
@@ -47,6 +47,8 @@ type measureFlags struct {
 	packages     string
 	vmSecret     string
 	insecureZero bool
+	hold         *vmconfig.Held // if set, images are opened once and held (agent launch)
+	loaded       *measure.Config
 }
 
 func (f *measureFlags) register(cmd *cobra.Command) {
@@ -117,6 +119,7 @@ func (f *measureFlags) load(cmd *cobra.Command) (*measure.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\n(fix the configuration; the format is documented in `go doc github.com/vmledger/vmledger/agent/vmconfig`)", err)
 	}
+	ro.Hold = f.hold
 	stderr := cmd.ErrOrStderr()
 	if fd, ok := stderr.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(fd.Fd())) {
 		var bar *progressbar.ProgressBar
@@ -139,6 +142,7 @@ func (f *measureFlags) load(cmd *cobra.Command) (*measure.Config, error) {
 	if ie, ok := errors.AsType[*vmconfig.ImageError](err); ok {
 		return nil, fmt.Errorf("%w\n(fix the path in %s, or give the image's SHA-256 instead of its path)", ie, f.config)
 	}
+	f.loaded = mc
 	return mc, err
 }
 
@@ -264,7 +268,7 @@ func (f *flowFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.trust, "trust", "", "trust file: log key, witness policy, co-processor keys (the customer's)")
 	fl.StringVar(&f.store, "store", "", "VM configuration store directory: per-VM secret, last manifest and bundle")
 	fl.StringVar(&f.state, "state", "", "consistency state file for the log (the agent's view, kept across runs)")
-	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up (and refuse) after this long")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long, the wait for the witness quorum included (exit 4)")
 	fl.StringVar(&f.expected, "expected", "", "the configuration the VM's owner ordered (default: --config); the attestation must match it")
 }
 
@@ -320,7 +324,13 @@ func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, s
 	}
 	cp, err := spec.Open(ctx, sp, spec.Options{})
 	if err != nil {
-		return nil, coprocError("open", sp, err)
+		err = coprocError("open", sp, err)
+		if !errors.Is(err, coproc.ErrNotInitialized) && !errors.Is(err, coproc.ErrMismatch) && !errors.Is(err, spec.ErrNoSimulator) {
+			// Unreachable or failing, not misconfigured: the flow could
+			// not complete.
+			err = fmt.Errorf("%w: %w", attest.ErrCoprocessor, err)
+		}
+		return nil, err
 	}
 	defer cp.Close()
 	c := attest.Config{CoProcessor: cp, LogURL: ff.logURL, Trust: trust, Logger: logger, WaitTimeout: ff.timeout}
@@ -390,7 +400,13 @@ func newAgentAttestCmd() *cobra.Command {
 the log's latest cosigned checkpoint as the freshness anchor, have the
 co-processor store the root in NV memory and sign, submit to the log and wait
 until the entry is in a checkpoint the witness quorum cosigned, verify the bundle
-exactly as a customer would, and write it to --out. Exit 3 if any link fails.`,
+exactly as a customer would, and write it to --out.
+
+Exit status: 0 verified; 3 refused (a link was checked and does not hold: the
+log's refusal, a checkpoint or signature that is not trusted, another
+configuration, a log that forked); 4 could not complete (the co-processor, the
+log or the witness quorum unreachable, failing, or not done within --timeout:
+nothing was proved wrong, retry later); 1 or 2 when the inputs are wrong.`,
 		Example: `  vmledger agent attest --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc swtpm:127.0.0.1:2321 --log http://127.0.0.1:8080 --trust trust.txt --out web01.bundle.json`,
 		Args: cobra.NoArgs,
@@ -475,20 +491,35 @@ secret is never replaced.`,
 	return cmd
 }
 
-// flowError classifies a flow failure: a broken link of the chain is a
-// refusal (exit 3); a usage error stays one.
+// flowError classifies a flow failure: a part that was unavailable makes
+// it incomplete (exit 4), a broken link of the chain a refusal (exit 3); a
+// usage error stays one.
 func flowError(err error) error {
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		return err
+	case attest.Incomplete(err):
+		return incompleteError{err}
+	default:
+		return refusedError{err}
 	}
-	return refusedError{err}
+}
+
+// abortError is the error of a launch (or a libvirt start) that did not
+// happen because the flow failed with err.
+func abortError(err error) error {
+	if attest.Incomplete(err) {
+		return flowError(fmt.Errorf("attestation could not complete, launch aborted (nothing was proved wrong; retry later): %w", err))
+	}
+	return flowError(fmt.Errorf("attestation failed, launch aborted: %w", err))
 }
 
 func newAgentLaunchCmd() *cobra.Command {
 	var (
 		f   measureFlags
 		ff  flowFlags
+		qf  qemuFlags
 		out string
 	)
 	cmd := &cobra.Command{
@@ -496,32 +527,60 @@ func newAgentLaunchCmd() *cobra.Command {
 		Short: "Attest, then exec CMD only if the whole chain verifies",
 		Long: `launch runs 'agent attest' and, only if every check passes, replaces itself with
 CMD (exec). If any link fails — the co-processor, the log, the witness quorum, the
-verification — it logs "attestation failed, launch aborted" with the reason, runs
-nothing, and exits 3.`,
+verification — it logs "attestation failed, launch aborted" with the reason and
+runs nothing. It exits 3 when the attestation was refused (a link was checked and
+does not hold) and 4 when it could not complete (the co-processor, the log or the
+witness quorum unreachable, failing, or not done within --timeout: nothing was
+proved wrong, retry later).
+
+Every image file the configuration names is opened once (symlinks resolved,
+O_NOFOLLOW), hashed through that descriptor and kept open: disks read-write,
+loader and kernel as sealed in-memory copies. Images writable by others are
+refused; a disk changed in place before the launch is refused. CMD inherits
+the descriptors: VMLEDGER_FD_<TARGET> (VMLEDGER_FD_VDA, _LOADER, _KERNEL)
+holds each one's number, VMLEDGER_FDS lists them. A command that opens the
+configured paths again instead may get other files: that is the operator's
+responsibility.
+
+With --qemu PATH, launch builds QEMU's command line itself from the measured
+configuration: memory, vCPUs (the process pinned to the measured host CPUs),
+one virtio NIC per measured NIC with its MAC on the host back end --nic names
+(tap:IFNAME, bridge:BRIDGE or user; NICs on a VLAN are refused), every disk on
+its measured descriptor (-add-fd, /dev/fdset/N), the loader and kernel from
+their sealed copies, the kernel command line; -nodefaults and -no-user-config.
+Arguments after -- are then QEMU options, allowed only for the display, the
+serial console, QMP, the monitor, -S, -accel kvm|tcg, -pidfile, -no-reboot and
+-no-shutdown.`,
 		Example: `  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
       --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
-      -- qemu-system-x86_64 -name web01 -m 4096 ...`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() != 0 {
-				return usagef("put the command to launch after --: launch [flags] -- CMD [ARGS...]")
+      -- qemu-system-x86_64 -name web01 -m 4096 ...
+  vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
+      --coproc tpm:/dev/tpmrm0 --log https://log.example --trust trust.txt \
+      --qemu /usr/bin/qemu-system-x86_64 --nic tap:vnet12 -- -display none -qmp unix:/run/web01.qmp,server=on,wait=off`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if qf.binary != "" {
+				return nil
 			}
-			path, err := exec.LookPath(args[0])
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := qf.command(cmd, args)
 			if err != nil {
-				return usagef("command to launch: %v", err)
+				return err
 			}
 			logger, err := newLogger()
 			if err != nil {
 				return err
 			}
+			f.hold = &vmconfig.Held{}
 			r, err := runFlowFromFlags(cmd, &f, &ff)
 			if err != nil {
 				var ue usageError
 				if errors.As(err, &ue) {
 					return err
 				}
-				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
-				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "incomplete", attest.Incomplete(err), "reason", err)
+				return abortError(err)
 			}
 			printFlow(cmd.ErrOrStderr(), r)
 			if out != "" {
@@ -529,13 +588,24 @@ nothing, and exits 3.`,
 					return fmt.Errorf("--out: %w (nothing launched)", err)
 				}
 			}
+			env, err := heldForLaunch(cmd.Context(), logger, f.hold)
+			if err != nil {
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			}
+			argv, affinity, err := qf.argv(ff.vmID, args, f.loaded, f.hold)
+			if err != nil {
+				logger.Error("attestation failed, launch aborted", "vm", ff.vmID, "reason", err)
+				return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			}
 			logger.Info("attestation verified, launching", "vm", ff.vmID, "index", r.Index, "command", path)
-			return syscall.Exec(path, args, os.Environ())
+			return launch.Exec(path, argv, append(os.Environ(), env...), affinity)
 		},
 	}
 	f.register(cmd)
 	ff.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "also write the verified bundle here before launching")
+	qf.register(cmd)
 	return cmd
 }
 
@@ -556,7 +626,25 @@ from the store — see 'agent secret' — and its packages from
 <store>/<domain>/packages.json if present), attests, verifies against the
 configuration the owner ordered if <store>/<domain>/expected.json holds it (a
 vmledger/config/v1 JSON or YAML file; otherwise against the XML itself), and exits non-zero — which makes libvirt
-abort the start — unless everything verifies. Other operations exit 0 at once.
+abort the start — unless everything verifies: 3 when the attestation was refused,
+4 when it could not complete (the co-processor, the log or the witness quorum
+unreachable, failing, or not done within the timeout: retry later).
+
+libvirt, not the hook, opens the images, by path, after prepare. So the hook
+hashes each image through a descriptor, refuses images writable by others, and
+records each image's device, inode, size, mtime and ctime as hashed
+(<store>/<domain>/images.json). At "started begin" (QEMU has opened the
+images; the guest has not run) it refuses — libvirt then stops the domain —
+if a path names another file or one whose size or mtime changed, or if the
+QEMU process (its pid from /run/libvirt/qemu/<domain>.pid) does not hold the
+measured disk files open, which catches a file swapped in for QEMU's open and
+swapped back; at "release end" it reports a path that names another file. Not
+guaranteed: a disk changed in place by someone who can write it and resets
+its mtime goes unnoticed (the ctime is not compared at started: libvirt's
+security drivers relabel images at start), and so does a kernel or loader
+swapped around QEMU's read (QEMU does not keep them open). agent launch, which
+hands QEMU the measured descriptors, has no such window.
+Other operations exit 0 at once.
 
 The agent configuration file (JSON):
 
@@ -567,6 +655,9 @@ The agent configuration file (JSON):
 		Args:    cobra.MinimumNArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			domain, op, sub := args[0], args[1], args[2]
+			if (op == "started" && sub == "begin") || (op == "release" && sub == "end") {
+				return hookRecheck(cmd, configPath, domain, op)
+			}
 			if op != "prepare" || sub != "begin" {
 				return nil
 			}
@@ -617,16 +708,21 @@ The agent configuration file (JSON):
 			vc, err := vmconfig.ParseLibvirt(xmlData, opts)
 			if err == nil {
 				var cfg *measure.Config
-				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{}); err == nil {
+				held := &vmconfig.Held{StandIns: true, ReadOnly: true}
+				defer held.Close()
+				if cfg, err = vc.Resolve(cmd.Context(), vmconfig.ResolveOptions{Hold: held}); err == nil {
 					var r *attest.Result
 					if r, err = runFlow(cmd, &ff, cfg, expected, secret); err == nil {
+						err = saveHookImages(ac.Store, domain, held)
+					}
+					if err == nil {
 						logger.Info("attestation verified, libvirt may start the domain", "vm", domain, "index", r.Index, "root", r.Measurement.Root.String())
 						return nil
 					}
 				}
 			}
-			logger.Error("attestation failed, launch aborted", "vm", domain, "reason", err)
-			return refusedError{fmt.Errorf("attestation failed, launch aborted: %w", err)}
+			logger.Error("attestation failed, launch aborted", "vm", domain, "incomplete", attest.Incomplete(err), "reason", err)
+			return abortError(err)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "agent-config", "/etc/vmledger/agent.json", "the agent configuration file")

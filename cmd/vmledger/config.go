@@ -91,9 +91,9 @@ type WitnessServeConfig struct {
 	Peers string `json:"peers"`
 	// GossipInterval is --gossip-interval: the time between gossip rounds.
 	GossipInterval string `json:"gossip-interval"`
-	// Rate is --rate: per-origin requests per second (0: unlimited).
+	// Rate is --rate: the request budget per second (0: unlimited).
 	Rate float64 `json:"rate"`
-	// Burst is --burst: per-origin burst size.
+	// Burst is --burst: the request budget's burst size.
 	Burst int `json:"burst"`
 	// TLSCert is --tls-cert: serve HTTPS with this PEM certificate (chain) file.
 	TLSCert string `json:"tls-cert"`
@@ -120,7 +120,8 @@ type MonitorConfig struct {
 	State string `json:"state"`
 	// Interval is --interval: how often to poll the log.
 	Interval string `json:"interval"`
-	// Once is --once: run one round and exit (3 if there were alerts).
+	// Once is --once: run one round and exit (3 if there were alerts, 4 if
+	// the round could not complete).
 	Once bool `json:"once"`
 	// JSON is --json: print alerts as JSON lines.
 	JSON bool `json:"json"`

@@ -98,7 +98,9 @@ With --witness-policy, a checkpoint is published (served at /checkpoint and used
 for bundles) only once the policy's quorum of witnesses cosigned it: after each
 new checkpoint the log sends it to every witness (C2SP tlog-witness) with a
 consistency proof from the size that witness last saw. Without it, every signed
-checkpoint is published as it is.
+checkpoint is published as it is. /healthz answers 503 with the reason when the
+newest checkpoint has waited more than 30 s to be published (the witnesses are
+down or refuse), or when the storage failed.
 
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight
 finish (every acknowledged entry is already durable), and closes the log.` +
@@ -267,6 +269,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		AllowRawEntries: f.allowRawEntries,
 		RefuseRawEntry:  admission.RefuseRawEntry,
 		Published:       pub.Latest,
+		Health:          pub.Health,
 	})
 	if err != nil {
 		eng.Close()
@@ -359,18 +362,40 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
-	if cerr := svc.Close(); cerr != nil && err == nil {
+	closeBy := time.Now().Add(closeWait)
+	if cerr := closeWithin(logger, closeBy, "the admission index", svc.Close); cerr != nil && err == nil {
 		err = cerr
 	}
 	stopPublishing()
 	<-published
 	// Every Add that was acknowledged is durable already; Close also
 	// commits the entries still queued by requests that were cut off.
-	if cerr := eng.Close(); cerr != nil && err == nil {
+	if cerr := closeWithin(logger, closeBy, "the engine", eng.Close); cerr != nil && err == nil {
 		err = cerr
 	}
 	if err == nil {
 		logger.Info("log stopped")
 	}
 	return err
+}
+
+// closeWait bounds the closing of the databases at shutdown, all together.
+const closeWait = 10 * time.Second
+
+// closeWithin runs close and waits for it until deadline. Everything
+// acknowledged was synced before it was acknowledged, so a close that hangs
+// (badger retrying a memtable flush into a data directory that is gone)
+// must not keep the process from ending on SIGTERM.
+func closeWithin(logger *slog.Logger, deadline time.Time, what string, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		logger.Error("shutting down without waiting any longer for " + what + " to close")
+		return fmt.Errorf("%s did not close within %v of the shutdown", what, closeWait)
+	}
 }

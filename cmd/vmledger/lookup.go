@@ -34,7 +34,7 @@ import (
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
-// notFoundError marks an answer "the log has nothing of that" (exit code 4):
+// notFoundError marks an answer "the log has nothing of that" (exit code 5):
 // no attestation of that VM, config root or key; no published bundle.
 type notFoundError struct{ err error }
 
@@ -76,7 +76,8 @@ func (r *logReader) get(ctx context.Context, path string, out any) ([]byte, erro
 	}
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the log at %s (check --log): %w", r.base, err)
+		// Unreachable or too slow: no answer, retry later (exit 4).
+		return nil, incompleteError{fmt.Errorf("cannot reach the log at %s (check --log): %w", r.base, err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxLookupBody+1))
@@ -98,6 +99,9 @@ func (r *logReader) get(ctx context.Context, path string, out any) ([]byte, erro
 		}
 		if resp.StatusCode == http.StatusBadRequest {
 			return nil, usageError{err}
+		}
+		if resp.StatusCode >= 500 {
+			return nil, incompleteError{err} // the log failed or shed load: retry later
 		}
 		return nil, err
 	}
@@ -191,8 +195,9 @@ Results come --limit at a time (default 100; the log serves pages of at most
 1000); when there are more, the last line (or next_after in --json) gives the
 --after value to continue with.
 
-Exit codes: 0 found; 4 the log has no attestation matching the query; 2 a bad
-flag (e.g. --root that is not 64 hex digits); 1 the log could not be read.`,
+Exit codes: 0 found; 5 the log has no attestation matching the query; 2 a bad
+flag (e.g. --root that is not 64 hex digits); 4 the log was unreachable or
+failed (retry later); 1 the answer was not a vmledger log's (check --log).`,
 		Example: `  vmledger lookup --log http://127.0.0.1:8080 --vm web01
   vmledger lookup --log http://127.0.0.1:8080 --root 3f5a…(64 hex digits) --json
   vmledger lookup --log http://127.0.0.1:8080 --key 8cef065b…(64 hex digits) --limit 1000`,
@@ -317,10 +322,10 @@ check is vmledger verify --bundle FILE --trust TRUST (log signature, witnesses,
 inclusion, co-processor key, and with --expected your configuration), which
 needs no network.
 
-Exit codes: 0 written; 4 the log has no published attestation of the VM (none,
+Exit codes: 0 written; 5 the log has no published attestation of the VM (none,
 or the newest is not yet in a published checkpoint: try again after the next
-one); 2 a bad flag; 1 the log could not be read or did not answer a bundle of
-that VM (nothing is written then).`,
+one); 2 a bad flag; 4 the log was unreachable or failed (retry later); 1 the
+answer was not a bundle of that VM (nothing is written then).`,
 		Example: `  vmledger bundle --log http://127.0.0.1:8080 --vm web01 --out web01.bundle.json
   vmledger verify --bundle web01.bundle.json --trust trust.txt --expected web01.json --vm-secret web01.secret`,
 		Args: cobra.NoArgs,
@@ -459,7 +464,7 @@ log itself; the bundle of each (GET /v1/bundles/<index>, listed with --json)
 proves it is in the log, once a published checkpoint includes it (a revocation
 just made may wait for the next one).
 
-An empty list is not an error (exit 0).`,
+An empty list is not an error (exit 0); an unreachable or failing log is exit 4.`,
 		Example: `  vmledger log keys --log http://127.0.0.1:8080
   vmledger log keys --log http://127.0.0.1:8080 --json`,
 		Args: cobra.NoArgs,

@@ -10,8 +10,12 @@
 //	0  success
 //	1  the command failed (I/O, a server error, a bad configuration)
 //	2  usage error (unknown command or flag, missing argument)
-//	3  verification failed: the attestation was refused (verify, agent launch, agent hook)
-//	4  not found: the log has nothing matching (lookup, bundle)
+//	3  verification failed: the attestation was refused (verify, agent attest|launch|hook,
+//	   monitor --once with alerts)
+//	4  could not complete: the co-processor, the log or the witness quorum was
+//	   unreachable, failed or timed out; nothing was proved wrong, retry later
+//	   (verify, agent attest|launch|hook, monitor --once, lookup, bundle, log keys)
+//	5  not found: the log has nothing matching (lookup, bundle)
 package main
 
 import (
@@ -32,11 +36,14 @@ import (
 
 // Exit codes, documented in the package doc and the README.
 const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 2
-	exitRefused  = 3
-	exitNotFound = 4
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitRefused = 3
+	// exitIncomplete: the answer is unknown (a part was unavailable), not "no".
+	exitIncomplete = 4
+	// exitNotFound: the log has nothing matching (lookup, bundle).
+	exitNotFound = 5
 )
 
 // usageError marks an error as the user's invocation being wrong.
@@ -51,6 +58,13 @@ type refusedError struct{ err error }
 
 func (e refusedError) Error() string { return e.err.Error() }
 func (e refusedError) Unwrap() error { return e.err }
+
+// incompleteError marks a check that could not complete: a part it needs
+// was unreachable, failed or timed out, and nothing was proved wrong.
+type incompleteError struct{ err error }
+
+func (e incompleteError) Error() string { return e.err.Error() }
+func (e incompleteError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
@@ -71,10 +85,18 @@ func run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(os.Stderr, "vmledger: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit code of a command that returned err (not nil).
+func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
 	var nf notFoundError
+	var ie incompleteError
 	switch {
+	case errors.As(err, &ie):
+		return exitIncomplete
 	case errors.As(err, &re):
 		return exitRefused
 	case errors.As(err, &nf):

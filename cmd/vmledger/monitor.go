@@ -16,19 +16,23 @@ import (
 // watchFile is the --watch file of `vmledger monitor`:
 //
 //	{"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret",
-//	          "keys": ["<co-processor key id>", …]}]}
+//	          "keys": ["<co-processor key id>", …], "expect_within": "24h"}]}
 //
 // config is a configuration file (JSON, YAML or libvirt XML; images given by
 // digest or by a path that is hashed once at start) and vm_secret its VM
 // secret; paths are relative to the watch file. keys is optional: without it
-// any co-processor of the trust file may attest the VM.
+// any co-processor of the trust file may attest the VM. expect_within is
+// optional (client.Expectation.Within): the longest the VM may go without
+// an attestation as expected in the log before the monitor reports it
+// missing.
 type watchFile struct {
 	VMs []struct {
-		VM       string   `json:"vm"`
-		Config   string   `json:"config"`
-		Packages string   `json:"packages,omitempty"`
-		VMSecret string   `json:"vm_secret"`
-		Keys     []string `json:"keys,omitempty"`
+		VM           string   `json:"vm"`
+		Config       string   `json:"config"`
+		Packages     string   `json:"packages,omitempty"`
+		VMSecret     string   `json:"vm_secret"`
+		Keys         []string `json:"keys,omitempty"`
+		ExpectWithin string   `json:"expect_within,omitempty"`
 	} `json:"vms"`
 }
 
@@ -46,16 +50,26 @@ verifies it (log signature, witness policy), downloads the new entries and check
 that they hash to the checkpoint's root — which also proves the log consistent with
 everything verified before — and reports every attestation of a watched VM whose
 configuration root is not the expected one, or whose co-processor key is not
-allowed. A log that rewrote its history is reported and never followed past.
+allowed (unexpected-config, unexpected-key, bad-signature); a revocation of a key
+that attested a watched VM, or an attestation by a revoked key (revoked-key); and,
+for a VM with "expect_within", no attestation as expected in the log for longer
+than that window (missing), counted from when the monitor began watching it and
+from its last such attestation: a host that starts the VM without the agent
+leaves no record, and this is how you notice. A log that rewrote its history is
+reported and never followed past. After each round it prints one line saying what
+it checked (entries, attestations of watched VMs) and that all was as expected,
+or how many alerts it found (with --json, that line goes to the log on stderr).
 
-The watch file (JSON) lists the VMs:
+The watch file (JSON) lists the VMs ("keys" and "expect_within" are optional):
 
   {"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret",
-            "keys": ["<co-processor key id>"]}]}
+            "keys": ["<co-processor key id>"], "expect_within": "24h"}]}
 
 State (the last verified checkpoint and position) is kept in --state, so a
 restarted monitor resumes where it stopped. Alerts go to stdout, one per line
-(JSON with --json). With --once, it runs one round and exits 3 if it found any.` +
+(JSON with --json). With --once, it runs one round and exits 3 if it found any,
+4 if the round could not complete (the log unreachable or failing: nothing was
+checked, retry later).` +
 			configHelp(&MonitorConfig{}, monitorConfigExample),
 		Example: `  vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json
   vmledger monitor --log http://127.0.0.1:8080 --trust trust.txt --watch watch.json --once --json
@@ -91,9 +105,12 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 			out := cmd.OutOrStdout()
 			total := 0
 			for {
-				alerts, err := m.Step(cmd.Context())
+				var alerts []client.Alert
+				round, err := m.Round(cmd.Context())
 				if err != nil {
 					logger.Warn("monitor round failed; will retry", "err", err)
+				} else {
+					alerts = round.Alerts
 				}
 				for _, a := range alerts {
 					total++
@@ -105,9 +122,16 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 						fmt.Fprintf(out, "ALERT %s vm=%s index=%d: %s\n", a.Kind, a.VMID, a.Index, a.Detail)
 					}
 				}
+				if round != nil {
+					logger.Info("monitor round", "log", round.Origin, "size", round.TreeSize, "from", round.From, "to", round.To,
+						"attestations", round.Attestations, "vms", round.VMs, "alerts", len(round.Alerts))
+					if !asJSON {
+						fmt.Fprintln(out, round)
+					}
+				}
 				if once {
 					if err != nil {
-						return err
+						return incompleteError{fmt.Errorf("the round could not complete: %w", err)}
 					}
 					if total > 0 {
 						return refusedError{fmt.Errorf("%d alert(s)", total)}
@@ -128,7 +152,7 @@ restarted monitor resumes where it stopped. Alerts go to stdout, one per line
 	fl.StringVar(&watchPath, "watch", "", "watch file: the VMs to watch and their expected configurations")
 	fl.StringVar(&statePath, "state", "", "state file (default: the watch file's path + .state)")
 	fl.DurationVar(&interval, "interval", 2*time.Second, "how often to poll the log")
-	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts)")
+	fl.BoolVar(&once, "once", false, "run one round and exit (3 if there were alerts, 4 if the round could not complete)")
 	fl.BoolVar(&asJSON, "json", false, "print alerts as JSON lines")
 	addConfigFlag(cmd, &MonitorConfig{})
 	return cmd
@@ -171,7 +195,13 @@ func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, 
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		out[v.VM] = client.Expectation{Root: root, Keys: v.Keys}
+		exp := client.Expectation{Root: root, Keys: v.Keys}
+		if v.ExpectWithin != "" {
+			if exp.Within, err = time.ParseDuration(v.ExpectWithin); err != nil || exp.Within <= 0 {
+				return nil, fmt.Errorf("vms[%d] (%s): expect_within %q: want a positive duration such as \"24h\"", i, v.VM, v.ExpectWithin)
+			}
+		}
+		out[v.VM] = exp
 	}
 	return out, nil
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,28 +33,39 @@ type verifyFlags struct {
 func newVerifyCmd() *cobra.Command {
 	var f verifyFlags
 	cmd := &cobra.Command{
-		Use:   "verify --bundle FILE --trust FILE [--expected CONFIG --vm-secret FILE] [--state FILE] [--json]",
+		Use:   "verify --bundle FILE --trust FILE [--expected CONFIG --vm-secret FILE --vm ID] [--state FILE] [--json]",
 		Short: "Verify an attestation bundle offline, check by check (the customer's check)",
 		Long: `verify checks an attestation bundle without contacting anybody:
 
   1. envelope               the log entry is a canonical DSSE envelope
   2. coprocessor signature  signed by a co-processor key of the trust file
-  3. statement              a well-formed vm-config/v1 statement (for --vm, that VM)
+  3. statement              a well-formed vm-config/v1 statement for the VM --vm names
   4. inclusion              the entry is in the log under the bundle's checkpoint
   5. log signature          the checkpoint is signed by a trusted log
   6. witness quorum         its cosignatures satisfy the trust file's witness policy
   7. consistency            with --state, consistent with the checkpoint trusted before
   8. configuration          the attested root is the expected configuration's
+  9. freshness              the statement's freshness anchor is a non-empty checkpoint
+                            of the same log from before the entry, consistent with
+                            the bundle's checkpoint
 
-For step 8 give the configuration you ordered and the VM secret (--expected,
---vm-secret), or the provider's manifest (--manifest), or disclosed parameters
+For step 8 give the configuration you ordered, the VM secret and the VM id
+(--expected, --vm-secret, --vm; a libvirt --expected names its domain, which
+is the VM id), or the provider's manifest (--manifest), or disclosed parameters
 (--disclosures, the output of 'agent measure --disclose'); --rules adds
-allowed values and ranges. With --state, a checkpoint of another size needs a
-consistency proof: --log URL fetches it from the log's tiles.
+allowed values and ranges. When the expected configuration's root is not the
+attested one, a manifest or disclosures also given name the parameters that
+differ, with the expected and the attested values (--json: "differences").
 
-Exit status: 0 when every check passes, 3 when any fails, 1 or 2 when the
-inputs cannot be read.`,
-		Example: `  vmledger verify --bundle vm-1.bundle.json --trust trust.txt --expected web01.json --vm-secret vm.secret
+With --state, a checkpoint of another size needs a consistency proof: --log
+URL fetches it from the log's tiles. The inclusion proof proves the freshness
+anchor offline when the entry directly follows it; otherwise --log URL proves
+it (without --log the report says it is not proven).
+
+Exit status: 0 when every check passes, 3 when any fails, 4 when it could
+not complete (the only failure is a consistency proof that --log did not give:
+nothing was proved wrong, retry later), 1 or 2 when the inputs cannot be read.`,
+		Example: `  vmledger verify --bundle web01.bundle.json --trust trust.txt --expected web01.json --vm-secret web01.secret --vm web01
   vmledger verify --bundle b.json --trust trust.txt --manifest manifest.json --rules rules.json --json
   vmledger verify --bundle b.json --trust trust.txt --disclosures memory.json --state ~/.vmledger/state.json --log https://log.example
   curl -s http://witness.example/v1/evidence > evidence.json
@@ -71,9 +85,9 @@ inputs cannot be read.`,
 	fl.StringVar(&f.manifest, "manifest", "", "a full manifest ('agent measure --json' output) that must recompute to the attested root")
 	fl.StringVar(&f.disclosures, "disclosures", "", "disclosed parameters ('agent measure --disclose' output)")
 	fl.StringVar(&f.rules, "rules", "", "rules: allowed values and ranges (see 'go doc github.com/vmledger/vmledger/client Rules')")
-	fl.StringVar(&f.vmID, "vm", "", "the VM id the attestation must be for")
+	fl.StringVar(&f.vmID, "vm", "", "the VM id the attestation must be for (required with --expected, unless it is a libvirt domain XML, whose name is the VM id)")
 	fl.StringVar(&f.state, "state", "", "state file: the last checkpoint trusted per log (created if missing)")
-	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs for --state")
+	fl.StringVar(&f.logURL, "log", "", "the log's base URL, to fetch consistency proofs (for --state, and for a freshness anchor the inclusion proof does not cover)")
 	fl.StringVar(&f.evidence, "evidence", "", "instead of a bundle: check fork evidence (a witness's GET /v1/evidence JSON) against the trust file's log keys")
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	return cmd
@@ -134,6 +148,11 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 	}
 	if f.bundle == "" || f.trust == "" {
 		return usagef("--bundle FILE and --trust FILE are required")
+	}
+	if f.expected.config != "" {
+		if err := f.expectedVM(); err != nil {
+			return err
+		}
 	}
 	raw, err := readSmallFile(f.bundle, bundle.MaxSize)
 	if err != nil {
@@ -218,9 +237,6 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 		}
 	}
 	if f.logURL != "" {
-		if f.state == "" {
-			return usagef("--log is only used to prove consistency with --state")
-		}
 		p, err := client.NewTileProver(f.logURL, &http.Client{Timeout: 30 * time.Second})
 		if err != nil {
 			return usagef("--log: %v", err)
@@ -232,7 +248,40 @@ func runVerify(cmd *cobra.Command, f *verifyFlags) error {
 		return err
 	}
 	if verr != nil {
+		if report.Incomplete() {
+			return incompleteError{verr}
+		}
 		return refusedError{verr}
+	}
+	return nil
+}
+
+// expectedVM settles the VM id an expected configuration is for: --vm, or
+// the domain name of a libvirt --expected (the VM id `agent hook` uses). The
+// attested root binds the configuration and the VM secret, not the VM, so
+// without the id another VM's attestation with the same configuration and
+// secret would pass.
+func (f *verifyFlags) expectedVM() error {
+	raw, err := readSmallFile(f.expected.config, 16<<20)
+	if err != nil {
+		return fmt.Errorf("--expected: %w", err)
+	}
+	var dom struct {
+		XMLName xml.Name
+		Name    string `xml:"name"`
+	}
+	name := ""
+	if f.expected.format != "json" && f.expected.format != "yaml" && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("<")) &&
+		xml.Unmarshal(raw, &dom) == nil && dom.XMLName.Local == "domain" {
+		name = strings.TrimSpace(dom.Name)
+	}
+	switch {
+	case f.vmID == "" && name == "":
+		return usagef("--expected needs --vm ID: the attested root binds the configuration and the VM secret, not the VM, so without the VM id an attestation of another VM with the same configuration and secret would pass")
+	case f.vmID == "":
+		f.vmID = name
+	case name != "" && name != f.vmID:
+		return usagef("--vm %q, but --expected %s is the libvirt domain %q", f.vmID, f.expected.config, name)
 	}
 	return nil
 }
@@ -259,6 +308,12 @@ func printReport(w io.Writer, r *client.Report) {
 			mark = "–"
 		}
 		fmt.Fprintf(w, "%s %d. %-22s %s\n", mark, i+1, c.Check, c.Detail)
+		if c.Check == client.CheckConfiguration && len(r.Differences) > 0 {
+			fmt.Fprintln(w, "     parameters that differ:")
+			for _, d := range r.Differences {
+				fmt.Fprintf(w, "       %-24s expected %s, attested %s\n", d.Name, d.Expected, d.Attested)
+			}
+		}
 	}
 	if r.OK {
 		fmt.Fprintf(w, "VERIFIED: VM %s, config root %s, log %s entry %d, cosigned by %s\n",

@@ -122,8 +122,8 @@ func TestVerifyMalformedBundle(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
 				t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout)
 			}
-			if report.OK == nil || *report.OK || len(report.Checks) != 8 {
-				t.Fatalf("report: ok %v, %d checks; want ok false and 8 checks\n%s", report.OK, len(report.Checks), stdout)
+			if report.OK == nil || *report.OK || len(report.Checks) != 9 {
+				t.Fatalf("report: ok %v, %d checks; want ok false and 9 checks\n%s", report.OK, len(report.Checks), stdout)
 			}
 			first := report.Checks[0]
 			if first.Check != client.CheckEnvelope || first.Status != string(client.Fail) ||
@@ -154,4 +154,77 @@ func runCLISplit(t *testing.T, args ...string) (string, string, error) {
 	root.SetErr(&errb)
 	err := root.ExecuteContext(t.Context())
 	return out.String(), errb.String(), err
+}
+
+// TestVerifyExpectedNeedsVM: --expected without the VM id is refused before
+// anything is verified (the root binds the configuration and the secret, not
+// the VM); a libvirt domain XML names the VM itself, and must agree with --vm.
+func TestVerifyExpectedNeedsVM(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bundle := write("bundle.json", "not a bundle")
+	trust := write("trust.txt", "")
+	secret := write("vm.secret", strings.Repeat("5a", 32))
+	jsonCfg := write("web01.json", `{"schema":"vmledger/config/v1","memory":"1GiB","cpu":{"count":1}}`)
+	xmlCfg := write("web01.xml", "<domain type='kvm'>\n  <name>web01</name>\n  <memory unit='GiB'>1</memory>\n  <vcpu>1</vcpu>\n</domain>\n")
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		wantUsage string // "" = not a usage error: the VM id is settled
+	}{
+		{"JSON without --vm", []string{"--expected", jsonCfg}, "--expected needs --vm ID"},
+		{"JSON with --vm", []string{"--expected", jsonCfg, "--vm", "web01"}, ""},
+		{"libvirt XML names the VM", []string{"--expected", xmlCfg}, ""},
+		{"libvirt XML and the same --vm", []string{"--expected", xmlCfg, "--vm", "web01"}, ""},
+		{"libvirt XML and another --vm", []string{"--expected", xmlCfg, "--vm", "web02"}, `is the libvirt domain "web01"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"verify", "--bundle", bundle, "--trust", trust, "--vm-secret", secret}, tc.args...)
+			out, err := runCLI(t, args...)
+			var ue usageError
+			if tc.wantUsage != "" {
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.wantUsage) {
+					t.Fatalf("verify %q = %v, want a usage error saying %q\n%s", tc.args, err, tc.wantUsage, out)
+				}
+				return
+			}
+			// Past the VM id, the unreadable bundle is refused with a report.
+			var re refusedError
+			if errors.As(err, &ue) || !errors.As(err, &re) || !strings.Contains(out, "✗ 1. envelope") {
+				t.Fatalf("verify %q = %v, want the bundle refused, not a usage error\n%s", tc.args, err, out)
+			}
+		})
+	}
+}
+
+// TestPrintReportDifferences: the human report lists each differing
+// parameter under the configuration check, with both values, and --json
+// carries them as "differences".
+func TestPrintReportDifferences(t *testing.T) {
+	r := &client.Report{
+		Results:     []client.Result{{Check: client.CheckConfiguration, Status: client.Fail, Detail: "attested root …; 1 parameter differs: memory.bytes"}},
+		Differences: []client.ParameterDiff{{Name: "memory.bytes", Expected: "4294967296", Attested: "8589934592"}},
+	}
+	var text, js bytes.Buffer
+	if err := printVerifyReport(&text, false, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "memory.bytes") || !strings.Contains(text.String(), "expected 4294967296, attested 8589934592") {
+		t.Errorf("human report does not name the parameter with both values:\n%s", text.String())
+	}
+	if err := printVerifyReport(&js, true, r); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Differences []client.ParameterDiff `json:"differences"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil || len(got.Differences) != 1 || got.Differences[0] != r.Differences[0] {
+		t.Errorf("JSON differences = %+v (%v), want %+v\n%s", got.Differences, err, r.Differences, js.String())
+	}
 }

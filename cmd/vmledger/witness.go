@@ -76,8 +76,8 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 	fl.StringVar(&f.logsFile, "logs", "", `file of "log <vkey> [<url>]" lines, one per witnessed log`)
 	fl.StringVar(&f.peers, "peers", "", "comma-separated base URLs of peer witnesses to gossip with")
 	fl.DurationVar(&f.gossipInterval, "gossip-interval", 30*time.Second, "time between gossip rounds")
-	fl.Float64Var(&f.rate, "rate", 20, "per-origin request budget: requests per second (0: unlimited)")
-	fl.IntVar(&f.burst, "burst", 100, "per-origin request budget: burst size")
+	fl.Float64Var(&f.rate, "rate", 20, "request budget per second (0: unlimited): per log for add-checkpoint requests that advance the witness's state (replays of the last cosigned checkpoint are free), per log and client address for the monitoring endpoint")
+	fl.IntVar(&f.burst, "burst", 100, "request budget: burst size (see --rate)")
 	f.tls.register(cmd)
 	addConfigFlag(cmd, &WitnessServeConfig{})
 	for _, name := range []string{"data", "key", "logs"} {
@@ -86,7 +86,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 	return cmd
 }
 
-func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
+func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
 	logger, err := newLogger()
 	if err != nil {
 		return err
@@ -131,7 +131,11 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() {
+		if cerr := closeWithin(logger, time.Now().Add(closeWait), "the witness store", store.Close); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	w, err := witness.New(witness.Config{
 		Logs: logs, Cosigner: cosigner, Store: store, Logger: logger,
 		Budget: witness.Budget{Rate: f.rate, Burst: f.burst},

@@ -23,7 +23,13 @@
 // until it is reopened: the in-memory tree may be ahead of the disk, and a
 // checkpoint may have been signed but not stored. Reopening reads the last
 // committed state; that unstored checkpoint was never served, so no two
-// served checkpoints can conflict.
+// served checkpoints can conflict. The same happens when the directory is
+// removed or replaced under the running engine (package internal/datadir):
+// badger would keep committing into files no reopening reads, so the
+// directory is checked before each batch and after its commit, and a batch
+// committed into a directory already gone is not acknowledged. Health then
+// reports the failure, and Close does not wait for badger (which retries
+// its failed memtable flush forever) longer than closeWait.
 //
 // # Storage layout
 //
@@ -77,6 +83,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vmledger/vmledger/internal/badgeropen"
+	"github.com/vmledger/vmledger/internal/datadir"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
 )
@@ -133,6 +140,7 @@ type Config struct {
 // Engine is the badger log engine. Its methods are safe for concurrent use.
 type Engine struct {
 	db     *badger.DB
+	home   *datadir.Dir // the directory badger opened
 	signer note.Signer
 	log    *slog.Logger
 	cfg    Config
@@ -301,8 +309,14 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerlog: opening %s: %w", c.Dir, err)
 	}
+	home, err := datadir.Open(c.Dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerlog: %w", err)
+	}
 	e := &Engine{
 		db:     db,
+		home:   home,
 		signer: c.Signer,
 		log:    c.Logger,
 		cfg:    c,
@@ -452,6 +466,11 @@ func (e *Engine) sequence() {
 }
 
 func (e *Engine) process(batch []*request) {
+	if e.failed == nil {
+		if err := e.home.Check(); err != nil {
+			e.stop(err, e.size)
+		}
+	}
 	if e.failed != nil {
 		for _, r := range batch {
 			e.pendingBytes.Add(-int64(r.size))
@@ -480,10 +499,7 @@ func (e *Engine) process(batch []*request) {
 		e.entries.Add(uint64(len(entries)))
 	}
 	if err != nil {
-		e.failed = err
-		ferr := fmt.Errorf("badgerlog: %w: %w", engine.ErrFailed, err)
-		e.health.Store(&ferr)
-		e.log.Error("commit failed; sequencing stopped until the log is reopened", "err", err, "size", start)
+		e.stop(err, start)
 		err = fmt.Errorf("badgerlog: commit: %w: %w", engine.ErrFailed, err)
 	}
 	next := start
@@ -492,6 +508,14 @@ func (e *Engine) process(batch []*request) {
 		r.done <- result{index: next, err: err}
 		next += uint64(len(r.entries))
 	}
+}
+
+// stop stops sequencing after a storage failure (called by the sequencer).
+func (e *Engine) stop(err error, size uint64) {
+	e.failed = err
+	ferr := fmt.Errorf("badgerlog: %w: %w", engine.ErrFailed, err)
+	e.health.CompareAndSwap(nil, &ferr)
+	e.log.Error("storage failed; sequencing stopped until the log is reopened", "err", err, "size", size)
 }
 
 // Stats implements [engine.StatsReporter].
@@ -503,6 +527,11 @@ func (e *Engine) Stats() engine.Stats {
 func (e *Engine) Health() error {
 	if p := e.health.Load(); p != nil {
 		return *p
+	}
+	if err := e.home.Check(); err != nil {
+		ferr := fmt.Errorf("badgerlog: %w: %w", engine.ErrFailed, err)
+		e.health.CompareAndSwap(nil, &ferr)
+		return *e.health.Load()
 	}
 	return nil
 }
@@ -633,6 +662,9 @@ func (e *Engine) commit(entries [][]byte) error {
 	}
 	if err := txn.Commit(); err != nil {
 		return err
+	}
+	if err := e.home.Check(); err != nil {
+		return err // committed into files no reopening reads: not acknowledged
 	}
 	e.latest.Store(&signed)
 	return nil
@@ -903,11 +935,26 @@ func (e *Engine) Close() error {
 	close(e.queue)
 	e.mu.Unlock()
 	<-e.done
+	if herr := e.Health(); herr != nil {
+		// Badger retries a failed memtable flush forever, and its Close
+		// waits for that flush.
+		done := make(chan error, 1)
+		go func() { done <- e.db.Close() }()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			return fmt.Errorf("badgerlog: closing: %w; not waiting for badger any longer", herr)
+		}
+		return herr
+	}
 	if err := e.db.Close(); err != nil {
 		return fmt.Errorf("badgerlog: closing: %w", err)
 	}
 	return nil
 }
+
+// closeWait bounds Close after a storage failure.
+const closeWait = 5 * time.Second
 
 // badgerLogger sends badger's logs to slog at debug level (warnings and
 // errors at their own level).

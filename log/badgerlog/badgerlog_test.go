@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vmledger/vmledger/internal/datadir"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/engine/enginetest"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -583,5 +584,52 @@ func TestIntegratedAtWithoutStoredTime(t *testing.T) {
 	}
 	if _, err := e.IntegratedAt(ctx, math.MaxUint64); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("IntegratedAt(MaxUint64) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestDirRemoved removes the engine's directory under it (issue 16, fault
+// 6), before a batch and between a batch's writes and its commit. Badger
+// keeps committing into the unlinked files, so without the directory check
+// the engine would acknowledge entries that no reopening can read. The
+// batch must fail with ErrFailed, its checkpoint must not be served,
+// Health must report it, and Close must return.
+func TestDirRemoved(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(fmt.Sprintf("during commit %v", during), func(t *testing.T) {
+			ctx := t.Context()
+			s, _ := newKey(t)
+			dir := filepath.Join(t.TempDir(), "engine")
+			var remove atomic.Bool
+			e := open(t, Config{Dir: dir, Signer: s, MemoryBudget: 32 << 20, testHookCommit: func() error {
+				if remove.Load() {
+					return os.RemoveAll(dir)
+				}
+				return nil
+			}})
+			if _, err := e.Add(ctx, []byte("kept")); err != nil {
+				t.Fatal(err)
+			}
+			before, err := e.Checkpoint(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if during {
+				remove.Store(true)
+			} else if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Add(ctx, []byte("lost")); !errors.Is(err, engine.ErrFailed) {
+				t.Errorf("Add with the directory removed = %v, want ErrFailed", err)
+			}
+			if after, err := e.Checkpoint(ctx); err != nil || !bytes.Equal(after, before) {
+				t.Errorf("checkpoint after the removal:\n%s(%v)\nwant the one before:\n%s", after, err, before)
+			}
+			if err := e.Health(); !errors.Is(err, engine.ErrFailed) || !errors.Is(err, datadir.ErrGone) {
+				t.Errorf("Health() = %v, want ErrFailed and datadir.ErrGone", err)
+			}
+			if err := e.Close(); !errors.Is(err, engine.ErrFailed) {
+				t.Errorf("Close() = %v, want the storage failure", err)
+			}
+		})
 	}
 }

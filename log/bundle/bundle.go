@@ -22,7 +22,9 @@
 // "index N" line, the inclusion hashes (leaf sibling first), an empty line
 // and the signed checkpoint.
 //
-// Parse is strict: unknown or repeated members, a wrong media type, bad
+// Parse is strict: unknown or repeated members (member names are
+// case-sensitive: "Entry" is not "entry", and a bundle holding both is
+// refused, since readers disagree on which one counts), a wrong media type, bad
 // base64, an entry over 65,535 bytes or a malformed proof are errors wrapping
 // ErrMalformed. Parse checks form only; package client verifies the
 // signatures, the proof and the claim.
@@ -34,8 +36,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
+	"github.com/vmledger/vmledger/internal/strictjson"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -92,14 +94,9 @@ func Parse(data []byte) (*Bundle, error) {
 	if err := checkMembers(data); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var w wire
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
+	if err := strictjson.Decode(data, &w); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if w.MediaType != MediaType {
 		return nil, fmt.Errorf("%w: mediaType %q, want %q", ErrMalformed, w.MediaType, MediaType)

@@ -15,6 +15,13 @@
 // One checkpoint is collected at a time, always the engine's newest: while
 // the witnesses answer, more entries arrive, and the next round takes them
 // all. So the witnesses see one request per round, not per entry.
+//
+// [Publisher.Health] reports when publishing has stalled: the engine has
+// had a checkpoint newer than the published one for longer than
+// Config.StaleAfter (the witnesses are down or refuse, or the state file
+// cannot be written), with the last round's error. The log's /healthz
+// answers 503 with it, so that an operator learns that attestations wait in
+// vain before the agents time out.
 package publish
 
 import (
@@ -61,6 +68,9 @@ type Config struct {
 	// last, so pacing costs latency, not throughput. Without a policy it
 	// does not apply.
 	MinInterval time.Duration
+	// StaleAfter is how long a checkpoint newer than the published one may
+	// wait before Health reports that publishing has stalled (default 30 s).
+	StaleAfter time.Duration
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the publisher's metrics; nil registers none.
@@ -79,6 +89,12 @@ type Publisher struct {
 	published []byte        // latest published signed checkpoint (with cosignatures)
 	size      uint64        // its tree size
 	changed   chan struct{} // closed and replaced whenever published changes
+	// waiting is since when the engine has had a checkpoint newer than
+	// published (zero: it has not), waitingSize its size, lastErr the
+	// last round's error.
+	waiting     time.Time
+	waitingSize uint64
+	lastErr     error
 
 	rounds   *prometheus.CounterVec
 	pubSize  prometheus.Gauge
@@ -118,6 +134,9 @@ func New(c Config) (*Publisher, error) {
 	}
 	if c.MinInterval == 0 {
 		c.MinInterval = 100 * time.Millisecond
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -181,6 +200,35 @@ func (p *Publisher) Latest(ctx context.Context) ([]byte, error) {
 	return p.published, nil
 }
 
+// ErrStalled: a checkpoint newer than the published one has waited longer
+// than Config.StaleAfter.
+var ErrStalled = errors.New("publishing stalled")
+
+// Health returns nil while publishing keeps up, or an error wrapping
+// ErrStalled (and the last round's error) once a newer checkpoint has
+// waited longer than Config.StaleAfter to be published.
+func (p *Publisher) Health(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waiting.IsZero() {
+		return nil
+	}
+	waited := time.Since(p.waiting)
+	if waited <= p.cfg.StaleAfter {
+		return nil
+	}
+	what := "to be published"
+	if p.cfg.Policy != nil {
+		what = "for the witness policy's cosignatures"
+	}
+	err := fmt.Errorf("%w: the checkpoint of size %d has waited %v %s (published size %d)",
+		ErrStalled, p.waitingSize, waited.Round(time.Second), what, p.size)
+	if p.lastErr != nil {
+		err = fmt.Errorf("%w; last round: %w", err, p.lastErr)
+	}
+	return err
+}
+
 // Wait blocks until a checkpoint of at least size is published and returns
 // it, or returns ctx's error.
 func (p *Publisher) Wait(ctx context.Context, size uint64) ([]byte, error) {
@@ -204,7 +252,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.Poll)
 	defer t.Stop()
 	for {
-		if err := p.round(ctx); err != nil && ctx.Err() == nil {
+		err := p.round(ctx)
+		p.mu.Lock()
+		p.lastErr = err
+		p.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
 			p.log.Warn("checkpoint not published yet", "err", err)
 			select {
 			case <-ctx.Done():
@@ -234,6 +286,12 @@ func (p *Publisher) round(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	have, pub := p.size, p.published
+	if pub == nil || size > have {
+		if p.waiting.IsZero() {
+			p.waiting = time.Now()
+		}
+		p.waitingSize = size
+	}
 	p.mu.Unlock()
 	if pub != nil && size <= have {
 		return nil
@@ -278,6 +336,9 @@ func (p *Publisher) publish(signed []byte, size uint64) error {
 	}
 	p.mu.Lock()
 	p.published, p.size = signed, size
+	if size >= p.waitingSize {
+		p.waiting = time.Time{}
+	}
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,9 @@ type deployment struct {
 	logVKey   string
 	policy    string
 	witnesses []*httptest.Server
+	// refusing makes every witness answer 503, as a witness whose storage
+	// failed does.
+	refusing atomic.Bool
 }
 
 func newDeployment(t *testing.T) *deployment {
@@ -62,7 +67,14 @@ func newDeployment(t *testing.T) *deployment {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := httptest.NewServer(w.Handler())
+		h := w.Handler()
+		hs := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if d.refusing.Load() {
+				http.Error(rw, "refusing", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(rw, r)
+		}))
 		t.Cleanup(hs.Close)
 		d.witnesses = append(d.witnesses, hs)
 		fmt.Fprintf(&pol, "witness w%d %s %s\n", i, wvkey, hs.URL)
@@ -169,5 +181,65 @@ func TestNoPolicyPublishesSigned(t *testing.T) {
 	cp, err := pub.Wait(ctx, idx+1)
 	if err != nil || !strings.HasPrefix(string(cp), "publish.test/log\n1\n") {
 		t.Fatalf("Wait = %q, %v", cp, err)
+	}
+}
+
+// TestHealthReportsStall: once the engine's newest checkpoint has waited
+// longer than StaleAfter for the policy's cosignatures, Health reports it
+// with the last round's error (issue 16, fault 9), and it recovers when a
+// checkpoint is published again.
+func TestHealthReportsStall(t *testing.T) {
+	d := newDeployment(t)
+	ctx := t.Context()
+	p, err := LoadPolicy([]byte(d.policy), d.logVKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := New(Config{Engine: d.eng, Policy: p, Retry: 10 * time.Millisecond, StaleAfter: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { pub.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	idx, err := d.eng.Add(ctx, []byte("cosigned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Wait(ctx, idx+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Health(ctx); err != nil {
+		t.Fatalf("Health() with every checkpoint published = %v, want nil", err)
+	}
+
+	d.refusing.Store(true)
+	if idx, err = d.eng.Add(ctx, []byte("waits")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for a failed round (bounded by the test's deadline only).
+	for {
+		err := pub.Health(ctx)
+		if errors.Is(err, witness.ErrQuorumNotMet) {
+			if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), fmt.Sprintf("size %d", idx+1)) {
+				t.Errorf("Health() = %v, want ErrStalled naming size %d", err, idx+1)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Health() never reported the refused rounds; last: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	d.refusing.Store(false)
+	if _, err := pub.Wait(ctx, idx+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Health(ctx); err != nil {
+		t.Errorf("Health() once the checkpoint is published = %v, want nil", err)
 	}
 }

@@ -11,7 +11,8 @@
 //	GET  /v1/proof/consistency?old=&new=  {"hashes": ["<base64>", …]}
 //	GET  /v1/checkpoints/<size>           the checkpoint signed at that size
 //	GET  /healthz                         200 "ok" while the engine answers and
-//	                                      accepts writes; 503 once it stopped
+//	                                      accepts writes and Config.Health
+//	                                      passes; 503 with the reason otherwise
 //	GET  /metrics                         Prometheus metrics
 //	POST /v1/entries                      raw entry → {"index": N}; only with
 //	                                      Config.AllowRawEntries (400 if
@@ -65,6 +66,10 @@ type Config struct {
 	// engine's latest. A witnessing layer plugs in here to publish only
 	// checkpoints with enough cosignatures.
 	Published CheckpointSource
+	// Health, if set, is checked by /healthz after the engine: an error is
+	// answered 503 with its text (the publisher's: checkpoints no longer
+	// get the witness policy's cosignatures).
+	Health func(ctx context.Context) error
 	// AllowRawEntries enables POST /v1/entries, which appends any bytes.
 	// For conformance tests and benchmarks only: real writes go through
 	// admission.
@@ -461,6 +466,13 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if s.cfg.Health != nil {
+		if err := s.cfg.Health(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+	}
 	io.WriteString(w, "ok\n")
 }
 

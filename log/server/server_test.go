@@ -336,3 +336,31 @@ func BenchmarkInclusionProof(b *testing.B) {
 		})
 	}
 }
+
+// TestHealthChecks: /healthz answers 503 with the reason while
+// Config.Health fails (the publisher's stall, issue 16 fault 9), and 200
+// "ok" otherwise.
+func TestHealthChecks(t *testing.T) {
+	l := newTestLog(t, false)
+	var failing error
+	srv, err := New(Config{Engine: l.e, Health: func(context.Context) error { return failing }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != 200 || body != "ok\n" {
+		t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
+	}
+	failing = fmt.Errorf("publishing stalled: the checkpoint of size 9 has waited 31s")
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "publishing stalled") {
+		t.Errorf("GET /healthz with a failing check = %d %q, want 503 with the reason", code, body)
+	}
+	failing = nil
+	if code, body := get(); code != 200 {
+		t.Errorf("GET /healthz once the check passes again = %d %q, want 200", code, body)
+	}
+}

@@ -57,6 +57,11 @@ type Options struct {
 	// MySQLDSN, if set, runs the log on the Tessera engine (log/tesseralog)
 	// with this database instead of the embedded badger engine.
 	MySQLDSN string
+	// KeysFrom, if set, is the Dir of an earlier cluster whose log key and
+	// witness keys this one reuses: a second log with the same identity
+	// and witnesses, but its own history — a fork, as a log restarted on a
+	// rewritten store (and witnesses that lost their state) presents it.
+	KeysFrom string
 }
 
 // Cluster is a running deployment.
@@ -123,6 +128,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.KeysFrom != "" {
+		if skey, vkey, err = readKey(filepath.Join(o.KeysFrom, "log.key")); err != nil {
+			return nil, err
+		}
+	}
 	c.LogVKey = vkey
 	if err := writeSecret(filepath.Join(o.Dir, "log.key"), skey); err != nil {
 		return nil, err
@@ -145,6 +155,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		wskey, _, err := note.GenerateKey(rand.Reader, name+"."+strings.SplitN(o.Origin, "/", 2)[0])
 		if err != nil {
 			return nil, err
+		}
+		if o.KeysFrom != "" {
+			if wskey, _, err = readKey(filepath.Join(o.KeysFrom, "witness-"+name+".key")); err != nil {
+				return nil, err
+			}
 		}
 		dir := filepath.Join(o.Dir, "witness-"+name)
 		if err := writeSecret(dir+".key", wskey); err != nil {
@@ -248,10 +263,12 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if c.Trust, err = client.ParseTrust([]byte(c.TrustText), o.Dir); err != nil {
 		return nil, err
 	}
-	// Wait for the first published checkpoint, so that agents have an anchor.
+	// Wait for a published checkpoint that holds the enrolment record, so
+	// that agents have a non-empty anchor (verifiers refuse the empty tree:
+	// anybody can write it down in advance).
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	if _, err := c.publisher.Wait(wctx, 0); err != nil {
+	if _, err := c.publisher.Wait(wctx, 1); err != nil {
 		return nil, fmt.Errorf("cluster: no checkpoint published: %w", err)
 	}
 	return c, nil
@@ -313,6 +330,20 @@ func writeSecret(path, text string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(text+"\n"), 0o600)
+}
+
+// readKey reads a note signer key that writeSecret wrote, and derives its
+// verifier key.
+func readKey(path string) (skey, vkey string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("cluster: KeysFrom: %w", err)
+	}
+	skey = strings.TrimSpace(string(b))
+	if _, vkey, err = tlog.NewSigner(skey); err != nil {
+		return "", "", fmt.Errorf("cluster: KeysFrom %s: %w", path, err)
+	}
+	return skey, vkey, nil
 }
 
 // randomToken returns a fresh admin token.

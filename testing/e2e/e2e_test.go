@@ -26,6 +26,9 @@ type report struct {
 	Origin      string   `json:"log"`
 	Index       uint64   `json:"index"`
 	Cosigners   []string `json:"cosigners"`
+	Differences []struct {
+		Name, Expected, Attested string
+	} `json:"differences"`
 }
 
 // failed returns the names of the checks that failed.
@@ -167,7 +170,7 @@ func testAttestVerifyOffline(t *testing.T, d *deployment) {
 		state := d.path("customer-state.json")
 		for i, v := range vms {
 			r, rep := verify(t, "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret,
-				"--state", state, "--log", d.logURL)
+				"--state", state, "--log", d.logURL, "--vm", v.id)
 			consistency := ""
 			for _, c := range rep.Checks {
 				if c.Check == "consistency" && c.Status == "pass" {
@@ -200,7 +203,7 @@ func testAttestVerifyOffline(t *testing.T, d *deployment) {
 	for _, v := range vms {
 		mustVerify(t, d, bundles[v.id], v)
 		// And as a person reads it.
-		r := vmledger(t, "verify", "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret)
+		r := vmledger(t, "verify", "--bundle", bundles[v.id], "--trust", d.trust, "--expected", v.config, "--vm-secret", v.secret, "--vm", v.id)
 		if want := "VERIFIED: VM " + v.id + ","; r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("verify %s (text): exit %d; want exit 0 and %q\n%s", v.id, r.code, want, r)
 		}
@@ -262,8 +265,19 @@ func testMonitor(t *testing.T, d *deployment, good vm) {
 		"--coproc", d.coproc(), "--log", d.logURL, "--trust", d.trust, "--out", bundle)
 	rep := mustVerify(t, d, bundle, ran) // what the host ran verifies…
 	// …but not as what the owner ordered.
-	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
+	if r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id); r.code != 3 || !slices.Equal(rep.failed(), []string{"configuration"}) {
 		t.Errorf("verify mon01 against the ordered config: exit %d, failed checks %q; want 3, [configuration]\n%s", r.code, rep.failed(), r)
+	}
+	// With the host's manifest, the refusal names the parameter that
+	// differs, with both values.
+	manifest := writeFile(t, d.path("mon01-ran.manifest.json"),
+		[]byte(mustRun(t, "agent", "measure", "--config", ran.config, "--vm-secret", ran.secret, "--json").stdout), 0o644)
+	r, mrep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id, "--manifest", manifest)
+	if d := mrep.Differences; r.code != 3 || len(d) != 1 || d[0].Name != "memory.bytes" || d[0].Expected != "4294967296" || d[0].Attested != "6442450944" {
+		t.Errorf("verify mon01 against the ordered config with the manifest: exit %d, differences %+v; want 3 and memory.bytes expected 4294967296, attested 6442450944\n%s", r.code, mrep.Differences, r)
+	}
+	if r := vmledger(t, "verify", "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id, "--manifest", manifest); !strings.Contains(r.stdout, "memory.bytes") || !strings.Contains(r.stdout, "expected 4294967296, attested 6442450944") {
+		t.Errorf("verify (text) does not name memory.bytes with both values\n%s", r)
 	}
 
 	t.Run("changed parameter", func(t *testing.T) {

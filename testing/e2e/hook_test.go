@@ -25,7 +25,7 @@ const domainXML = `<domain type='kvm'>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
+      <driver name='qemu' type='raw'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -91,6 +91,9 @@ func hookVM(t *testing.T, d *deployment, id string) (vm, string) {
 		want     string // in stderr
 	}{
 		{"prepare begin", []string{id, "prepare", "begin", "-"}, xml, 0, "attestation verified, libvirt may start the domain"},
+		// Again, with the state file the first run left: the log's
+		// consistency is proved through the log.
+		{"prepare begin again", []string{id, "prepare", "begin", "-"}, xml, 0, "attestation verified, libvirt may start the domain"},
 		{"no secret in the store", []string{"stranger01", "prepare", "begin", "-"}, fmt.Sprintf(domainXML, "stranger01", 4<<20, disk), 3, "attestation failed, launch aborted"},
 		{"another operation", []string{id, "started", "begin", "-"}, "", 0, ""},
 	}

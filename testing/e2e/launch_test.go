@@ -23,9 +23,21 @@ type launchCase struct {
 // with its reason, and the command never run.
 func mustRefuse(t *testing.T, c launchCase) {
 	t.Helper()
+	mustAbort(t, c, 3)
+}
+
+// mustNotComplete runs a launch that cannot complete (a part of the chain
+// is down): exit 4, the abort logged with its reason, nothing run.
+func mustNotComplete(t *testing.T, c launchCase) {
+	t.Helper()
+	mustAbort(t, c, 4)
+}
+
+func mustAbort(t *testing.T, c launchCase, code int) {
+	t.Helper()
 	r := vmledger(t, c.args...)
-	if r.code != 3 {
-		t.Errorf("agent launch (%s): exit %d, want 3\n%s", c.name, r.code, r)
+	if r.code != code {
+		t.Errorf("agent launch (%s): exit %d, want %d\n%s", c.name, r.code, code, r)
 	}
 	const aborted = "attestation failed, launch aborted"
 	if i := strings.Index(r.stderr, aborted); i < 0 || !strings.Contains(r.stderr[i:], c.reason) {
@@ -46,8 +58,8 @@ func mustLaunch(t *testing.T, name string, args []string, marker string) {
 }
 
 // TestLaunchRefused shows that `vmledger agent launch` runs nothing, and
-// exits 3 with the reason, when any key is wrong or any component is
-// stopped: each case differs from a launch that works in that one thing.
+// exits 3 with the reason, when any key is wrong, or 4 when any component
+// is stopped: each case differs from a launch that works in that one thing.
 func TestLaunchRefused(t *testing.T) { testLaunchRefused(t, deploy(t)) }
 
 // TestLaunchRefusedTessera: the same refusals with the log on the Tessera
@@ -60,6 +72,12 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 
 	// The control: everything right, including --expected.
 	mustLaunch(t, "control", launchArgs(d, app, d.coproc(), d.trust, marker("control"), "--expected", app.config), marker("control"))
+	// With a state file, every launch proves the log consistent with the
+	// one before, not only the first.
+	state := d.path("launch-state.json")
+	for _, m := range []string{"state-1", "state-2"} {
+		mustLaunch(t, m, launchArgs(d, app, d.coproc(), d.trust, marker(m), "--expected", app.config, "--state", state), marker(m))
+	}
 
 	ran := d.writeConfig("app01-ran.json", "6GiB", 0x70) // one parameter changed
 	stranger := d.softKey("stranger")
@@ -129,7 +147,7 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 	// another port) and a launch works again before the next one stops.
 	t.Run("swtpm stopped", func(t *testing.T) {
 		d.tpm.Kill()
-		mustRefuse(t, launchCase{
+		mustNotComplete(t, launchCase{
 			name:   "swtpm stopped",
 			args:   launchArgs(d, app, d.coproc(), d.trust, marker("no-tpm"), "--expected", app.config),
 			marker: marker("no-tpm"),
@@ -145,7 +163,7 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 		// The reason is the agent's own, not just "deadline exceeded",
 		// which any timeout (a hung co-processor, a log that never
 		// answers) would also give.
-		mustRefuse(t, launchCase{
+		mustNotComplete(t, launchCase{
 			name:   "2 of 3 witnesses stopped",
 			args:   launchArgs(d, app, d.coproc(), d.trust, marker("one-witness"), "--expected", app.config, "--timeout", "5s"),
 			marker: marker("one-witness"),
@@ -155,7 +173,7 @@ func testLaunchRefused(t *testing.T, d *deployment) {
 
 	t.Run("log stopped", func(t *testing.T) {
 		d.log.kill()
-		mustRefuse(t, launchCase{
+		mustNotComplete(t, launchCase{
 			name:   "log stopped",
 			args:   launchArgs(d, app, d.coproc(), d.trust, marker("no-log"), "--expected", app.config, "--timeout", "5s"),
 			marker: marker("no-log"),

@@ -85,7 +85,7 @@ func TestWitnessKeyRotation(t *testing.T) {
 	}
 	verifies := func(bundle, trustName string) bool {
 		t.Helper()
-		r := vmledger(t, "verify", "--bundle", bundle, "--trust", trust[trustName], "--expected", v.config, "--vm-secret", v.secret)
+		r := vmledger(t, "verify", "--bundle", bundle, "--trust", trust[trustName], "--expected", v.config, "--vm-secret", v.secret, "--vm", v.id)
 		if r.code != 0 && r.code != 3 {
 			t.Fatalf("verify: exit %d\n%s", r.code, r)
 		}

@@ -48,7 +48,7 @@ vmledger agent launch --vm web01 --config web01.json --vm-secret web01.secret \
     --out web01.bundle.json -- /bin/echo qemu-system-x86_64 -name web01
 
 # The customer, offline, with the configuration they ordered and the VM secret.
-vmledger verify --bundle web01.bundle.json --trust trust.txt --expected web01.json --vm-secret web01.secret
+vmledger verify --bundle web01.bundle.json --trust trust.txt --expected web01.json --vm-secret web01.secret --vm web01
 
 # The customer's monitor: follows the log and alerts on any other attestation of web01.
 echo '{"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret"}]}' > watch.json

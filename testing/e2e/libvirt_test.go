@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// hookScript is where libvirt's qemu driver looks for its hook.
+const hookScript = "/etc/libvirt/hooks/qemu"
+
+// virsh runs virsh on the system libvirtd.
+func virsh(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// TestLibvirtHook installs `vmledger agent hook` as libvirt's qemu hook and
+// starts domains with `virsh create` on the host's libvirtd (domain type
+// qemu, TCG): the domain the owner ordered starts; one that adds a
+// <qemu:commandline> is refused by the hook and libvirt does not start it.
+//
+// It replaces /etc/libvirt/hooks/qemu while it runs (restoring it after),
+// so it runs only with VMLEDGER_TEST_LIBVIRT=1, as root, with libvirtd and
+// virtlogd running (apt-get install libvirt-daemon-system; virtlogd -d;
+// libvirtd -d). libvirtd notices a hook script only if one existed when it
+// started: create the file before starting libvirtd.
+func TestLibvirtHook(t *testing.T) {
+	if os.Getenv("VMLEDGER_TEST_LIBVIRT") != "1" {
+		t.Skip("set VMLEDGER_TEST_LIBVIRT=1 to run against the host's libvirtd (replaces " + hookScript + " while it runs)")
+	}
+	if out, err := virsh(t, "version"); err != nil {
+		t.Fatalf("virsh version: %v\n%s", err, out)
+	}
+	d := deploy(t)
+	const id = "vmledger-e2e-lv01"
+	// QEMU runs as libvirt's unprivileged user: the image's directory must
+	// be reachable by others (t.TempDir's are not).
+	imageDir, err := os.MkdirTemp("", "vmledger-e2e-lv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(imageDir) })
+	if err := os.Chmod(imageDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	image := writeFile(t, filepath.Join(imageDir, "lv01.raw"), make([]byte, 1<<20), 0o644)
+	store := d.path("lv-store")
+	if err := os.MkdirAll(filepath.Join(store, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	writeFile(t, filepath.Join(store, id, "secret"), secret, 0o600)
+	writeFile(t, filepath.Join(store, id, "expected.json"), fmt.Appendf(nil, `{
+  "schema": "vmledger/config/v1",
+  "memory": "64MiB",
+  "cpu": {"count": 1},
+  "nics": [{"mac": "52:54:00:12:34:57"}],
+  "disks": [{"target": "vda", "path": %q}]
+}
+`, image), 0o644)
+	cfg, _ := json.Marshal(map[string]string{"log": d.logURL, "trust": d.trust, "coproc": d.coproc(), "store": store, "timeout": "1m"})
+	agentConfig := writeFile(t, d.path("lv-agent.json"), cfg, 0o644)
+
+	old, err := os.ReadFile(hookScript)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(hookScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hookLine := fmt.Sprintf("exec %s agent hook --agent-config %s \"$@\"\n", vmledgerBin, agentConfig)
+	writeFile(t, hookScript, []byte("#!/bin/sh\n"+hookLine), 0o755)
+	t.Cleanup(func() {
+		if old != nil {
+			os.WriteFile(hookScript, old, 0o755)
+		} else {
+			os.Remove(hookScript)
+		}
+	})
+
+	domain := func(extra, ns string) string {
+		return writeFile(t, d.path("lv01-"+fmt.Sprint(len(extra))+".xml"), fmt.Appendf(nil, `<domain type='qemu'%s>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='user'><mac address='52:54:00:12:34:57'/><model type='virtio'/></interface>
+  </devices>
+  %s
+</domain>
+`, ns, id, image, extra), 0o644)
+	}
+
+	out, err := virsh(t, "create", domain("", ""))
+	if err != nil {
+		t.Fatalf("virsh create (the ordered domain): %v\n%s", err, out)
+	}
+	state, _ := virsh(t, "domstate", id)
+	virsh(t, "destroy", id)
+	if !strings.Contains(state, "running") {
+		t.Errorf("virsh domstate %s = %q, want running", id, state)
+	}
+	if _, err := os.Stat(filepath.Join(store, id, "bundle")); err != nil {
+		t.Errorf("the hook left no bundle in the store (was it called? libvirtd must be started after %s exists): %v", hookScript, err)
+	}
+
+	out, err = virsh(t, "create", domain(`<qemu:commandline><qemu:arg value='-append'/><qemu:arg value='init=/bin/sh'/></qemu:commandline>`,
+		` xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'`))
+	if err == nil {
+		virsh(t, "destroy", id)
+		t.Fatalf("virsh create started the domain with a qemu:commandline\n%s", out)
+	}
+	if !strings.Contains(out, "Hook script execution failed") || !strings.Contains(out, "/domain/qemu:commandline") {
+		t.Errorf("virsh create (hostile): %v; want the hook's refusal naming /domain/qemu:commandline\n%s", err, out)
+	}
+
+	// A host that swaps the image for QEMU's open (at libvirt's "start",
+	// after the hook measured it at "prepare") and swaps it back before
+	// "started": the path names the measured file again, but QEMU holds
+	// the attacker's. The hook checks what QEMU holds open and refuses.
+	evil := writeFile(t, filepath.Join(imageDir, "evil.raw"), append([]byte("the attacker's image"), make([]byte, 1<<20-20)...), 0o644)
+	writeFile(t, hookScript, fmt.Appendf(nil, `#!/bin/sh
+img=%[1]s
+if [ "$2" = start ] && [ "$3" = begin ]; then mv "$img" "$img.measured" && cp %[2]s "$img"; fi
+if [ "$2" = started ] && [ "$3" = begin ]; then mv "$img.measured" "$img"; fi
+%[3]s`, image, evil, hookLine), 0o755)
+	out, err = virsh(t, "create", domain("", ""))
+	if err == nil {
+		virsh(t, "destroy", id)
+		t.Fatalf("virsh create started the domain with the attacker's image swapped in around QEMU's open\n%s", out)
+	}
+	if !strings.Contains(out, "Hook script execution failed") || !strings.Contains(out, "does not hold the measured file of vda") {
+		t.Errorf("virsh create (image swapped around QEMU's open): %v; want the hook's refusal at started\n%s", err, out)
+	}
+}
