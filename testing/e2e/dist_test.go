@@ -68,6 +68,7 @@ func TestSystemdUnits(t *testing.T) {
 		t.Fatalf("dist/systemd/*.service = %v, %v; want the log's and the witness's", units, err)
 	}
 	dir := t.TempDir()
+	users := sysusers(t, filepath.Join(repoRoot(), "dist", "systemd", "vmledger.sysusers"))
 	for _, unit := range units {
 		name := filepath.Base(unit)
 		t.Run(name, func(t *testing.T) {
@@ -92,8 +93,8 @@ func TestSystemdUnits(t *testing.T) {
 					t.Errorf("%s=%q, want %q", k, got, want)
 				}
 			}
-			if u := directives["User"]; len(u) != 1 || !strings.HasPrefix(u[0], "vmledger-") {
-				t.Errorf("User=%q, want a vmledger-… user of its own", u)
+			if u := directives["User"]; len(u) != 1 || !strings.HasPrefix(u[0], "vmledger-") || !users[u[0]] {
+				t.Errorf("User=%q, want a vmledger-… user of its own that vmledger.sysusers creates (it creates %v)", u, users)
 			}
 			if s := directives["StateDirectory"]; len(s) != 1 || !strings.HasPrefix(s[0], "vmledger/") {
 				t.Errorf("StateDirectory=%q, want vmledger/…", s)
@@ -335,4 +336,30 @@ func checkAlertRules(t *testing.T, exported map[string]string, all bool) {
 	} else {
 		t.Logf("promtool not installed (Debian package prometheus): the rules' PromQL is not checked")
 	}
+}
+
+// sysusers checks a sysusers.d file with systemd-sysusers --dry-run on an
+// empty root and returns the users it would create.
+func sysusers(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	bin, err := exec.LookPath("systemd-sysusers")
+	if err != nil {
+		t.Fatalf("systemd-analyze without systemd-sysusers: %v", err)
+	}
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--dry-run", "--root="+root, path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-sysusers --dry-run %s: %v\n%s", path, err, out)
+	}
+	users := map[string]bool{}
+	for line := range strings.Lines(string(out)) {
+		if rest, ok := strings.CutPrefix(line, "Creating user '"); ok {
+			name, _, _ := strings.Cut(rest, "'")
+			users[name] = true
+		}
+	}
+	return users
 }
