@@ -37,6 +37,21 @@ type Expectation struct {
 	// AlertMissing, again every Within while it lasts: the VM may have been
 	// started without the agent, which leaves no record at all.
 	Within time.Duration
+	// Manifest, if set, is the expected configuration's manifest (its
+	// values and salts, computed from the configuration and VM secret;
+	// its root is Root). With it, an alert for another root names what
+	// can be named: the parameters whose values differ, when one of
+	// Attested is the attested configuration's manifest, and otherwise
+	// the parameter names the statement lists that the expected tree does
+	// not have (or the reverse). A log entry holds the root and the
+	// parameter names, never the values: without the attested manifest
+	// the alert says so.
+	Manifest *measure.Measurement
+	// Attested are manifests of attestations of this VM that its provider
+	// handed over (the agent keeps one per VM in its store): when an
+	// attested root is one of theirs, the alert names each parameter that
+	// differs with the expected and the attested value.
+	Attested []*measure.Measurement
 }
 
 // Alert kinds.
@@ -96,6 +111,10 @@ type Alert struct {
 	Index  uint64    `json:"index"`
 	Detail string    `json:"detail"`
 	Time   time.Time `json:"time"`
+	// Differences are the parameters whose attested value is not the
+	// expected one, for an unexpected-config alert whose attested values
+	// were at hand (Expectation.Attested).
+	Differences []ParameterDiff `json:"differences,omitempty"`
 }
 
 // Monitor follows a log: each Step fetches the log's checkpoint, verifies it
@@ -419,7 +438,10 @@ func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Tim
 		}
 	}
 	if root := measure.Digest(stmt.ConfigRoot()); root != exp.Root {
-		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v", root, exp.Root)))
+		why, diffs := explainRoot(exp, stmt, root, i)
+		a := m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v; %s", root, exp.Root, why))
+		a.Differences = diffs
+		alerts = append(alerts, a)
 	}
 	if len(alerts) == 0 {
 		// As expected: the VM's window starts again, from the statement's
@@ -433,6 +455,48 @@ func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Tim
 		}
 	}
 	return alerts, vm
+}
+
+// explainRoot says what differs between the expected configuration and the
+// attestation at index i of another root, as far as it can be told: the
+// statement holds the root and the parameter names, not the values.
+func explainRoot(exp Expectation, stmt *coproc.Statement, root measure.Digest, i uint64) (string, []ParameterDiff) {
+	ask := fmt.Sprintf("the log holds the attested root and parameter names, not the values: to name the parameters that differ, get the provider's manifest of entry %d (add it to the VM's \"manifests\" in the watch file, or run vmledger verify --manifest)", i)
+	if exp.Manifest == nil {
+		return ask, nil
+	}
+	for _, a := range exp.Attested {
+		if a != nil && a.Root == root && a.Check() == nil {
+			diffs, why := explainMismatch(exp.Manifest, root, &Expected{Manifest: a})
+			for _, d := range diffs {
+				why += fmt.Sprintf("; %s: expected %s, attested %s", d.Name, d.Expected, d.Attested)
+			}
+			return why, diffs
+		}
+	}
+	want := make(map[string]bool, len(exp.Manifest.Leaves))
+	for _, l := range exp.Manifest.Leaves {
+		want[l.Name] = true
+	}
+	var extra, missing []string
+	for _, n := range stmt.Predicate.Parameters {
+		if !want[n] {
+			extra = append(extra, n)
+		}
+		delete(want, n)
+	}
+	missing = slices.Sorted(maps.Keys(want))
+	var named []string
+	if len(extra) > 0 {
+		named = append(named, "attested parameters the expected configuration does not have: "+strings.Join(extra, ", "))
+	}
+	if len(missing) > 0 {
+		named = append(named, "expected parameters the attestation does not list: "+strings.Join(missing, ", "))
+	}
+	if len(named) == 0 {
+		named = append(named, "the same parameter names as expected, so some value (or the VM secret) differs")
+	}
+	return strings.Join(named, "; ") + "; " + ask, nil
 }
 
 // keyName is the trust file's name of a co-processor key, or its id.

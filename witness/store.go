@@ -43,6 +43,8 @@ type Store struct {
 	dir    string
 	home   *datadir.Dir
 	failed atomic.Pointer[error] // sticky ErrStorageFailed
+	dirs   *badgeropen.DirSync   // synced after each write, before it is acknowledged
+	stop   func()                // stops dirs' background sync
 
 	// testHookUpdated, if set, runs inside Update between fn and the commit
 	// (tests use it to hold racing transactions open together).
@@ -71,12 +73,14 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	home, err := datadir.Open(dir)
+	home, err := datadir.Watch(dir)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open witness store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir, home: home}, nil
+	s := &Store{db: db, dir: dir, home: home, dirs: badgeropen.NewDirSync(opts)}
+	s.stop = s.dirs.Start()
+	return s, nil
 }
 
 // ErrStorageFailed: the store stopped after a storage failure and refuses
@@ -101,9 +105,11 @@ func (s *Store) fail(err error) error {
 	return *s.failed.Load()
 }
 
-// update runs a badger read-write transaction. An error from fn is a
-// decision and is returned as is; a failed commit, or a directory gone by
-// the time the commit returned, stops the store.
+// update runs a badger read-write transaction and syncs the store's
+// directories (a file badger created for it must not lose its directory
+// entry at a power cut). An error from fn is a decision and is returned as
+// is; a failed commit or directory sync, or a directory gone by the time the
+// commit returned, stops the store.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	if err := s.Health(); err != nil {
 		return err
@@ -120,6 +126,9 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 		return s.fail(err)
 	}
 	if err := s.home.Check(); err != nil {
+		return s.fail(err)
+	}
+	if err := s.dirs.Sync(); err != nil {
 		return s.fail(err)
 	}
 	return nil
@@ -152,6 +161,7 @@ const closeWait = 5 * time.Second
 // closeWait: badger retries a failed memtable flush forever, and its Close
 // waits for that flush.
 func (s *Store) Close() error {
+	s.stop()
 	if s.Health() == nil {
 		return s.db.Close()
 	}

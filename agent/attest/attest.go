@@ -3,14 +3,18 @@
 //
 //	measure (salted config tree, package agent/measure)
 //	  → freshness: the log's latest published checkpoint, verified with the
-//	    trust file (log signature, witness quorum)
+//	    trust file (log signature, witness quorum); while the log has
+//	    published only the empty tree, which admission refuses as an anchor
+//	    (409 empty-anchor), the agent tries again until its deadline
 //	  → co-processor: NV-write the root, bump the counter, sign (package coproc)
 //	  → log: POST /v1/attestations?wait=1 — admitted, sequenced, and answered
 //	    once the entry is in a witness-cosigned checkpoint, with its bundle
 //	  → verify the bundle exactly as a customer would (package client), with
 //	    the configuration just measured and the VM secret as the expectation;
-//	    with a state file, the bundle's checkpoint also proved consistent
-//	    with the one trusted before, from the log's tiles
+//	    the freshness anchor always proved consistent with the bundle's
+//	    checkpoint (from the inclusion proof or the log's tiles); with a
+//	    state file, the bundle's checkpoint also proved consistent with the
+//	    one trusted before, from the log's tiles
 //	  → keep the manifest and the bundle (package agent/store)
 //
 // Attest returns an error wrapping one of the sentinels below for each link
@@ -54,7 +58,12 @@ var (
 	// witness quorum did not cosign a checkpoint containing it in time.
 	ErrNotWitnessed = errors.New("no witness-cosigned checkpoint included the attestation in time (is the witness quorum up?)")
 	ErrVerify       = errors.New("the attestation does not verify")
-	ErrStore        = errors.New("saving the manifest or bundle failed")
+	// ErrEmptyAnchor: the log refused the statement because its anchor is
+	// the empty tree (reason "empty-anchor": the log had not yet published
+	// a non-empty checkpoint). Wrapped by a *RefusedError, with ErrRefused;
+	// Attest tries again until its deadline.
+	ErrEmptyAnchor = errors.New("the log refused the empty tree as the freshness anchor")
+	ErrStore       = errors.New("saving the manifest or bundle failed")
 )
 
 // Incomplete reports whether err means the flow could not complete rather
@@ -146,27 +155,7 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	}
 	log.Info("measured", "root", m.Root.String(), "leaves", len(m.Leaves))
 
-	anchor, err := freshness(ctx, c, base)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("freshness anchor", "origin", anchor.Origin, "size", anchor.Size)
-
-	env, err := c.CoProcessor.Attest(ctx, coproc.Claim{VMID: req.VMID, Root: m.Root, Parameters: m.Names(), Freshness: anchor})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
-	}
-	st, err := env.Statement()
-	if err != nil {
-		return nil, fmt.Errorf("%w: its own statement does not parse: %w", ErrCoprocessor, err)
-	}
-	log.Info("co-processor attested", "keyid", c.CoProcessor.KeyID(), "counter", st.Predicate.Coprocessor.Counter)
-
-	entry, err := env.Canonical()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
-	}
-	index, raw, err := submit(ctx, c.HTTPClient, base, entry)
+	anchor, env, entry, index, raw, err := attestAndSubmit(ctx, c, base, req.VMID, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -184,20 +173,26 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	if req.Expected != nil {
 		expected = req.Expected
 	}
-	opts := client.Options{State: c.State}
-	if c.State != nil {
-		// The state's trusted checkpoint is proved consistent with the
-		// bundle's through the log just used: its tiles give the proof, and
-		// a log that forked cannot give one.
-		if opts.Prover, err = client.NewTileProver(base, c.HTTPClient); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrLog, err)
-		}
+	// The log just used proves, from its tiles, the state's trusted
+	// checkpoint consistent with the bundle's (a log that forked cannot),
+	// and the freshness anchor too when the inclusion proof does not hold
+	// its root (entries were appended between the anchor and this one).
+	prover, err := client.NewTileProver(base, c.HTTPClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLog, err)
 	}
-	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret}, opts)
+	opts := client.Options{State: c.State, Prover: prover}
+	// The agent's own manifest of what it attested: when the expected
+	// configuration differs, it lets the report name each parameter that
+	// differs, with the expected and the attested value.
+	report, err := client.Verify(ctx, b, c.Trust, &client.Expected{VMID: req.VMID, Config: expected, Secret: &secret, Manifest: m}, opts)
 	if err != nil {
 		link := ErrVerify
 		if report.Incomplete() {
 			link = ErrLog // only the consistency proof was missing
+		}
+		if d := differences(report.Differences); d != "" {
+			err = fmt.Errorf("%w (%s)", err, d)
 		}
 		return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor},
 			fmt.Errorf("%w: %w", link, err)
@@ -213,6 +208,61 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 		}
 	}
 	return &Result{Measurement: m, Envelope: env, Index: index, Bundle: b, BundleJSON: raw, Report: report, Anchor: anchor}, nil
+}
+
+// attestAndSubmit takes the log's checkpoint as the freshness anchor, has
+// the co-processor attest m's root after it, and submits the statement. A
+// log that has not yet published a non-empty checkpoint (its first entry is
+// an enrolment record) gives the empty tree as its checkpoint, which
+// admission refuses as an anchor (ErrEmptyAnchor): then it tries again,
+// with the log's next checkpoint and a new statement, until ctx's deadline.
+func attestAndSubmit(ctx context.Context, c Config, base, vmID string, m *measure.Measurement, log *slog.Logger) (coproc.Anchor, *coproc.Envelope, []byte, uint64, []byte, error) {
+	for {
+		anchor, err := freshness(ctx, c, base)
+		if err != nil {
+			return coproc.Anchor{}, nil, nil, 0, nil, err
+		}
+		log.Info("freshness anchor", "origin", anchor.Origin, "size", anchor.Size)
+
+		env, err := c.CoProcessor.Attest(ctx, coproc.Claim{VMID: vmID, Root: m.Root, Parameters: m.Names(), Freshness: anchor})
+		if err != nil {
+			return anchor, nil, nil, 0, nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
+		}
+		st, err := env.Statement()
+		if err != nil {
+			return anchor, nil, nil, 0, nil, fmt.Errorf("%w: its own statement does not parse: %w", ErrCoprocessor, err)
+		}
+		log.Info("co-processor attested", "keyid", c.CoProcessor.KeyID(), "counter", st.Predicate.Coprocessor.Counter)
+
+		entry, err := env.Canonical()
+		if err != nil {
+			return anchor, nil, nil, 0, nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
+		}
+		index, raw, err := submit(ctx, c.HTTPClient, base, entry)
+		if !errors.Is(err, ErrEmptyAnchor) {
+			return anchor, env, entry, index, raw, err
+		}
+		log.Info("the log has not yet published a non-empty checkpoint; trying again", "size", anchor.Size)
+		select {
+		case <-ctx.Done():
+			// Not a refusal: the log may publish one later.
+			return anchor, nil, nil, 0, nil, fmt.Errorf("%w: it published no non-empty checkpoint to anchor to before the deadline (%v), and admission refuses the empty tree: %w", ErrLog, err, ctx.Err())
+		case <-time.After(emptyAnchorRetry):
+		}
+	}
+}
+
+// emptyAnchorRetry is how long the agent waits before it asks again for a
+// non-empty checkpoint.
+const emptyAnchorRetry = time.Second
+
+// differences says each parameter that differs, with both values.
+func differences(diffs []client.ParameterDiff) string {
+	s := make([]string, len(diffs))
+	for i, d := range diffs {
+		s[i] = fmt.Sprintf("%s: expected %s, attested %s", d.Name, d.Expected, d.Attested)
+	}
+	return strings.Join(s, "; ")
 }
 
 // freshness fetches and verifies the log's published checkpoint.
@@ -256,7 +306,18 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%d %s: %s", e.Status, e.Reason, e.Detail)
 }
 
-func (e *RefusedError) Unwrap() error { return ErrRefused }
+// Unwrap gives ErrRefused, and the sentinel of the reason where the agent
+// acts on it (ErrEmptyAnchor).
+func (e *RefusedError) Unwrap() []error {
+	if e.Reason == reasonEmptyAnchor {
+		return []error{ErrRefused, ErrEmptyAnchor}
+	}
+	return []error{ErrRefused}
+}
+
+// reasonEmptyAnchor is the log's machine-readable reason for a statement
+// anchored to the empty tree (package log/admission, ErrEmptyAnchor).
+const reasonEmptyAnchor = "empty-anchor"
 
 // idempotencyKey names an admission request by its entry's leaf hash.
 func idempotencyKey(entry []byte) string {

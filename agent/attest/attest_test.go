@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -308,4 +311,106 @@ func proxy(t *testing.T, target string, fail func(*http.Request) bool) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestMismatchNamesParameters: when the configuration about to be launched
+// is not the one the owner ordered, the refusal names each parameter that
+// differs with its expected and attested values — the agent measured the
+// attested configuration itself — not only two roots.
+func TestMismatchNamesParameters(t *testing.T) {
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	changed := testConfig()
+	changed.CPUCount = 32
+	changed.MemoryBytes = 8 << 30
+	r, err := attest.Attest(t.Context(), c.Agent(), attest.Request{VMID: "web01", Config: changed, Secret: secret(1), Expected: testConfig()})
+	if !errors.Is(err, attest.ErrVerify) || !errors.Is(err, client.ErrConfiguration) {
+		t.Fatalf("err = %v, want ErrVerify and ErrConfiguration", err)
+	}
+	want := []client.ParameterDiff{
+		{Name: measure.NameCPUCount, Expected: "2", Attested: "32"},
+		{Name: measure.NameMemoryBytes, Expected: "2147483648", Attested: "8589934592"},
+	}
+	if r == nil || r.Report == nil {
+		t.Fatalf("no report with the refusal")
+	}
+	if !slices.Equal(r.Report.Differences, want) {
+		t.Errorf("differences %+v, want %+v", r.Report.Differences, want)
+	}
+	for _, d := range want {
+		if s := fmt.Sprintf("%s: expected %s, attested %s", d.Name, d.Expected, d.Attested); !strings.Contains(err.Error(), s) {
+			t.Errorf("the refusal %q does not say %q", err, s)
+		}
+	}
+}
+
+// freshnessDetail is the detail of the report's freshness check.
+func freshnessDetail(r *client.Report) string {
+	for _, c := range r.Results {
+		if c.Check == client.CheckFreshness {
+			return string(c.Status) + ": " + c.Detail
+		}
+	}
+	return ""
+}
+
+// staleCheckpointFront serves the log at target, except GET /checkpoint,
+// which it answers with cached (as a cache in front of a log does, within
+// the log's freshness window).
+func staleCheckpointFront(t *testing.T, target string, cached []byte) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/checkpoint" {
+			w.Write(cached)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func getCheckpoint(t *testing.T, base string) []byte {
+	t.Helper()
+	resp, err := http.Get(base + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /checkpoint: %v %s", err, resp.Status)
+	}
+	return b
+}
+
+// TestAnchorProvedThroughLog: when other entries were appended between the
+// agent's freshness anchor and its entry, the inclusion proof does not hold
+// the anchor's root; the agent's own check then proves the anchor
+// consistent with the bundle's checkpoint through the log's tiles, rather
+// than accepting it unproven.
+func TestAnchorProvedThroughLog(t *testing.T) {
+	c := start(t, cluster.Options{Dir: t.TempDir()})
+	early := getCheckpoint(t, c.LogURL) // size 1: the enrolment record
+	for _, vm := range []string{"db01", "db02", "db03"} {
+		if _, err := c.Attest(t.Context(), vm, testConfig(), secret(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := c.Agent()
+	a.LogURL = staleCheckpointFront(t, c.LogURL, early)
+	r, err := attest.Attest(t.Context(), a, attest.Request{VMID: "web01", Config: testConfig(), Secret: secret(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Anchor.Size != 1 || r.Index != 4 {
+		t.Fatalf("anchor size %d, index %d: want 1 and 4 (entries between them)", r.Anchor.Size, r.Index)
+	}
+	if d := freshnessDetail(r.Report); !strings.Contains(d, "pass: ") || !strings.Contains(d, "proven by the log's consistency proof") {
+		t.Errorf("freshness %q, want the anchor proven by the log's consistency proof", d)
+	}
 }

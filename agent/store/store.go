@@ -55,7 +55,7 @@ type Store struct {
 // Open opens (creating if needed, mode 0700) the store at dir. It refuses a
 // directory that group or others can access.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
 	st, err := os.Stat(dir)
@@ -110,7 +110,7 @@ func (s *Store) ImportSecret(id string, sec measure.Secret) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(d, 0o700); err != nil {
 		return err
 	}
 	p := filepath.Join(d, "secret")

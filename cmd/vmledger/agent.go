@@ -23,6 +23,7 @@ import (
 	"github.com/vmledger/vmledger/client"
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/spec"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -477,7 +478,7 @@ secret is never replaced.`,
 			if err != nil {
 				return fmt.Errorf("creating the secret of %s: %w", vmID, err)
 			}
-			if err := os.WriteFile(out, sec[:], 0o600); err != nil {
+			if err := atomicfile.Write(out, sec[:], 0o600); err != nil {
 				return fmt.Errorf("--out: %w (the secret is in the store; copy it from there)", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created the secret of VM %s; the owner's copy is %s (32 bytes, keep it private)\n", vmID, out)

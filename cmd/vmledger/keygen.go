@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/tlog"
 )
 
@@ -67,7 +68,7 @@ the key.`,
 }
 
 // writeNewFile creates path with data and mode perm, refusing to replace an
-// existing file, and syncs it to disk.
+// existing file, and syncs it and its directory entry to disk.
 func writeNewFile(path string, data []byte, perm fs.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if errors.Is(err, fs.ErrExist) {
@@ -86,5 +87,12 @@ func writeNewFile(path string, data []byte, perm fs.FileMode) error {
 		os.Remove(path)
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The name survives a power cut only once its directory is synced.
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("syncing the directory of %s: %w", path, err)
+	}
+	return nil
 }

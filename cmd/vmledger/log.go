@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmledger/vmledger/internal/datadir"
 	"github.com/vmledger/vmledger/log/admission"
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/engine"
@@ -159,7 +160,9 @@ finish (every acknowledged entry is already durable), and closes the log.` +
 }
 
 // openEngine opens the engine --engine names.
-func openEngine(ctx context.Context, f logServeFlags, signer note.Signer, logger *slog.Logger) (engine.Engine, error) {
+// With mustExist (the data directory is marked as holding a log), the
+// embedded engine refuses to start a new log.
+func openEngine(ctx context.Context, f logServeFlags, signer note.Signer, logger *slog.Logger, mustExist bool) (engine.Engine, error) {
 	if f.engine == "tessera" {
 		if f.batchMaxSize < 0 {
 			return nil, usagef("--batch-max-size must be ≥ 0")
@@ -183,6 +186,7 @@ func openEngine(ctx context.Context, f logServeFlags, signer note.Signer, logger
 		Logger:       logger,
 		BatchMaxAge:  f.batchMaxAge,
 		BatchMaxSize: f.batchMaxSize,
+		MustExist:    mustExist,
 	})
 }
 
@@ -229,8 +233,9 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 		return err
 	}
 	applyMemoryLimit(f.memoryLimitMiB)
-	if err := os.MkdirAll(f.data, 0o700); err != nil {
-		return fmt.Errorf("creating --data %s: %w", f.data, err)
+	marked, err := datadir.Open(f.data, "log")
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
 	}
 	var adminToken []byte
 	if f.adminTokenFile != "" {
@@ -248,7 +253,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 			return fmt.Errorf("--witness-policy %s: %w", f.witnessPolicy, err)
 		}
 	}
-	eng, err := openEngine(ctx, f, signer, logger)
+	eng, err := openEngine(ctx, f, signer, logger, marked)
 	if err != nil {
 		return err
 	}
@@ -311,6 +316,12 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	if err != nil {
 		eng.Close()
 		return err
+	}
+	if !marked {
+		if err := datadir.Mark(f.data, "log"); err != nil {
+			eng.Close()
+			return err
+		}
 	}
 	svc.Register(srv)
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmledger/vmledger/agent/measure"
 	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/internal/strictjson"
 )
 
 // watchFile is the --watch file of `vmledger monitor`:
@@ -20,11 +21,17 @@ import (
 //
 // config is a configuration file (JSON, YAML or libvirt XML; images given by
 // digest or by a path that is hashed once at start) and vm_secret its VM
-// secret; paths are relative to the watch file. keys is optional: without it
+// secret; paths are relative to the watch file. The file is decoded
+// strictly (package internal/strictjson): an unknown member, one in another
+// case or a repeated one is an error. keys is optional: without it
 // any co-processor of the trust file may attest the VM. expect_within is
 // optional (client.Expectation.Within): the longest the VM may go without
 // an attestation as expected in the log before the monitor reports it
-// missing.
+// missing. manifests is optional: the provider's manifests ('agent measure
+// --json' output, or the agent store's manifest.json) of attestations of the
+// VM; an attestation of another root than expected whose manifest is among
+// them is reported with each differing parameter's expected and attested
+// value (a log entry holds the root and the parameter names, not the values).
 type watchFile struct {
 	VMs []struct {
 		VM           string   `json:"vm"`
@@ -33,6 +40,7 @@ type watchFile struct {
 		VMSecret     string   `json:"vm_secret"`
 		Keys         []string `json:"keys,omitempty"`
 		ExpectWithin string   `json:"expect_within,omitempty"`
+		Manifests    []string `json:"manifests,omitempty"`
 	} `json:"vms"`
 }
 
@@ -55,15 +63,21 @@ that attested a watched VM, or an attestation by a revoked key (revoked-key); an
 for a VM with "expect_within", no attestation as expected in the log for longer
 than that window (missing), counted from when the monitor began watching it and
 from its last such attestation: a host that starts the VM without the agent
-leaves no record, and this is how you notice. A log that rewrote its history is
+leaves no record, and this is how you notice. An unexpected-config alert
+names the parameters that differ, with expected and attested values, when the
+watch file lists the provider's manifest of that attestation ("manifests"); a
+log entry holds only the root and the parameter names, so otherwise it says
+so. A log that rewrote its history is
 reported and never followed past. After each round it prints one line saying what
 it checked (entries, attestations of watched VMs) and that all was as expected,
 or how many alerts it found (with --json, that line goes to the log on stderr).
 
-The watch file (JSON) lists the VMs ("keys" and "expect_within" are optional):
+The watch file (JSON, read strictly: an unknown or misspelled member is an
+error) lists the VMs ("keys", "expect_within" and "manifests" are optional):
 
   {"vms": [{"vm": "web01", "config": "web01.json", "vm_secret": "web01.secret",
-            "keys": ["<co-processor key id>"], "expect_within": "24h"}]}
+            "keys": ["<co-processor key id>"], "expect_within": "24h",
+            "manifests": ["web01.manifest.json"]}]}
 
 State (the last verified checkpoint and position) is kept in --state, so a
 restarted monitor resumes where it stopped. Alerts go to stdout, one per line
@@ -160,9 +174,15 @@ checked, retry later).` +
 
 // loadWatch reads the watch file and computes each VM's expected root.
 func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, error) {
-	var w watchFile
-	if err := readJSONFile(path, &w); err != nil {
+	// Strictly: a misspelled, case-variant or repeated member is an
+	// error, not a silently ignored expectation.
+	b, err := readSmallFile(path, 16<<20)
+	if err != nil {
 		return nil, err
+	}
+	var w watchFile
+	if err := strictjson.Decode(b, &w); err != nil {
+		return nil, fmt.Errorf("%w (the members are vms, and per VM: vm, config, packages, vm_secret, keys, expect_within, manifests)", err)
 	}
 	if len(w.VMs) == 0 {
 		return nil, fmt.Errorf("no VMs to watch: want {\"vms\": [{\"vm\": …, \"config\": …, \"vm_secret\": …}]}")
@@ -191,11 +211,21 @@ func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, 
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		root, err := measure.Root(cfg, secret)
+		man, err := measure.Measure(cfg, secret)
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		exp := client.Expectation{Root: root, Keys: v.Keys}
+		exp := client.Expectation{Root: man.Root, Keys: v.Keys, Manifest: man}
+		for _, p := range v.Manifests {
+			var am measure.Measurement
+			if err := readJSONFile(rel(p), &am); err != nil {
+				return nil, fmt.Errorf("vms[%d] (%s): manifests: %w", i, v.VM, err)
+			}
+			if err := am.Check(); err != nil {
+				return nil, fmt.Errorf("vms[%d] (%s): manifests: %s: %w", i, v.VM, p, err)
+			}
+			exp.Attested = append(exp.Attested, &am)
+		}
 		if v.ExpectWithin != "" {
 			if exp.Within, err = time.ParseDuration(v.ExpectWithin); err != nil || exp.Within <= 0 {
 				return nil, fmt.Errorf("vms[%d] (%s): expect_within %q: want a positive duration such as \"24h\"", i, v.VM, v.ExpectWithin)

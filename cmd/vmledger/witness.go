@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmledger/vmledger/internal/badgeropen"
+	"github.com/vmledger/vmledger/internal/datadir"
 	"github.com/vmledger/vmledger/witness"
 	"github.com/vmledger/vmledger/witness/policy"
 )
@@ -127,6 +129,15 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
 	if len(logs) == 0 {
 		return fmt.Errorf("--logs %s: no log lines; add one \"log <vkey> [<url>]\" line per log to witness", f.logsFile)
 	}
+	marked, err := datadir.Open(f.data, "witness")
+	if err != nil {
+		return err
+	}
+	if marked {
+		if err := badgeropen.CheckExists(f.data); err != nil {
+			return fmt.Errorf("--data: %w: the witness's state is gone; refusing to start afresh and cosign what it may have refused (restore the directory)", err)
+		}
+	}
 	store, err := witness.OpenStore(f.data, logger)
 	if err != nil {
 		return err
@@ -136,6 +147,11 @@ func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
 			err = cerr
 		}
 	}()
+	if !marked {
+		if err := datadir.Mark(f.data, "witness"); err != nil {
+			return err
+		}
+	}
 	w, err := witness.New(witness.Config{
 		Logs: logs, Cosigner: cosigner, Store: store, Logger: logger,
 		Budget: witness.Budget{Rate: f.rate, Burst: f.burst},

@@ -70,7 +70,7 @@ func Init(ctx context.Context, dir string, alg Algorithm) (created bool, err err
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("soft: %w", err)
 	}
 	if priv, err := loadKey(dir); err == nil {

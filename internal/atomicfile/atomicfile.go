@@ -1,9 +1,17 @@
 // Package atomicfile replaces small files so that a crash leaves either the
 // old content or the new, never a mix: write a temporary file in the same
 // directory, fsync it, rename it over the target, fsync the directory.
+//
+// A new file or directory survives a power cut only once the directory
+// holding its name is fsynced: POSIX promises nothing for a name before
+// that (ext4 and XFS happen to commit names with any later fsync through
+// their journal; other file systems do not). MkdirAll creates directories
+// that way.
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -46,4 +54,37 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// MkdirAll creates dir and any missing parents with permissions perm, like
+// os.MkdirAll, and fsyncs every directory it creates and the parent of each,
+// so that the whole path survives a power cut before MkdirAll returns.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: errors.New("not a directory")}
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Created by someone else meanwhile: make sure its name is durable too.
+	}
+	if err := SyncDir(dir); err != nil {
+		return err
+	}
+	return SyncDir(parent)
 }

@@ -30,3 +30,24 @@ func TestWrite(t *testing.T) {
 		t.Fatal("Write into a missing directory succeeded")
 	}
 }
+
+func TestMkdirAll(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a", "b", "c")
+	if err := MkdirAll(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("Stat(%s) = %v, %v; want a 0700 directory", p, fi, err)
+	}
+	if err := MkdirAll(p, 0o700); err != nil {
+		t.Errorf("MkdirAll on an existing directory: %v", err)
+	}
+	f := filepath.Join(dir, "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAll(f, 0o700); err == nil {
+		t.Error("MkdirAll over a file succeeded")
+	}
+}

@@ -125,3 +125,23 @@ func TestRemoveEmptyLogsLeavesOthers(t *testing.T) {
 		t.Errorf("missing directory: %v, %v", r, err)
 	}
 }
+
+// BenchmarkDirSync is the per-commit cost of DirSync on a database
+// directory whose names did not change (the common case: one listing).
+func BenchmarkDirSync(b *testing.B) {
+	dir := b.TempDir()
+	db, err := Open(context.Background(), badger.DefaultOptions(dir).WithLogger(nil), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	d := NewDirSync(badger.DefaultOptions(dir))
+	if err := d.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := d.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

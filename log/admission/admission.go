@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmledger/vmledger/coproc"
+	"github.com/vmledger/vmledger/internal/atomicfile"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -210,7 +210,7 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: the log's checkpoint: %w", err)
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	st, err := openStore(c.Dir, c.Logger)
@@ -246,13 +246,13 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if c.Registry != nil {
 		for _, m := range []prometheus.Collector{s.results, s.duration} {
 			if err := c.Registry.Register(m); err != nil {
-				st.db.Close()
+				st.close()
 				return nil, fmt.Errorf("admission: registering metrics: %w", err)
 			}
 		}
 	}
 	if err := s.load(ctx, cp.Size); err != nil {
-		st.db.Close()
+		st.close()
 		return nil, err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -560,7 +560,7 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.wg.Wait()
-		err = s.store.db.Close()
+		err = s.store.close()
 	})
 	return err
 }

@@ -69,6 +69,15 @@ type Key struct {
 type store struct {
 	db  *badger.DB
 	log *slog.Logger
+	// stop stops the background directory sync: the index is written
+	// without fsync, but a table its MANIFEST names must not lose its
+	// directory entry, or the index would not open after a power cut.
+	stop func()
+}
+
+func (s *store) close() error {
+	s.stop()
+	return s.db.Close()
 }
 
 func openStore(dir string, logger *slog.Logger) (*store, error) {
@@ -88,7 +97,7 @@ func openStore(dir string, logger *slog.Logger) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: opening index %s: %w", dir, err)
 	}
-	return &store{db: db, log: logger}, nil
+	return &store{db: db, log: logger, stop: badgeropen.NewDirSync(opts).Start()}, nil
 }
 
 func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }

@@ -15,7 +15,14 @@
 // layout for which values live there).
 // Badger makes a transaction visible to readers only after its commit
 // callback completes, that is after the fsync, so nothing is served that a
-// crash could take back. Add returns after that commit. Entries that
+// crash could take back. Badger does not sync the directory when it creates
+// a file (a new value-log or memtable log file, a flushed table), so after
+// each commit the engine fsyncs its directory if its file names changed
+// (badgeropen.DirSync): a power cut cannot take back the file that holds
+// the commit. Add returns after that sync, and only then does the new
+// checkpoint become the latest; CheckpointAt serves no size beyond it. The
+// same check runs in the background (every badgeropen.SyncInterval) for
+// the tables badger's memtable flushes create between commits. Entries that
 // arrive while a batch is being committed form the next batch (group
 // commit), so throughput grows with the number of concurrent writers.
 //
@@ -128,6 +135,13 @@ type Config struct {
 	// check must come first. Default 64 MiB; negative disables it.
 	MinFreeBytes int64
 
+	// MustExist refuses to open a directory that holds no log, where Open
+	// would start a new one: set it when the log is known to exist (the
+	// server's data directory says so), so that a log whose files were
+	// lost stops with an error naming what is missing instead of starting
+	// afresh with the same key and handing out indexes again.
+	MustExist bool
+
 	// testHookFree, if set, replaces the filesystem's free-space query
 	// (tests only).
 	testHookFree func() (uint64, error)
@@ -139,14 +153,18 @@ type Config struct {
 
 // Engine is the badger log engine. Its methods are safe for concurrent use.
 type Engine struct {
-	db     *badger.DB
-	home   *datadir.Dir // the directory badger opened
-	signer note.Signer
-	log    *slog.Logger
-	cfg    Config
+	db       *badger.DB
+	home     *datadir.Dir // the directory badger opened
+	dirs     *badgeropen.DirSync
+	stopDirs func() // stops the background directory sync (flushed tables)
+	signer   note.Signer
+	log      *slog.Logger
+	cfg      Config
 
-	// latest is the newest committed signed checkpoint (*[]byte).
-	latest atomic.Pointer[[]byte]
+	// latest is the newest committed signed checkpoint (*[]byte), and
+	// latestSize its size.
+	latest     atomic.Pointer[[]byte]
+	latestSize atomic.Uint64
 
 	mu           sync.RWMutex // guards closed and sends on queue
 	closed       bool
@@ -305,11 +323,16 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 	if c.MaxPendingBytes <= 0 {
 		c.MaxPendingBytes = 64 << 20
 	}
+	if c.MustExist {
+		if err := badgeropen.CheckExists(c.Dir); err != nil {
+			return nil, fmt.Errorf("badgerlog: %w: refusing to start a new log in place of one that existed", err)
+		}
+	}
 	db, err := badgeropen.Open(ctx, opts, c.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("badgerlog: opening %s: %w", c.Dir, err)
 	}
-	home, err := datadir.Open(c.Dir)
+	home, err := datadir.Watch(c.Dir)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("badgerlog: %w", err)
@@ -317,6 +340,7 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 	e := &Engine{
 		db:     db,
 		home:   home,
+		dirs:   badgeropen.NewDirSync(opts),
 		signer: c.Signer,
 		log:    c.Logger,
 		cfg:    c,
@@ -328,6 +352,7 @@ func Open(ctx context.Context, c Config) (*Engine, error) {
 		db.Close()
 		return nil, fmt.Errorf("badgerlog: %s: %w", c.Dir, err)
 	}
+	e.stopDirs = e.dirs.Start()
 	go e.sequence()
 	return e, nil
 }
@@ -345,6 +370,9 @@ func (e *Engine) load(ctx context.Context) error {
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		if e.cfg.MustExist {
+			return fmt.Errorf("%w: the database holds no tree state: refusing to start a new log in place of one that existed", ErrMissingState)
+		}
 		e.cr = tlog.RangeFactory.NewEmptyRange(0)
 		return e.commit(nil)
 	}
@@ -363,7 +391,7 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("corrupt tree state: %w", err)
 	}
-	signed, err := e.CheckpointAt(ctx, e.size)
+	signed, err := e.get(checkpointKey(e.size))
 	if err != nil {
 		return fmt.Errorf("reading the checkpoint of size %d: %w", e.size, err)
 	}
@@ -395,8 +423,12 @@ func (e *Engine) load(ctx context.Context) error {
 		return fmt.Errorf("stored checkpoint (size %d) does not match the tree state (size %d)", cp.Size, e.size)
 	}
 	e.latest.Store(&signed)
+	e.latestSize.Store(e.size)
 	return nil
 }
+
+// ErrMissingState: Config.MustExist was set but the database holds no log.
+var ErrMissingState = errors.New("badgerlog: log state missing")
 
 func (e *Engine) root() (tlog.Hash, error) {
 	if e.size == 0 {
@@ -666,7 +698,11 @@ func (e *Engine) commit(entries [][]byte) error {
 	if err := e.home.Check(); err != nil {
 		return err // committed into files no reopening reads: not acknowledged
 	}
+	if err := e.dirs.Sync(); err != nil {
+		return err
+	}
 	e.latest.Store(&signed)
+	e.latestSize.Store(newSize)
 	return nil
 }
 
@@ -784,6 +820,10 @@ func (e *Engine) Checkpoint(ctx context.Context) ([]byte, error) {
 
 // CheckpointAt implements [engine.Engine].
 func (e *Engine) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
+	if size > e.latestSize.Load() {
+		// Committed but its directory not yet synced, or not committed.
+		return nil, fmt.Errorf("checkpoint of size %d: %w", size, engine.ErrNotFound)
+	}
 	b, err := e.get(checkpointKey(size))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint of size %d: %w", size, err)
@@ -935,6 +975,7 @@ func (e *Engine) Close() error {
 	close(e.queue)
 	e.mu.Unlock()
 	<-e.done
+	e.stopDirs()
 	if herr := e.Health(); herr != nil {
 		// Badger retries a failed memtable flush forever, and its Close
 		// waits for that flush.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmledger/vmledger/coproc/soft"
+	"github.com/vmledger/vmledger/testing/powerloss"
 )
 
 // TestLogCrash kills `vmledger log serve` with SIGKILL at random moments
@@ -20,7 +21,7 @@ import (
 // starts (0–300 ms after exec, mostly during recovery).
 // VMLEDGER_CRASH_KILLS sets the number of kills (default 20).
 func TestLogCrash(t *testing.T) {
-	testLogCrash(t, 0)
+	testLogCrash(t, 0, nil)
 }
 
 // TestLogCrashWitnessed is TestLogCrash with three `vmledger witness serve`
@@ -28,17 +29,42 @@ func TestLogCrash(t *testing.T) {
 // published, so the log is killed also between signing a checkpoint and
 // publishing it.
 func TestLogCrashWitnessed(t *testing.T) {
-	testLogCrash(t, 3)
+	testLogCrash(t, 3, nil)
 }
 
-func testLogCrash(t *testing.T, witnesses int) {
+// TestLogPowerLoss is TestLogCrash with the log's data directory on a
+// power-loss file system (package powerloss): after every kill the power
+// is cut too, so everything the log had not fsynced — file content and
+// directory entries — is gone when it restarts. Its data directory is
+// created on the mount by the log itself. VMLEDGER_POWERLOSS_CUTS sets the
+// number of cuts (default 20).
+func TestLogPowerLoss(t *testing.T) {
+	testLogCrash(t, 0, powerloss.New(t))
+}
+
+// testLogCrash runs the log crash test; with power set, the data directory
+// is on it and every kill is also a power cut.
+func testLogCrash(t *testing.T, witnesses int, power *powerloss.FS) {
 	kills := envInt(t, "VMLEDGER_CRASH_KILLS", 20)
+	data := ""
+	if power != nil {
+		kills = envInt(t, "VMLEDGER_POWERLOSS_CUTS", 20)
+		data = filepath.Join(power.Dir(), "data")
+	}
 	ctx := t.Context()
 	dir := t.TempDir()
 	hc := &http.Client{Timeout: time.Minute}
 	start := time.Now()
+	cut := func(k int) {
+		if power == nil {
+			return
+		}
+		if err := power.Restart(ctx); err != nil {
+			t.Fatalf("kill %d: cutting the power: %v", k+1, err)
+		}
+	}
 
-	srv, err := NewLogServer(ctx, vmledgerBin, dir, "")
+	srv, err := NewLogServer(ctx, vmledgerBin, dir, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +142,13 @@ func testLogCrash(t *testing.T, witnesses int) {
 		// A random moment: somewhere in the next 30–600 ms of admissions.
 		time.Sleep(time.Duration(30+rand.IntN(570)) * time.Millisecond)
 		srv.Proc.Kill()
+		cut(k)
 		g.pause()
 		if k%4 == 3 { // and once more while it recovers
 			if err := srv.KillDuringStart(ctx, time.Duration(rand.IntN(300))*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
+			cut(k)
 			recoveryKills++
 		}
 		if err := srv.Start(ctx); err != nil {
@@ -154,6 +182,9 @@ func testLogCrash(t *testing.T, witnesses int) {
 		t.Error(err)
 	}
 	t.Logf("kills survived: %d of %d, plus %d during recovery (witnesses: %d); %s; %v", survived, kills, recoveryKills, witnesses, led.summary(), time.Since(start).Round(time.Millisecond))
+	if power != nil {
+		t.Logf("power cuts: %+v", power.Stats())
+	}
 }
 
 // checkAfterRestart checks, with no admission in flight: every

@@ -160,6 +160,7 @@ type WitnessServer struct {
 	VKey    string // as keygen printed it (Ed25519 note key)
 	Args    []string
 	Proc    *Process
+	Data    string // --data; Dir/data if empty
 }
 
 // NewWitnessServer makes a witness key and a --logs file naming the logs'
@@ -187,7 +188,11 @@ func NewWitnessServer(ctx context.Context, bin, dir, name string, logVKeys []str
 func (w *WitnessServer) LogPath() string { return filepath.Join(w.Dir, "log.txt") }
 
 func (w *WitnessServer) args() []string {
-	return append([]string{"--log-format", "json", "witness", "serve", "--data", filepath.Join(w.Dir, "data"),
+	data := w.Data
+	if data == "" {
+		data = filepath.Join(w.Dir, "data")
+	}
+	return append([]string{"--log-format", "json", "witness", "serve", "--data", data,
 		"--listen", "127.0.0.1:0", "--key", w.KeyFile, "--logs", filepath.Join(w.Dir, "logs")}, w.Args...)
 }
 

@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vmledger/vmledger/testing/powerloss"
 )
 
 // testLog is the log side of the witness crash test: an in-memory tree and
@@ -147,7 +149,22 @@ func (l *testLog) submit(ctx context.Context, hc *http.Client, base string) (bac
 // time it is also killed once while it starts. The number of
 // kills is VMLEDGER_CRASH_KILLS (default 20).
 func TestWitnessCrash(t *testing.T) {
+	testWitnessCrash(t, nil)
+}
+
+// TestWitnessPowerLoss is TestWitnessCrash with the witness's data
+// directory on a power-loss file system (package powerloss): every kill is
+// also a power cut, which takes back everything the witness had not synced.
+// VMLEDGER_POWERLOSS_CUTS sets the number of cuts (default 20).
+func TestWitnessPowerLoss(t *testing.T) {
+	testWitnessCrash(t, powerloss.New(t))
+}
+
+func testWitnessCrash(t *testing.T, power *powerloss.FS) {
 	kills := envInt(t, "VMLEDGER_CRASH_KILLS", 20)
+	if power != nil {
+		kills = envInt(t, "VMLEDGER_POWERLOSS_CUTS", 20)
+	}
 	ctx := t.Context()
 	dir := t.TempDir()
 	hc := &http.Client{Timeout: time.Minute}
@@ -169,6 +186,17 @@ func TestWitnessCrash(t *testing.T) {
 	w, err := NewWitnessServer(ctx, vmledgerBin, filepath.Join(dir, "w1"), "vmledger.test/w1", []string{vkey}, "--rate", "0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	cut := func(k int) {
+		if power == nil {
+			return
+		}
+		if err := power.Restart(ctx); err != nil {
+			t.Fatalf("kill %d: cutting the power: %v", k+1, err)
+		}
+	}
+	if power != nil {
+		w.Data = filepath.Join(power.Dir(), "w1")
 	}
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -203,11 +231,13 @@ func TestWitnessCrash(t *testing.T) {
 	for k := range kills {
 		time.Sleep(time.Duration(20+mrand.IntN(400)) * time.Millisecond)
 		w.Proc.Kill()
+		cut(k)
 		g.pause()
 		if k%4 == 3 { // and once more while it starts
 			if err := w.KillDuringStart(ctx, time.Duration(mrand.IntN(200))*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
+			cut(k)
 			recoveryKills++
 		}
 		if err := w.Start(ctx); err != nil {
@@ -270,6 +300,9 @@ func TestWitnessCrash(t *testing.T) {
 	}
 	t.Logf("kills survived: %d of %d, plus %d while starting; submissions=%d answers=%v largest cosigned size=%d; fork attempts refused=%d; %v",
 		survived, kills, recoveryKills, l.submissions, l.counts, l.cosigned, forks, time.Since(start).Round(time.Millisecond))
+	if power != nil {
+		t.Logf("power cuts: %+v", power.Stats())
+	}
 }
 
 func sha256Sum(s string) []byte {

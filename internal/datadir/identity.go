@@ -1,4 +1,6 @@
-// Package datadir notices when a database's directory stops being the one
+// Watching the directory: Watch and Dir.Check.
+//
+// A Dir notices when a database's directory stops being the one
 // the process opened: removed, renamed away or replaced (an operator's
 // rm -rf, a volume unmounted or remounted under the running process).
 //
@@ -8,6 +10,7 @@
 // is lost. So a write that a reply will call durable must be checked
 // against the directory's identity (device and inode) before and after it
 // is committed; the check is one stat(2).
+
 package datadir
 
 import (
@@ -26,8 +29,8 @@ type Dir struct {
 	dev, ino uint64
 }
 
-// Open records the identity of the directory at path.
-func Open(path string) (*Dir, error) {
+// Watch records the identity of the directory at path.
+func Watch(path string) (*Dir, error) {
 	dev, ino, err := identity(path)
 	if err != nil {
 		return nil, fmt.Errorf("datadir: %w", err)
@@ -36,7 +39,7 @@ func Open(path string) (*Dir, error) {
 }
 
 // Check returns an error wrapping ErrGone unless path still names the
-// directory that Open saw.
+// directory that Watch saw.
 func (d *Dir) Check() error {
 	dev, ino, err := identity(d.path)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestCheck(t *testing.T) {
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			d, err := Open(dir)
+			d, err := Watch(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +57,7 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Open(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Error("Open of a missing directory succeeded")
+	if _, err := Watch(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("Watch of a missing directory succeeded")
 	}
 }
