@@ -35,7 +35,7 @@ func newLogCmd() *cobra.Command {
 		Example: `  vmledger log serve --data ./logdata --listen 127.0.0.1:8080 --key log.key --admin-token-file admin.token
   vmledger log enroll --log http://127.0.0.1:8080 --admin-token-file admin.token --key host-a.pem --name host-a`,
 	}
-	cmd.AddCommand(newLogServeCmd(), newLogEnrollCmd(), newLogRevokeCmd())
+	cmd.AddCommand(newLogServeCmd(), newLogEnrollCmd(), newLogRevokeCmd(), newLogKeysCmd())
 	return cmd
 }
 

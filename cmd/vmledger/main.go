@@ -14,7 +14,8 @@
 //	   monitor --once with alerts)
 //	4  could not complete: the co-processor, the log or the witness quorum was
 //	   unreachable, failed or timed out; nothing was proved wrong, retry later
-//	   (verify, agent attest|launch|hook, monitor --once)
+//	   (verify, agent attest|launch|hook, monitor --once, lookup, bundle, log keys)
+//	5  not found: the log has nothing matching (lookup, bundle)
 package main
 
 import (
@@ -41,6 +42,8 @@ const (
 	exitRefused = 3
 	// exitIncomplete: the answer is unknown (a part was unavailable), not "no".
 	exitIncomplete = 4
+	// exitNotFound: the log has nothing matching (lookup, bundle).
+	exitNotFound = 5
 )
 
 // usageError marks an error as the user's invocation being wrong.
@@ -89,12 +92,15 @@ func run(ctx context.Context, args []string) int {
 func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
+	var nf notFoundError
 	var ie incompleteError
 	switch {
 	case errors.As(err, &ie):
 		return exitIncomplete
 	case errors.As(err, &re):
 		return exitRefused
+	case errors.As(err, &nf):
+		return exitNotFound
 	case errors.As(err, &ue), isCobraUsageError(err):
 		return exitUsage
 	default:
@@ -148,6 +154,7 @@ and the customer verifies all of it, offline if they like.`,
 		newCoprocCmd(),
 		newAgentCmd(),
 		newVerifyCmd(),
+		newLookupCmd(), newBundleCmd(),
 		newMonitorCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
