@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -313,13 +314,32 @@ func TreeHash(ctx context.Context, r HashReader, size uint64) (Hash, error) {
 // VerifyInclusion checks that leafHash is at index in the tree of the given
 // size and root. It returns nil or an error explaining the mismatch.
 func VerifyInclusion(index, size uint64, leafHash Hash, hashes [][]byte, root Hash) error {
-	return proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, leafHash[:], hashes, root[:])
+	return readableMismatch(proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, leafHash[:], hashes, root[:]))
 }
 
 // VerifyConsistency checks that the tree of size new and root newRoot
 // extends the tree of size old and root oldRoot.
 func VerifyConsistency(old, new uint64, hashes [][]byte, oldRoot, newRoot Hash) error {
-	return proof.VerifyConsistency(rfc6962.DefaultHasher, old, new, hashes, oldRoot[:], newRoot[:])
+	return readableMismatch(proof.VerifyConsistency(rfc6962.DefaultHasher, old, new, hashes, oldRoot[:], newRoot[:]))
+}
+
+// RootMismatchError is merkle's proof.RootMismatchError (errors.As finds
+// both) with the roots in hex: merkle's own text prints them as lists of
+// decimal bytes, which reports and the explorer then show to people.
+type RootMismatchError struct{ proof.RootMismatchError }
+
+func (e RootMismatchError) Error() string {
+	return fmt.Sprintf("calculated root %x does not match the expected root %x", e.CalculatedRoot, e.ExpectedRoot)
+}
+
+func (e RootMismatchError) Unwrap() error { return e.RootMismatchError }
+
+func readableMismatch(err error) error {
+	var m proof.RootMismatchError
+	if errors.As(err, &m) {
+		return RootMismatchError{m}
+	}
+	return err
 }
 
 // TileSlot locates a tree node in the bottom row of a tile: nodes at heights

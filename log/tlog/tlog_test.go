@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -532,5 +533,26 @@ func TestTileCache(t *testing.T) {
 				t.Fatalf("ConsistencyProof(%d, %d) differs with the cache: %v, %v", old, size, err1, err2)
 			}
 		}
+	}
+}
+
+// TestRootMismatchReadable: a proof that leads to another root names both
+// roots in hex (merkle's own text lists decimal bytes), and errors.As still
+// finds merkle's error.
+func TestRootMismatchReadable(t *testing.T) {
+	var leaf, root Hash
+	leaf[0], root[0] = 1, 2
+	err := VerifyInclusion(0, 1, leaf, nil, root)
+	var m proof.RootMismatchError
+	if !errors.As(err, &m) {
+		t.Fatalf("VerifyInclusion = %v, want a proof.RootMismatchError", err)
+	}
+	want := fmt.Sprintf("calculated root %x does not match the expected root %x", leaf[:], root[:])
+	if err.Error() != want {
+		t.Errorf("error text = %q, want %q", err, want)
+	}
+	err = VerifyConsistency(1, 1, nil, leaf, root)
+	if !errors.As(err, &m) || !strings.Contains(err.Error(), fmt.Sprintf("%x", root[:])) {
+		t.Errorf("VerifyConsistency = %v, want a hex RootMismatchError", err)
 	}
 }
