@@ -19,10 +19,17 @@
 // acknowledged. Open creates the database directories with their names
 // synced into their parents and syncs them again once badger has opened;
 // a [DirSync] syncs them after each commit when their entries changed.
-// A memtable flush still records its new table in the MANIFEST before
-// anything syncs the directory: a cut in between leaves a MANIFEST naming
-// a table that is not there, and badger refuses to open ("file does not
-// exist for table N"). That window closes at the next DirSync: the next
+// A memtable flush still records its new table in the MANIFEST (and
+// fsyncs it) before anything syncs the directory, and then removes the
+// flushed memtable's log: a cut in between leaves a MANIFEST naming a
+// table whose name is gone, and badger refuses to open ("file does not
+// exist for table N"). The same cut undoes the log's removal, so the
+// table's data is still in it. Open checks that (the missing tables are
+// the newest, on level 0, and the memtable logs hold every commit version
+// after the newest one in the tables that are there) and then drops the
+// missing tables from the MANIFEST so that badger replays the logs; when
+// it cannot show that, it refuses with ErrMissingTables and changes
+// nothing. A DirSync makes such a cut rarer: the window closes at the next
 // commit, or at most SyncInterval later when the database is idle
 // (DirSync.Start).
 package badgeropen
@@ -72,7 +79,9 @@ func dirsOf(opts badger.Options) []string {
 }
 
 // Open removes the empty log files a crash can leave in opts.Dir and
-// opts.ValueDir, creates the directories if missing (synced into their
+// opts.ValueDir, drops from the MANIFEST the tables a power cut took out of
+// the directory when their data is provably in the memtable logs (see the
+// package doc), creates the directories if missing (synced into their
 // parents), opens the database, and syncs the directories.
 func Open(ctx context.Context, opts badger.Options, logger *slog.Logger) (*badger.DB, error) {
 	if logger == nil {
@@ -90,6 +99,9 @@ func Open(ctx context.Context, opts badger.Options, logger *slog.Logger) (*badge
 			for _, name := range removed {
 				logger.WarnContext(ctx, "removed an empty badger log file left by a crash", "file", name)
 			}
+		}
+		if err := repairManifest(ctx, opts, logger); err != nil {
+			return nil, err
 		}
 	}
 	db, err := badger.Open(opts)
