@@ -70,7 +70,9 @@ func TestV2EveryParameterChangesRoot(t *testing.T) {
 		muts[DiskBackingName(i)] = []func(*Config){
 			func(c *Config) { c.Disks[i].Backing[1][0] ^= 1 },
 			func(c *Config) { c.Disks[i].Backing = c.Disks[i].Backing[:1] },
-			func(c *Config) { c.Disks[i].Backing[0], c.Disks[i].Backing[1] = c.Disks[i].Backing[1], c.Disks[i].Backing[0] },
+			func(c *Config) {
+				c.Disks[i].Backing[0], c.Disks[i].Backing[1] = c.Disks[i].Backing[1], c.Disks[i].Backing[0]
+			},
 			func(c *Config) { c.Disks[i].Backing = nil },
 		}
 	}
