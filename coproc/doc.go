@@ -28,7 +28,8 @@
 //	subject        [{"name": "vm:<vm id>", "digest": {"sha256": "<hex config root>"}}]
 //	predicateType  "https://vmledger.dev/attestation/vm-config/v1"
 //	predicate
-//	  configSchema   "vmledger/config/v1" — how the config tree is built (DESIGN §2.1)
+//	  configSchema   "vmledger/config/v1" or "vmledger/config/v2" — how the config tree is built
+//	                 (package agent/measure); the agent writes v2, v1 statements stay valid
 //	  leafCount      number of leaves of the config tree = len(parameters)
 //	  parameters     the leaf names, sorted bytewise, unique; never values
 //	  coprocessor

@@ -103,7 +103,7 @@ func TestStatementRejects(t *testing.T) {
 	}{
 		{"wrong _type", func(s string) string { return strings.Replace(s, "Statement/v1", "Statement/v0.1", 1) }, coproc.ErrInvalidField},
 		{"wrong predicateType", func(s string) string { return strings.Replace(s, "vm-config/v1", "vm-config/v2", 1) }, coproc.ErrInvalidField},
-		{"wrong schema", func(s string) string { return strings.Replace(s, "vmledger/config/v1", "vmledger/config/v2", 1) }, coproc.ErrInvalidField},
+		{"wrong schema", func(s string) string { return strings.Replace(s, "vmledger/config/v1", "vmledger/config/v3", 1) }, coproc.ErrInvalidField},
 		{"no vm: prefix", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"web-01"`, 1) }, coproc.ErrInvalidField},
 		{"empty vm id", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"vm:"`, 1) }, coproc.ErrInvalidField},
 		{"space in vm id", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"vm:web 01"`, 1) }, coproc.ErrInvalidField},
