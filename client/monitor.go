@@ -25,8 +25,14 @@ import (
 
 // Expectation is what a monitor expects of every attestation of one VM.
 type Expectation struct {
-	// Root is the configuration root the VM must attest.
+	// Root is the configuration root the VM must attest, when Roots is
+	// empty.
 	Root measure.Digest
+	// Roots, if not empty, are the roots the VM must attest by
+	// configuration schema (coproc.ConfigSchema, ConfigSchemaV2): an
+	// attestation is compared with the root of the schema it names, and
+	// one of a schema not listed is unexpected.
+	Roots map[string]measure.Digest
 	// Keys, if not empty, are the co-processor key ids allowed to attest the
 	// VM; otherwise any co-processor of the trust file may.
 	Keys []string
@@ -418,8 +424,14 @@ func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Tim
 			alerts = append(alerts, m.alert(AlertRevokedKey, vm, i, fmt.Sprintf("attested by co-processor %s, which the log revoked at index %d", m.keyName(keyID), r)))
 		}
 	}
-	if root := measure.Digest(stmt.ConfigRoot()); root != exp.Root {
-		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v", root, exp.Root)))
+	want, known := exp.Root, true
+	if len(exp.Roots) > 0 {
+		want, known = exp.Roots[stmt.Predicate.ConfigSchema]
+	}
+	if root := measure.Digest(stmt.ConfigRoot()); !known {
+		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v under schema %s, for which no root is expected", root, stmt.Predicate.ConfigSchema)))
+	} else if root != want {
+		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v (%s)", root, want, stmt.Predicate.ConfigSchema)))
 	}
 	if len(alerts) == 0 {
 		// As expected: the VM's window starts again, from the statement's

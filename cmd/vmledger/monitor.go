@@ -191,11 +191,20 @@ func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, 
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		root, err := measure.Root(cfg, secret)
-		if err != nil {
+		// The VM may be attested under either schema (v2 binds its id).
+		roots := map[string]measure.Digest{}
+		if cfg.VMID != "" && cfg.VMID != v.VM {
+			return nil, fmt.Errorf("vms[%d] (%s): the configuration is of VM %q", i, v.VM, cfg.VMID)
+		}
+		c2 := *cfg
+		c2.VMID = v.VM
+		if roots[measure.SchemaV2], err = measure.V2.Root(&c2, secret); err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		exp := client.Expectation{Root: root, Keys: v.Keys}
+		if r, err := measure.V1.Root(cfg, secret); err == nil {
+			roots[measure.SchemaV1] = r // not if it uses what only v2 measures
+		}
+		exp := client.Expectation{Roots: roots, Keys: v.Keys}
 		if v.ExpectWithin != "" {
 			if exp.Within, err = time.ParseDuration(v.ExpectWithin); err != nil || exp.Within <= 0 {
 				return nil, fmt.Errorf("vms[%d] (%s): expect_within %q: want a positive duration such as \"24h\"", i, v.VM, v.ExpectWithin)
