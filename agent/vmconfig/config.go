@@ -63,7 +63,7 @@ var (
 	ErrMissing     = measure.ErrMissing
 	ErrInvalid     = measure.ErrInvalid
 	ErrAmbiguous   = measure.ErrAmbiguous
-	ErrUnsupported = errors.New("not supported by config schema v1")
+	ErrUnsupported = errors.New("not supported by the configuration schema")
 	// ErrDigestMismatch: an image file does not hash to the digest the
 	// input claims for it.
 	ErrDigestMismatch = errors.New("the image does not match the digest given for it")

@@ -22,22 +22,26 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 // What is measured, and from where (XPath, 1-based positions):
 //
 //	memory.bytes      /domain/memory, scaled by its unit attribute (default KiB, see UnitScale).
-//	                  /domain/currentMemory, if present, must equal it (a balloon target that
-//	                  differs is ambiguous); /domain/maxMemory (memory hotplug) is refused.
+//	                  /domain/maxMemory (memory hotplug) is refused.
+//	memory.balloon.bytes /domain/currentMemory when it is below /domain/memory (above is refused).
 //	cpu.count         /domain/vcpu (the maximum; the "current" attribute is not measured).
 //	cpu.affinity      the host CPUs any vCPU may run on: the union of
 //	                  /domain/cputune/vcpupin/@cpuset for pinned vCPUs and /domain/vcpu/@cpuset for
 //	                  the others; absent when some vCPU is unrestricted. placement='auto' is refused
 //	                  (numad decides at start time).
-//	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id, one tag
-//	                  only (trunks are refused), none = 0.
+//	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id: one tag
+//	                  without trunk='yes' is net.<i>.vlan (none = 0); several tags or trunk='yes' are
+//	                  net.<i>.trunk, tag/@nativeMode ('tagged', 'untagged') marking the native VLAN.
 //	disk.<i>.*        /domain/devices/disk[i+1]: target/@dev; the image is source/@file (type
 //	                  'file' only), hashed by streaming; driver/@type raw (default) or qcow2 (which
 //	                  must name no backing or data file). A cdrom or floppy without a source is an
-//	                  empty drive (disk.<i>.sha256 absent); with a source it is refused. A backing
-//	                  chain (<backingStore> with a source) is refused.
+//	                  empty drive (disk.<i>.sha256 absent); with a source it is refused.
+//	disk.<i>.backing  a qcow2 image's backing chain, from the images' headers (Resolve); a declared
+//	                  <backingStore> chain (nested, each with source/@file) must name the same files.
 //	boot.loader.sha256 /domain/os/loader (a path). firmware='efi' without a loader path is refused.
 //	kernel.sha256     /domain/os/kernel (a path).
+//	initrd.sha256     /domain/os/initrd (a path; only with a kernel).
+//	boot.nvram.template.sha256 /domain/os/nvram/@template (a path).
 //	kernel.cmdline    /domain/os/cmdline, its exact text.
 //	packages.root     not in libvirt's schema: from Options.Packages (a side file, ParsePackages) or
 //	                  from the metadata element below, never both.
@@ -48,7 +52,7 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 //	  <vmledger:config xmlns:vmledger="https://vmledger.dev/xmlns/libvirt/v1">
 //	    <vmledger:package name="openssl" version="3.0.15-1" manifest-sha256="<64 hex>"/>
 //	    <vmledger:image target="vda" sha256="<64 hex>"/>  <!-- digest of disk vda's file -->
-//	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel" -->
+//	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel", "initrd", "nvram-template" -->
 //	  </vmledger:config>
 //	</metadata>
 //
@@ -56,7 +60,7 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 // (a different digest is refused) and stands in for the file only when the
 // agent may not read it; the domain must still name the file.
 //
-// Not measured but allowed: <nvram> (the mutable variable store, see the package doc), the
+// Not measured but allowed: <nvram>'s store (the mutable variable store, see the package doc), the
 // emulator binary (it must be one of Options.Emulators), and the allowlisted elements.
 func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 	tree, err := parseXMLTree(data)
@@ -104,7 +108,7 @@ func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 		return nil, err
 	}
 	for k := range meta.images {
-		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\" or \"kernel\" of this domain", k)
+		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\", \"kernel\", \"initrd\" or \"nvram-template\" of this domain", k)
 	}
 	packages := "/domain/metadata/vmledger:config/package"
 	switch {
