@@ -426,11 +426,25 @@ func TestDetectFormat(t *testing.T) {
 // TestMeasureFile: the client's entry point gives the agent's root for a
 // configuration whose images are given by digest.
 func TestMeasureFile(t *testing.T) {
-	got, err := MeasureFile(t.Context(), "testdata/web01.json", "", Options{}, testSecret, nil)
+	got, err := MeasureFile(t.Context(), "testdata/web01.json", "", Options{}, "web01", testSecret, nil)
 	if err == nil {
 		t.Fatalf("MeasureFile(web01.json) = root %v, want an error: its images are paths that do not exist here", got.Root)
 	}
-	want := measureFile(t, "web01.json")
+	// The agent's root, under v2 for VM web01.
+	wantC, wantRO, err := LoadFile("testdata/web01.json", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRO.Open = fakeOpen(t, nil)
+	wantMC, err := wantC.Resolve(t.Context(), wantRO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMC.VMID = "web01"
+	want, err := measure.V2.Measure(wantMC, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The same VM, as its owner would describe it: digests instead of paths.
 	c, _, err := LoadFile("testdata/web01.json", "", Options{})
 	if err != nil {
@@ -453,8 +467,8 @@ func TestMeasureFile(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := MeasureFile(t.Context(), p, "", Options{}, testSecret, nil)
-	if err != nil || m.Root != want.Root {
+	m, err := MeasureFile(t.Context(), p, "", Options{}, "web01", testSecret, nil)
+	if err != nil || m.Root != want.Root || m.Schema != measure.SchemaV2 {
 		t.Errorf("MeasureFile(owner's description) = %v, %v; want root %v", m, err, want.Root)
 	}
 }
