@@ -25,8 +25,14 @@ import (
 
 // Expectation is what a monitor expects of every attestation of one VM.
 type Expectation struct {
-	// Root is the configuration root the VM must attest.
+	// Root is the configuration root the VM must attest, when Roots is
+	// empty.
 	Root measure.Digest
+	// Roots, if not empty, are the roots the VM must attest by
+	// configuration schema (coproc.ConfigSchema, ConfigSchemaV2): an
+	// attestation is compared with the root of the schema it names, and
+	// one of a schema not listed is unexpected.
+	Roots map[string]measure.Digest
 	// Keys, if not empty, are the co-processor key ids allowed to attest the
 	// VM; otherwise any co-processor of the trust file may.
 	Keys []string
@@ -47,6 +53,10 @@ type Expectation struct {
 	// parameter names, never the values: without the attested manifest
 	// the alert says so.
 	Manifest *measure.Measurement
+	// Manifests, if not empty, are the expected manifests by configuration
+	// schema, as Roots are the roots: an alert names differences with the
+	// manifest of the schema the attestation names (Manifest is not used).
+	Manifests map[string]*measure.Measurement
 	// Attested are manifests of attestations of this VM that its provider
 	// handed over (the agent keeps one per VM in its store): when an
 	// attested root is one of theirs, the alert names each parameter that
@@ -437,9 +447,16 @@ func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Tim
 			alerts = append(alerts, m.alert(AlertRevokedKey, vm, i, fmt.Sprintf("attested by co-processor %s, which the log revoked at index %d", m.keyName(keyID), r)))
 		}
 	}
-	if root := measure.Digest(stmt.ConfigRoot()); root != exp.Root {
-		why, diffs := explainRoot(exp, stmt, root, i)
-		a := m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v; %s", root, exp.Root, why))
+	schema := stmt.Predicate.ConfigSchema
+	want, known := exp.Root, true
+	if len(exp.Roots) > 0 {
+		want, known = exp.Roots[schema]
+	}
+	if root := measure.Digest(stmt.ConfigRoot()); !known {
+		alerts = append(alerts, m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v under schema %s, for which no root is expected", root, schema)))
+	} else if root != want {
+		why, diffs := explainRoot(exp.forSchema(schema), stmt, root, i)
+		a := m.alert(AlertUnexpectedConfig, vm, i, fmt.Sprintf("attested config root %v, expected %v (%s); %s", root, want, schema, why))
 		a.Differences = diffs
 		alerts = append(alerts, a)
 	}
@@ -460,6 +477,22 @@ func (m *Monitor) examine(st *monitorState, i uint64, entry []byte, now time.Tim
 // explainRoot says what differs between the expected configuration and the
 // attestation at index i of another root, as far as it can be told: the
 // statement holds the root and the parameter names, not the values.
+// forSchema is exp with Manifest the expected manifest of schema, and
+// Attested only the manifests of that schema.
+func (exp Expectation) forSchema(schema string) Expectation {
+	if len(exp.Manifests) > 0 {
+		exp.Manifest = exp.Manifests[schema]
+	}
+	var att []*measure.Measurement
+	for _, a := range exp.Attested {
+		if a != nil && a.Schema == schema {
+			att = append(att, a)
+		}
+	}
+	exp.Attested = att
+	return exp
+}
+
 func explainRoot(exp Expectation, stmt *coproc.Statement, root measure.Digest, i uint64) (string, []ParameterDiff) {
 	ask := fmt.Sprintf("the log holds the attested root and parameter names, not the values: to name the parameters that differ, get the provider's manifest of entry %d (add it to the VM's \"manifests\" in the watch file, or run vmledger verify --manifest)", i)
 	if exp.Manifest == nil {

@@ -434,6 +434,13 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, []ParameterDiff, er
 	if e == nil || (e.Config == nil && e.Manifest == nil && len(e.Disclosures) == 0 && len(e.PackageDisclosures) == 0) {
 		return "", nil, errors.New("nothing to compare the attested root with: give the expected configuration and VM secret, a manifest, or disclosures")
 	}
+	// The statement says which schema the root was built under: the
+	// expected root is recomputed under it, and a manifest or disclosure of
+	// another schema does not describe this root.
+	spec, err := measure.SchemaOf(st.Predicate.ConfigSchema)
+	if err != nil {
+		return "", nil, err
+	}
 	var details []string
 	var whole *measure.Measurement // the whole configuration, when known
 	if e.Config != nil {
@@ -445,40 +452,58 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, []ParameterDiff, er
 		if e.Secret == nil {
 			return "", nil, errors.New("an expected configuration needs the VM secret to recompute the salted root")
 		}
+		cfg := e.Config
+		if spec == measure.V2 {
+			// Schema v2 binds the VM id: the expected VM's.
+			if cfg.VMID != "" && cfg.VMID != e.VMID {
+				return "", nil, fmt.Errorf("%w: the expected configuration is of VM %q, the expected VM is %q", ErrVMNotExpected, cfg.VMID, e.VMID)
+			}
+			c := *cfg
+			c.VMID = e.VMID
+			cfg = &c
+		}
 		// The rules read the configuration's leaves; without rules the
 		// root alone is compared.
 		var want measure.Digest
 		if e.Rules != nil {
-			m, err := measure.Measure(e.Config, *e.Secret)
+			m, err := spec.Measure(cfg, *e.Secret)
 			if err != nil {
-				return "", nil, fmt.Errorf("expected configuration: %w", err)
+				return "", nil, fmt.Errorf("expected configuration under %s: %w", spec, err)
 			}
 			whole, want = m, m.Root
 		} else {
 			var err error
-			if want, err = measure.Root(e.Config, *e.Secret); err != nil {
-				return "", nil, fmt.Errorf("expected configuration: %w", err)
+			if want, err = spec.Root(cfg, *e.Secret); err != nil {
+				return "", nil, fmt.Errorf("expected configuration under %s: %w", spec, err)
 			}
 		}
 		if want != root {
 			m := whole
 			if m == nil {
 				var err error
-				if m, err = measure.Measure(e.Config, *e.Secret); err != nil {
+				if m, err = spec.Measure(cfg, *e.Secret); err != nil {
 					return "", nil, fmt.Errorf("expected configuration: %w", err)
 				}
 			}
 			diffs, why := explainMismatch(m, root, e)
-			return "", diffs, fmt.Errorf("attested root %v, expected configuration gives %v; %s", root, want, why)
+			return "", diffs, fmt.Errorf("attested root %v, expected configuration gives %v under %s; %s", root, want, spec, why)
 		}
-		details = append(details, "attested root equals the expected configuration's root")
+		details = append(details, "attested root equals the expected configuration's root ("+spec.Name()+")")
 	}
 	if e.Manifest != nil {
+		if e.Manifest.Schema != spec.Name() {
+			return "", nil, fmt.Errorf("manifest of schema %q, the attestation's is %q", e.Manifest.Schema, spec)
+		}
 		if err := e.Manifest.Check(); err != nil {
 			return "", nil, fmt.Errorf("manifest: %w", err)
 		}
 		if e.Manifest.Root != root {
 			return "", nil, fmt.Errorf("attested root %v, manifest root %v", root, e.Manifest.Root)
+		}
+		if spec == measure.V2 {
+			if id, _ := e.Manifest.Leaf(measure.NameVMID); string(id.Value) != st.VMID() {
+				return "", nil, fmt.Errorf("%w: the manifest measures VM %q, the statement attests VM %q", ErrVMNotExpected, id.Value, st.VMID())
+			}
 		}
 		if whole == nil {
 			whole = e.Manifest
@@ -489,10 +514,19 @@ func checkConfig(st *coproc.Statement, e *Expected) (string, []ParameterDiff, er
 		if err := d.Verify(root); err != nil {
 			return "", nil, fmt.Errorf("disclosed %s: %w", d.Name, err)
 		}
+		if ds, _ := d.Spec(); ds != spec {
+			return "", nil, fmt.Errorf("disclosed %s: a disclosure of schema %s, the attestation's is %s", d.Name, ds, spec)
+		}
+		if d.Name == measure.NameVMID && string(d.Value) != st.VMID() {
+			return "", nil, fmt.Errorf("%w: the disclosed vm.id is %q, the statement attests VM %q", ErrVMNotExpected, d.Value, st.VMID())
+		}
 	}
 	for _, d := range e.PackageDisclosures {
 		if err := d.Verify(root); err != nil {
 			return "", nil, fmt.Errorf("disclosed package %s: %w", d.Package.Name, err)
+		}
+		if ds, _ := d.Subtree.Spec(); ds != spec {
+			return "", nil, fmt.Errorf("disclosed package %s: a disclosure of schema %s, the attestation's is %s", d.Package.Name, ds, spec)
 		}
 	}
 	if n := len(e.Disclosures) + len(e.PackageDisclosures); n > 0 {

@@ -68,6 +68,9 @@ type Claim struct {
 	Parameters []string
 	// Freshness is a recent checkpoint of the log.
 	Freshness Anchor
+	// ConfigSchema is the schema the configuration tree was built under
+	// (ConfigSchema or ConfigSchemaV2); "" is ConfigSchema, v1.
+	ConfigSchema string
 }
 
 // Anchor is a checkpoint of the log that the statement was made after.

@@ -489,3 +489,26 @@ func TestGoldenV1(t *testing.T) {
 		t.Fatalf("v1 golden statement = %+v", st)
 	}
 }
+
+// TestConfigSchemaV2: a claim under config schema v2 becomes a statement
+// that says so and parses back; a claim without a schema is v1, as before
+// v2 existed; an unknown schema is refused.
+func TestConfigSchemaV2(t *testing.T) {
+	c := goldenClaim
+	c.ConfigSchema = coproc.ConfigSchemaV2
+	st, err := seal(t, goldenKey, c, 3).Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Predicate.ConfigSchema != coproc.ConfigSchemaV2 {
+		t.Errorf("configSchema %q, want %q", st.Predicate.ConfigSchema, coproc.ConfigSchemaV2)
+	}
+	v1, err := seal(t, goldenKey, goldenClaim, 3).Statement()
+	if err != nil || v1.Predicate.ConfigSchema != coproc.ConfigSchema {
+		t.Errorf("claim without schema: %v, configSchema %q, want %q", err, v1.Predicate.ConfigSchema, coproc.ConfigSchema)
+	}
+	c.ConfigSchema = "vmledger/config/v3"
+	if err := coproc.ValidateClaim(c); !errors.Is(err, coproc.ErrInvalidClaim) {
+		t.Errorf("ValidateClaim(schema v3) = %v, want ErrInvalidClaim", err)
+	}
+}

@@ -26,9 +26,11 @@
 //
 //	_type          "https://in-toto.io/Statement/v1"
 //	subject        [{"name": "vm:<vm id>", "digest": {"sha256": "<hex config root>"}}]
-//	predicateType  "https://vmledger.dev/attestation/vm-config/v1"
+//	predicateType  "https://vmledger.dev/attestation/vm-config/v2"
 //	predicate
-//	  configSchema   "vmledger/config/v1" — how the config tree is built (package agent/measure)
+//	  configSchema   "vmledger/config/v1" or "vmledger/config/v2" — how the config tree is built
+//	                 (package agent/measure); the agent writes v2, v1 statements stay valid.
+//	                 Not the predicate's version: see Versions
 //	  leafCount      number of leaves of the config tree = len(parameters)
 //	  parameters     the leaf names, sorted bytewise, unique; never values
 //	  coprocessor
@@ -54,6 +56,12 @@
 // those two members) still parse; what vouches for their root and counter is
 // only the signature, so verifiers accept them only where their policy opts
 // in (a trust file's `v1`).
+//
+// The predicate's version is not the configuration schema. The predicate
+// (vm-config/v1, vm-config/v2) says what the statement carries about the
+// co-processor; configSchema (vmledger/config/v1, vmledger/config/v2) says
+// how the configuration tree under the root was built. They change
+// independently: a statement of either predicate may name either schema.
 //
 // # TPM evidence (attestedBy "tpm2-nv-certify")
 //

@@ -113,7 +113,7 @@ func TestStatementRejects(t *testing.T) {
 		{"tpm without evidence", func(s string) string {
 			return strings.Replace(s, `"attestedBy":"software"`, `"attestedBy":"tpm2-nv-certify"`, 1)
 		}, coproc.ErrBadBase64},
-		{"wrong schema", func(s string) string { return strings.Replace(s, "vmledger/config/v1", "vmledger/config/v2", 1) }, coproc.ErrInvalidField},
+		{"wrong schema", func(s string) string { return strings.Replace(s, "vmledger/config/v1", "vmledger/config/v3", 1) }, coproc.ErrInvalidField},
 		{"no vm: prefix", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"web-01"`, 1) }, coproc.ErrInvalidField},
 		{"empty vm id", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"vm:"`, 1) }, coproc.ErrInvalidField},
 		{"space in vm id", func(s string) string { return strings.Replace(s, `"vm:web-01"`, `"vm:web 01"`, 1) }, coproc.ErrInvalidField},

@@ -29,7 +29,14 @@ const (
 	AttestedBySoftware = "software"
 	// MaxEvidenceSize bounds the decoded evidence.
 	MaxEvidenceSize = 2048
-	ConfigSchema    = "vmledger/config/v1"
+	// ConfigSchema is configuration schema v1 (agent/measure), the schema
+	// of a statement whose claim names none. The configuration schema is
+	// independent of the predicate version: either predicate may carry
+	// either schema.
+	ConfigSchema = "vmledger/config/v1"
+	// ConfigSchemaV2 is the configuration schema the agent measures under
+	// since it binds the VM id, backing chains, trunks, … (agent/measure).
+	ConfigSchemaV2 = "vmledger/config/v2"
 	// SubjectPrefix prefixes the VM id in the subject name.
 	SubjectPrefix = "vm:"
 	// TimeLayout is the only accepted time format: RFC 3339, UTC, seconds.
@@ -66,7 +73,9 @@ type Digest struct {
 
 // Predicate is the vm-config/v1 predicate.
 type Predicate struct {
-	// ConfigSchema is always "vmledger/config/v1".
+	// ConfigSchema is the configuration tree's schema, ConfigSchema
+	// ("vmledger/config/v1") or ConfigSchemaV2: the verifier measures
+	// under it.
 	ConfigSchema string `json:"configSchema"`
 	// LeafCount is the number of leaves of the config tree, = len(Parameters).
 	LeafCount uint64 `json:"leafCount"`
@@ -131,7 +140,7 @@ func newStatement(c Claim, cp CoprocessorState, t time.Time) *Statement {
 		}},
 		PredicateType: PredicateType,
 		Predicate: Predicate{
-			ConfigSchema: ConfigSchema,
+			ConfigSchema: claimSchema(c),
 			LeafCount:    uint64(len(c.Parameters)),
 			Parameters:   append([]string{}, c.Parameters...),
 			Coprocessor:  cp,
@@ -145,6 +154,16 @@ func newStatement(c Claim, cp CoprocessorState, t time.Time) *Statement {
 	}
 }
 
+// claimSchema is c's schema, ConfigSchema when c names none.
+func claimSchema(c Claim) string {
+	if c.ConfigSchema == "" {
+		return ConfigSchema
+	}
+	return c.ConfigSchema
+}
+
+func knownSchema(s string) bool { return s == ConfigSchema || s == ConfigSchemaV2 }
+
 // ValidateClaim reports whether c can become a valid statement whose envelope
 // fits in MaxEnvelopeSize whatever the counter and signature. Errors wrap
 // ErrInvalidClaim (and ErrTooLarge when it would not fit).
@@ -154,6 +173,9 @@ func ValidateClaim(c Claim) error {
 	}
 	if err := checkName(c.VMID); err != nil {
 		return fail("vm id: %v", err)
+	}
+	if !knownSchema(claimSchema(c)) {
+		return fail("config schema %q, want %q or %q", c.ConfigSchema, ConfigSchema, ConfigSchemaV2)
 	}
 	if len(c.Parameters) == 0 {
 		return fail("no parameters")
@@ -272,8 +294,8 @@ func (st *Statement) Validate() error {
 		return bad("predicateType", "got %q, want %q", st.PredicateType, PredicateType)
 	}
 	p := &st.Predicate
-	if p.ConfigSchema != ConfigSchema {
-		return bad("predicate.configSchema", "got %q, want %q", p.ConfigSchema, ConfigSchema)
+	if !knownSchema(p.ConfigSchema) {
+		return bad("predicate.configSchema", "got %q, want %q or %q", p.ConfigSchema, ConfigSchema, ConfigSchemaV2)
 	}
 	if len(p.Parameters) == 0 || len(p.Parameters) > MaxParameters {
 		return bad("predicate.parameters", "%d parameters, want 1..%d", len(p.Parameters), MaxParameters)

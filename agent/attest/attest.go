@@ -149,7 +149,14 @@ func Attest(ctx context.Context, c Config, req Request) (*Result, error) {
 	base := strings.TrimSuffix(c.LogURL, "/")
 	log := c.Logger.With("vm", req.VMID)
 
-	m, err := measure.Measure(req.Config, req.Secret)
+	// The agent measures under the current schema (v2), which binds the
+	// VM id into the root.
+	cfg := *req.Config
+	if cfg.VMID != "" && cfg.VMID != req.VMID {
+		return nil, fmt.Errorf("%w: the configuration is of VM %q, the request attests VM %q", ErrMeasure, cfg.VMID, req.VMID)
+	}
+	cfg.VMID = req.VMID
+	m, err := measure.Current.Measure(&cfg, req.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMeasure, err)
 	}
@@ -224,7 +231,7 @@ func attestAndSubmit(ctx context.Context, c Config, base, vmID string, m *measur
 		}
 		log.Info("freshness anchor", "origin", anchor.Origin, "size", anchor.Size)
 
-		env, err := c.CoProcessor.Attest(ctx, coproc.Claim{VMID: vmID, Root: m.Root, Parameters: m.Names(), Freshness: anchor})
+		env, err := c.CoProcessor.Attest(ctx, coproc.Claim{VMID: vmID, Root: m.Root, Parameters: m.Names(), Freshness: anchor, ConfigSchema: m.Schema})
 		if err != nil {
 			return anchor, nil, nil, 0, nil, fmt.Errorf("%w: %w", ErrCoprocessor, err)
 		}

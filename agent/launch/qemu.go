@@ -95,12 +95,23 @@ func (q *QEMU) Args(mc *measure.Config, h *vmconfig.Held) ([]string, error) {
 		return im, nil
 	}
 
+	// What schema v2 measures and this command line cannot give QEMU is
+	// refused, never dropped: the VM would differ from its measurement.
+	switch {
+	case mc.BalloonBytes != 0:
+		return nil, fmt.Errorf("%w: a balloon target below the memory size (set through QMP after start); launch with -- CMD or libvirt", ErrUnsupported)
+	case mc.NVRAMTemplate != nil:
+		return nil, fmt.Errorf("%w: a UEFI variable store made from a measured template; launch with -- CMD or libvirt", ErrUnsupported)
+	}
 	if len(q.NICs) != len(mc.NICs) {
 		return nil, fmt.Errorf("%w: the configuration has %d NICs, %d host back ends given (--nic)", ErrUnsupported, len(mc.NICs), len(q.NICs))
 	}
 	for i, n := range mc.NICs {
 		if n.VLAN != 0 {
 			return nil, fmt.Errorf("%w: NIC %d is on VLAN %d; tag it on the host side and launch with -- CMD", ErrUnsupported, i, n.VLAN)
+		}
+		if n.Trunk != nil {
+			return nil, fmt.Errorf("%w: NIC %d is a VLAN trunk; set it up on the host side and launch with -- CMD", ErrUnsupported, i)
 		}
 		id := fmt.Sprintf("net%d", i)
 		kind, name, _ := strings.Cut(q.NICs[i], ":")
@@ -121,6 +132,9 @@ func (q *QEMU) Args(mc *measure.Config, h *vmconfig.Held) ([]string, error) {
 	for i, d := range mc.Disks {
 		if strings.ContainsAny(d.Target, ",=") {
 			return nil, fmt.Errorf("%w: disk target %q", ErrUnsupported, d.Target)
+		}
+		if d.Backing != nil {
+			return nil, fmt.Errorf("%w: disk %s has a backing chain, which QEMU would open by the names in its header; launch with libvirt or flatten the image", ErrUnsupported, d.Target)
 		}
 		if d.SHA256 == nil {
 			// An empty removable drive.
@@ -160,6 +174,13 @@ func (q *QEMU) Args(mc *measure.Config, h *vmconfig.Held) ([]string, error) {
 		}
 		// QEMU reads the kernel by name; /dev/fd/N opens the sealed copy.
 		args = append(args, "-kernel", fmt.Sprintf("/dev/fd/%d", im.File.Fd()))
+		if mc.Initrd != nil {
+			ird, err := held("initrd", "the initrd")
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "-initrd", fmt.Sprintf("/dev/fd/%d", ird.File.Fd()))
+		}
 		if mc.KernelCmdline != nil {
 			args = append(args, "-append", *mc.KernelCmdline)
 		}

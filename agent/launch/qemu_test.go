@@ -2,6 +2,7 @@ package launch
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,26 @@ func TestQEMUArgs(t *testing.T) {
 		t.Errorf("kernel not given as a descriptor:\n%s", line)
 	}
 
+	// A measured initrd reaches QEMU as its sealed copy.
+	initrd := filepath.Join(dir, "initrd.img")
+	os.WriteFile(initrd, []byte("initrd"), 0o644)
+	ci := *c
+	ci.Disks = nil
+	ci.Initrd = &vmconfig.Image{Path: initrd}
+	hi := &vmconfig.Held{}
+	defer hi.Close()
+	mci, err := ci.Resolve(t.Context(), vmconfig.ResolveOptions{Hold: hi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argsI, err := q.Args(mci, hi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.Index(argsI, "-initrd"); i < 0 || argsI[i+1] != fmt.Sprintf("/dev/fd/%d", hi.Image("initrd").File.Fd()) || !hi.Image("initrd").Sealed {
+		t.Errorf("initrd not given as its sealed copy:\n%s", strings.Join(argsI, " "))
+	}
+
 	for _, tt := range []struct {
 		name string
 		q    QEMU
@@ -87,6 +108,19 @@ func TestQEMUArgs(t *testing.T) {
 			return &m
 		}},
 		{"cmdline without kernel", q, func(m measure.Config) *measure.Config { m.Kernel = nil; return &m }},
+		// Measured under schema v2 but not expressible here: refused, not dropped.
+		{"balloon", q, func(m measure.Config) *measure.Config { m.BalloonBytes = 128 << 20; return &m }},
+		{"nvram template", q, func(m measure.Config) *measure.Config { m.NVRAMTemplate = &measure.Digest{2}; return &m }},
+		{"trunk", q, func(m measure.Config) *measure.Config {
+			m.NICs = []measure.NIC{{MAC: mac, Trunk: []measure.VLANTag{{ID: 5}}}}
+			return &m
+		}},
+		{"backing chain", q, func(m measure.Config) *measure.Config {
+			m.Disks = slices.Clone(m.Disks)
+			m.Disks[0].Backing = []measure.Digest{{3}}
+			return &m
+		}},
+		{"initrd not held", q, func(m measure.Config) *measure.Config { m.Initrd = &measure.Digest{4}; return &m }},
 	} {
 		if _, err := tt.q.Args(tt.mc(*mc), h); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: Args = %v, want ErrUnsupported", tt.name, err)

@@ -11,9 +11,12 @@ import (
 // Disclosure reveals one configuration parameter to a third party without
 // revealing any other: the leaf's contents and its RFC 6962 inclusion proof
 // in the configuration tree. Index and TreeSize are fixed by the schema
-// (LeafIndex(Name), NumLeaves); they are carried so that a generic RFC 6962
-// verifier needs nothing else.
+// (Spec.LeafIndex(Name), Spec.NumLeaves); they are carried so that a generic
+// RFC 6962 verifier needs nothing else.
 type Disclosure struct {
+	// Schema is the configuration schema of the tree; "" is schema v1
+	// (disclosures made before schema v2 carry none).
+	Schema   string   `json:"schema,omitempty"`
 	Name     string   `json:"name"`
 	Type     Type     `json:"type"`
 	Value    HexBytes `json:"value"`
@@ -46,8 +49,12 @@ func (m *Measurement) Disclose(name string) (*Disclosure, error) {
 	for i, l := range m.Leaves {
 		hashes[i] = l.Hash
 	}
+	schema := m.Schema
+	if schema == SchemaV1 {
+		schema = "" // as v1 disclosures have always been written
+	}
 	return &Disclosure{
-		Name: l.Name, Type: l.Type, Value: slices.Clone(l.Value), Salt: l.Salt,
+		Schema: schema, Name: l.Name, Type: l.Type, Value: slices.Clone(l.Value), Salt: l.Salt,
 		Index: l.Index, TreeSize: uint64(len(hashes)),
 		Proof: append([]Digest{}, inclusionPath(int(l.Index), hashes)...),
 	}, nil
@@ -79,17 +86,31 @@ func (d *Disclosure) LeafHash() Digest {
 	return LeafHash(LeafInput(d.Name, d.Type, d.Value, d.Salt))
 }
 
+// Spec returns the schema of the disclosed tree (Schema; "" is v1).
+func (d *Disclosure) Spec() (*Spec, error) {
+	if d.Schema == "" {
+		return V1, nil
+	}
+	return SchemaOf(d.Schema)
+}
+
 // Verify checks d against a configuration root: a well-formed leaf of a
-// registered name (CheckParam), the schema's index and tree size for that
-// name, and the inclusion proof (merkle/proof.VerifyInclusion).
+// registered name of d's schema (Spec.CheckParam), the schema's index and
+// tree size for that name, and the inclusion proof
+// (merkle/proof.VerifyInclusion). Which schema the root was made under is
+// the attestation's to say: a verifier compares d.Spec() with it.
 func (d *Disclosure) Verify(root Digest) error {
-	if err := CheckParam(d.Name, d.Type, d.Value); err != nil {
+	spec, err := d.Spec()
+	if err != nil {
+		return fmt.Errorf("disclosure of %s: %w", d.Name, err)
+	}
+	if err := spec.CheckParam(d.Name, d.Type, d.Value); err != nil {
 		return fmt.Errorf("disclosure: %w", err)
 	}
-	want, _ := LeafIndex(d.Name)
-	if d.Index != want || d.TreeSize != NumLeaves {
-		return fmt.Errorf("disclosure of %s: index %d in a tree of %d, the schema says %d of %d: %w",
-			d.Name, d.Index, d.TreeSize, want, NumLeaves, ErrInvalid)
+	want, _ := spec.LeafIndex(d.Name)
+	if n := uint64(spec.NumLeaves()); d.Index != want || d.TreeSize != n {
+		return fmt.Errorf("disclosure of %s: index %d in a tree of %d, schema %s says %d of %d: %w",
+			d.Name, d.Index, d.TreeSize, spec, want, n, ErrInvalid)
 	}
 	h := d.LeafHash()
 	if err := proof.VerifyInclusion(hasher, d.Index, d.TreeSize, h[:], digestSlices(d.Proof), root[:]); err != nil {

@@ -1,5 +1,5 @@
-// Package measure is the vmledger configuration tree (schema
-// vmledger/config/v1; docs/formats.md): how a VM configuration becomes the
+// Package measure is the vmledger configuration tree (schemas
+// vmledger/config/v1 and vmledger/config/v2; docs/formats.md): how a VM configuration becomes the
 // 32-byte root that a TPM signs and a transparency log records, and how one
 // parameter is disclosed and checked against that root. It is pure: no
 // files, no network, no logging. HashImage reads an io.Reader it is given.
@@ -11,7 +11,19 @@
 // PackageDisclosure.Verify.
 //
 // Everything below is enough to implement the format in another language;
-// testing/vectors/config-tree-v1.json holds vectors to check against.
+// testing/vectors/config-tree-v1.json and config-tree-v2.json hold vectors
+// to check against.
+//
+// # Schemas
+//
+// The agent measures under schema v2 (Current, V2.Measure). Schema v1 (V1;
+// the package-level Measure, Root, Names, LeafIndex, CheckParam and
+// NumLeaves are v1's) stays so that attestations made under it still
+// verify: the attestation's predicate names the schema (configSchema), and a
+// verifier measures under that schema (SchemaOf). Schema v2 is v1 plus the
+// leaves of the section "Schema v2" below; everything else (leaf encoding
+// and its label, salts, package subtree, canonical values, disclosure) is
+// the same. The sections up to "Schema v2" describe v1.
 //
 // # Parameters
 //
@@ -134,13 +146,61 @@
 // The disclosure of memory.bytes in that tree carries index 37, tree size 71
 // and a 7-hash proof, listed in the vectors file.
 //
+// # Schema v2
+//
+// Schema v2 ("vmledger/config/v2") registers NumLeavesV2 = 107 names: the 71
+// of v1 and
+//
+//	vm.id                       2 UTF-8  the VM id, the attestation's subject without "vm:"; always present
+//	                                     (1..255 bytes of printable UTF-8 without blanks): the root binds the VM
+//	memory.balloon.bytes        1 u64    balloon target (libvirt <currentMemory>) when it is below memory.bytes;
+//	                                     absent when the guest is given all of memory.bytes
+//	initrd.sha256               3 bytes  SHA-256 of the initial ramdisk of a direct kernel boot; absent if none
+//	boot.nvram.template.sha256  3 bytes  SHA-256 of the template the UEFI variable store is created from
+//	                                     (the store itself is the guest's mutable state); absent if none
+//	net.<i>.trunk               3 bytes  the VLANs of NIC i when it is a trunk port; absent otherwise. Per
+//	                                     VLAN, ids strictly ascending, a big-endian u16: id (1..4094) in
+//	                                     the low 12 bits, mode << 12 above (0 tagged member, 1 the native
+//	                                     VLAN tagged, 2 the native VLAN untagged; at most one native).
+//	                                     A trunk's net.<i>.vlan is 0.
+//	disk.<i>.backing            3 bytes  the backing chain of disk i below its top image: the SHA-256 of each
+//	                                     backing image in chain order, concatenated (32·n bytes, 1 <= n <= 16:
+//	                                     the top image's backing file first, the base last); absent when the
+//	                                     disk image has no backing file. disk.<i>.sha256 is the top image,
+//	                                     whose digest covers the header that names its backing file.
+//
+// Sorted bytewise with v1's names they give, for example, 1
+// boot.nvram.template.sha256, 4 disk.0.backing, 52 initrd.sha256, 54
+// kernel.sha256, 55 memory.balloon.bytes, 56 memory.bytes, 105
+// packages.root and 106 vm.id (V2.Names lists them all). A v2 disclosure
+// carries "schema": "vmledger/config/v2" (a disclosure without it is v1's)
+// and the v2 index and tree size. Under v1 each of these values is refused
+// (ErrUnsupported) rather than dropped.
+//
+// The vector "minimal" of config-tree-v2.json (vm.id "web01", memory 2 GiB,
+// 2 vCPUs, vm_secret 00 01 … 1f) has the vm.id leaf (index 106)
+//
+//	input = 766d6c65646765722f636f6e6669672d6c6561662f7631 00   "vmledger/config-leaf/v1" 0x00 (the same label as v1)
+//	        0005 766d2e6964 02 00000005 7765623031              "vm.id", UTF-8, len 5, "web01"
+//	        5b4c8074…28c76a5f                                    salt
+//	leaf hash = 16a5de1c01b3274639ceff2eeb045d0249c08f3dc2bb4bbf63dababf91720795
+//	root      = 3491b2cea060d91d32ff1f57716f7e304378d3933340887080bb7bef6ffbc016
+//
+// and "minimal-other-vm", the same with vm.id "web02", has the root
+// 0daf2f387aab0a8e344acf2715f067542bfdd376e3bc374219b003578c8717f1.
+// In "full", net.1.trunk (VLAN 10, 20 native untagged, 4094) is
+// 000a 2014 0ffe.
+//
 // # Vectors file
 //
-// testing/vectors/config-tree-v1.json: {"schema", "cases": [...]}; each case
+// testing/vectors/config-tree-v1.json and config-tree-v2.json: {"schema",
+// "cases": [...]}; each case
 // has vm_secret, config (the JSON form of Config: memory_bytes, cpu_count,
 // cpu_affinity, nics [{mac, vlan}], disks [{target, sha256}],
 // boot_loader_sha256, kernel_sha256, kernel_cmdline, packages [{name,
-// version, manifest_sha256}]; a missing key is an absent leaf), leaves
+// version, manifest_sha256}]; v2 adds vm_id, balloon_bytes, initrd_sha256,
+// nvram_template_sha256, nics[i].trunk [{id, native}] and disks[i].backing
+// [hex digests]; a missing key is an absent leaf), leaves
 // [{index, name, type, value, display, salt, leaf_hash, leaf_input}],
 // packages (the same for package leaves), packages_root, root, disclosures
 // (Disclosure) and package_disclosure (PackageDisclosure). Byte strings are

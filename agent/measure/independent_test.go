@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"strconv"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -86,11 +87,14 @@ func checkTlogProof(t *testing.T, what string, index, size uint64, leaf []byte, 
 	}
 }
 
-func checkVectorIndependently(t *testing.T, v Vector) {
+func checkVectorIndependently(t *testing.T, schema string, v Vector) {
 	// The expected leaves, from the config, in the documented order.
-	names := Names()
-	if len(v.Leaves) != len(names) || len(names) != 71 {
-		t.Fatalf("%d leaves, %d names, want 71", len(v.Leaves), len(names))
+	names, want := Names(), 71
+	if schema == SchemaV2 {
+		names, want = V2.Names(), 107
+	}
+	if len(v.Leaves) != len(names) || len(names) != want {
+		t.Fatalf("%d leaves, %d names, want %d", len(v.Leaves), len(names), want)
 	}
 	var leafHashes [][]byte
 	for i, l := range v.Leaves {
@@ -108,6 +112,9 @@ func checkVectorIndependently(t *testing.T, v Vector) {
 		h := sha256.Sum256(append([]byte{0}, in...))
 		if h != l.Hash {
 			t.Errorf("%s: leaf hash %v, independently %x", l.Name, l.Hash, h)
+		}
+		if l.Name != names[i] {
+			t.Errorf("leaf %d is %q, want %q", i, l.Name, names[i])
 		}
 		if want := expectedValue(v, l.Name); !bytes.Equal(want, l.Value) || (want == nil) != (l.Type == TypeAbsent) {
 			t.Errorf("%s: value %x type %v, config says %x", l.Name, []byte(l.Value), l.Type, want)
@@ -194,6 +201,53 @@ func expectedValue(v Vector, name string) []byte {
 			return nil
 		}
 		return v.PackagesRoot[:] // recomputed with tlog below
+	// Schema v2.
+	case "vm.id":
+		return []byte(cfg.VMID)
+	case "memory.balloon.bytes":
+		if cfg.BalloonBytes == 0 {
+			return nil
+		}
+		return u(cfg.BalloonBytes)
+	case "initrd.sha256":
+		if cfg.Initrd == nil {
+			return nil
+		}
+		return cfg.Initrd[:]
+	case "boot.nvram.template.sha256":
+		if cfg.NVRAMTemplate == nil {
+			return nil
+		}
+		return cfg.NVRAMTemplate[:]
+	}
+	for i := range cfg.NICs {
+		if name != "net."+strconv.Itoa(i)+".trunk" || cfg.NICs[i].Trunk == nil {
+			continue
+		}
+		// u16 per VLAN: id in the low 12 bits, mode above (1 native
+		// tagged, 2 native untagged).
+		var b []byte
+		for _, tag := range cfg.NICs[i].Trunk {
+			e := tag.ID
+			switch tag.Native {
+			case "tagged":
+				e += 0x1000
+			case "untagged":
+				e += 0x2000
+			}
+			b = binary.BigEndian.AppendUint16(b, e)
+		}
+		return b
+	}
+	for i := range cfg.Disks {
+		if name != "disk."+strconv.Itoa(i)+".backing" || cfg.Disks[i].Backing == nil {
+			continue
+		}
+		var b []byte
+		for _, d := range cfg.Disks[i].Backing {
+			b = append(b, d[:]...)
+		}
+		return b
 	}
 	for i := range MaxNICs {
 		if i >= len(cfg.NICs) {

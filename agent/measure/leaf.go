@@ -15,7 +15,9 @@ import (
 // Labels and schema identifiers. Each ends the label with one 0x00 byte in
 // the encodings below.
 const (
-	Schema           = "vmledger/config/v1"
+	SchemaV1         = "vmledger/config/v1"
+	SchemaV2         = "vmledger/config/v2"
+	Schema           = SchemaV1 // the schema of the package-level Measure, Root, Names, …
 	ConfigLeafLabel  = "vmledger/config-leaf/v1"
 	PackageLeafLabel = "vmledger/package-leaf/v1"
 	SaltLabel        = "vmledger/salt/v1"
@@ -58,6 +60,12 @@ const (
 	NameKernel        = "kernel.sha256"
 	NameKernelCmdline = "kernel.cmdline"
 	NamePackagesRoot  = "packages.root"
+
+	// Schema v2 only.
+	NameVMID          = "vm.id"
+	NameBalloonBytes  = "memory.balloon.bytes"
+	NameInitrd        = "initrd.sha256"
+	NameNVRAMTemplate = "boot.nvram.template.sha256"
 )
 
 // NICMACName is "net.<i>.mac", i in decimal without leading zeros.
@@ -72,11 +80,19 @@ func DiskSHA256Name(i int) string { return diskSHA256Names.name(i) }
 // DiskTargetName is "disk.<i>.target".
 func DiskTargetName(i int) string { return diskTargetNames.name(i) }
 
+// NICTrunkName is "net.<i>.trunk" (schema v2).
+func NICTrunkName(i int) string { return nicTrunkNames.name(i) }
+
+// DiskBackingName is "disk.<i>.backing" (schema v2).
+func DiskBackingName(i int) string { return diskBackingNames.name(i) }
+
 var (
-	nicMACNames     = newSlotNames("net.", ".mac", MaxNICs)
-	nicVLANNames    = newSlotNames("net.", ".vlan", MaxNICs)
-	diskSHA256Names = newSlotNames("disk.", ".sha256", MaxDisks)
-	diskTargetNames = newSlotNames("disk.", ".target", MaxDisks)
+	nicMACNames      = newSlotNames("net.", ".mac", MaxNICs)
+	nicVLANNames     = newSlotNames("net.", ".vlan", MaxNICs)
+	diskSHA256Names  = newSlotNames("disk.", ".sha256", MaxDisks)
+	diskTargetNames  = newSlotNames("disk.", ".target", MaxDisks)
+	nicTrunkNames    = newSlotNames("net.", ".trunk", MaxNICs)
+	diskBackingNames = newSlotNames("disk.", ".backing", MaxDisks)
 )
 
 // slotNames are the names prefix<i>suffix of a kind of slot, the first n
@@ -103,56 +119,127 @@ func (s *slotNames) name(i int) string {
 
 func (s *slotNames) format(i int) string { return s.prefix + strconv.Itoa(i) + s.suffix }
 
-// paramSpec is what the registry knows of one name: its type when present
-// and the exact value length (-1: variable).
+// paramSpec is what the registry knows of one name: its type when present,
+// the exact value length (-1: variable) and, for some, a check of the value.
 type paramSpec struct {
-	typ  Type
-	size int
+	typ   Type
+	size  int
+	check func([]byte) error
 }
 
-var registry = sync.OnceValues(func() (map[string]paramSpec, []string) {
+func (s *Spec) build(v2 bool) {
 	m := map[string]paramSpec{
-		NameMemoryBytes:   {TypeU64, 8},
-		NameCPUCount:      {TypeU64, 8},
-		NameCPUAffinity:   {TypeUTF8, -1},
-		NameBootLoader:    {TypeBytes, 32},
-		NameKernel:        {TypeBytes, 32},
-		NameKernelCmdline: {TypeUTF8, -1},
-		NamePackagesRoot:  {TypeSubtree, 32},
+		NameMemoryBytes:   {typ: TypeU64, size: 8},
+		NameCPUCount:      {typ: TypeU64, size: 8},
+		NameCPUAffinity:   {typ: TypeUTF8, size: -1, check: checkCPUSetValue},
+		NameBootLoader:    {typ: TypeBytes, size: 32},
+		NameKernel:        {typ: TypeBytes, size: 32},
+		NameKernelCmdline: {typ: TypeUTF8, size: -1},
+		NamePackagesRoot:  {typ: TypeSubtree, size: 32},
 	}
 	for i := range MaxNICs {
-		m[NICMACName(i)] = paramSpec{TypeBytes, 6}
-		m[NICVLANName(i)] = paramSpec{TypeU64, 8}
+		m[NICMACName(i)] = paramSpec{typ: TypeBytes, size: 6}
+		m[NICVLANName(i)] = paramSpec{typ: TypeU64, size: 8}
 	}
 	for i := range MaxDisks {
-		m[DiskSHA256Name(i)] = paramSpec{TypeBytes, 32}
-		m[DiskTargetName(i)] = paramSpec{TypeUTF8, -1}
+		m[DiskSHA256Name(i)] = paramSpec{typ: TypeBytes, size: 32}
+		m[DiskTargetName(i)] = paramSpec{typ: TypeUTF8, size: -1}
+	}
+	if v2 {
+		m[NameVMID] = paramSpec{typ: TypeUTF8, size: -1, check: checkVMIDValue}
+		m[NameBalloonBytes] = paramSpec{typ: TypeU64, size: 8}
+		m[NameInitrd] = paramSpec{typ: TypeBytes, size: 32}
+		m[NameNVRAMTemplate] = paramSpec{typ: TypeBytes, size: 32}
+		for i := range MaxNICs {
+			m[NICTrunkName(i)] = paramSpec{typ: TypeBytes, size: -1, check: checkTrunkValue}
+		}
+		for i := range MaxDisks {
+			m[DiskBackingName(i)] = paramSpec{typ: TypeBytes, size: -1, check: checkBackingValue}
+		}
 	}
 	names := make([]string, 0, len(m))
 	for n := range m {
 		names = append(names, n)
 	}
 	slices.Sort(names) // Go string order is bytewise
-	return m, names
-})
+	s.specs, s.names = m, names
+}
 
-// Names returns every registered parameter name in tree order (bytewise
-// sorted). The position of a name in this list is its leaf index.
-func Names() []string {
-	_, names := registry()
+// Spec is one schema of the configuration tree: its registered names, in
+// tree order, and their types. V1 and V2 are the two there are.
+type Spec struct {
+	name  string
+	once  sync.Once
+	v2    bool
+	specs map[string]paramSpec
+	names []string
+}
+
+// The schemas. V2 is what the agent measures; V1 stays to verify what was
+// attested under it.
+var (
+	V1 = &Spec{name: SchemaV1}
+	V2 = &Spec{name: SchemaV2, v2: true}
+)
+
+// Current is the schema the agent measures new attestations with.
+var Current = V2
+
+// SchemaOf returns the schema named name ("vmledger/config/v1" or "…/v2").
+func SchemaOf(name string) (*Spec, error) {
+	switch name {
+	case SchemaV1:
+		return V1, nil
+	case SchemaV2:
+		return V2, nil
+	}
+	return nil, fmt.Errorf("%w: configuration schema %q (known: %s, %s)", ErrUnsupported, name, SchemaV1, SchemaV2)
+}
+
+func (s *Spec) registry() (map[string]paramSpec, []string) {
+	s.once.Do(func() { s.build(s.v2) })
+	return s.specs, s.names
+}
+
+// Name is the schema's identifier, "vmledger/config/v2".
+func (s *Spec) Name() string { return s.name }
+
+func (s *Spec) String() string { return s.name }
+
+// NumLeaves is the size of every configuration tree of the schema.
+func (s *Spec) NumLeaves() int { _, n := s.registry(); return len(n) }
+
+// Names returns every registered parameter name of the schema in tree
+// order (bytewise sorted). The position of a name is its leaf index.
+func (s *Spec) Names() []string {
+	_, names := s.registry()
 	return slices.Clone(names)
 }
 
-// NumLeaves is the size of every configuration tree: 7 + 2*MaxNICs +
-// 2*MaxDisks = 71.
-const NumLeaves = 7 + 2*MaxNICs + 2*MaxDisks
-
 // LeafIndex returns the leaf index of a registered name.
-func LeafIndex(name string) (uint64, bool) {
-	_, names := registry()
+func (s *Spec) LeafIndex(name string) (uint64, bool) {
+	_, names := s.registry()
 	i, ok := slices.BinarySearch(names, name)
 	return uint64(i), ok
 }
+
+// registry is schema v1's registry (the package-level functions below are
+// schema v1's).
+func registry() (map[string]paramSpec, []string) { return V1.registry() }
+
+// Names returns every parameter name of schema v1 in tree order; see
+// Spec.Names for another schema.
+func Names() []string { return V1.Names() }
+
+// NumLeaves is the size of every configuration tree of schema v1: 7 +
+// 2*MaxNICs + 2*MaxDisks = 71. Schema v2's trees have NumLeavesV2.
+const NumLeaves = 7 + 2*MaxNICs + 2*MaxDisks
+
+// NumLeavesV2 is the size of every tree of schema v2: NumLeaves + 4 + 2*16 = 107.
+const NumLeavesV2 = NumLeaves + 4 + MaxNICs + MaxDisks
+
+// LeafIndex returns the leaf index of a registered name of schema v1.
+func LeafIndex(name string) (uint64, bool) { return V1.LeafIndex(name) }
 
 // ParamSalt derives the salt of configuration leaf name:
 // HMAC-SHA256(secret, "vmledger/salt/v1" 0x00 name).
@@ -250,15 +337,19 @@ func LeafHash(input []byte) Digest {
 	return sha256.Sum256(append(append(buf[:0], 0), input...))
 }
 
+// CheckParam checks that (name, typ, value) is a well-formed leaf of
+// schema v1; see Spec.CheckParam.
+func CheckParam(name string, typ Type, value []byte) error { return V1.CheckParam(name, typ, value) }
+
 // CheckParam checks that (name, typ, value) is a well-formed leaf: a
 // registered name, its registered type or TypeAbsent, a value of the right
-// length (empty when absent), valid UTF-8 for text, and a canonical cpuset
-// for cpu.affinity.
-func CheckParam(name string, typ Type, value []byte) error {
-	m, _ := registry()
+// length (empty when absent), valid UTF-8 for text, and the canonical form
+// of the values that have one (cpuset, VM id, trunk, backing chain).
+func (s *Spec) CheckParam(name string, typ Type, value []byte) error {
+	m, _ := s.registry()
 	spec, ok := m[name]
 	if !ok {
-		return fmt.Errorf("%w: %q is not a registered parameter name", ErrInvalid, name)
+		return fmt.Errorf("%w: %q is not a registered parameter name of %s", ErrInvalid, name, s.name)
 	}
 	if typ == TypeAbsent {
 		if len(value) != 0 {
@@ -277,10 +368,17 @@ func CheckParam(name string, typ Type, value []byte) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if name == NameCPUAffinity {
-		if c, err := CanonicalCPUSet(string(value)); err != nil || c != string(value) {
-			return fmt.Errorf("%w: %s: %q is not a canonical cpuset", ErrInvalid, name, value)
+	if spec.check != nil {
+		if err := spec.check(value); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
 		}
+	}
+	return nil
+}
+
+func checkCPUSetValue(v []byte) error {
+	if c, err := CanonicalCPUSet(string(v)); err != nil || c != string(v) {
+		return fmt.Errorf("%q is not a canonical cpuset", v)
 	}
 	return nil
 }

@@ -42,18 +42,26 @@ type Measurement struct {
 	Packages []PackageLeaf `json:"packages,omitempty"` // sorted by name; the subtree of packages.root
 }
 
+// Root measures cfg with secret under schema v1 and returns only the root;
+// see Spec.Root.
+func Root(cfg *Config, secret Secret) (Digest, error) { return V1.Root(cfg, secret) }
+
+// Measure measures cfg under schema v1; see Spec.Measure. The agent
+// measures under Current (V2).
+func Measure(cfg *Config, secret Secret) (*Measurement, error) { return V1.Measure(cfg, secret) }
+
 // Root measures cfg with secret and returns only the root. It is what a
 // customer's client calls to recompute the expected root of the
 // configuration they ordered: the same hashing as Measure, without
 // building the leaves a manifest lists.
-func Root(cfg *Config, secret Secret) (Digest, error) {
-	return measure(cfg, secret, nil)
+func (s *Spec) Root(cfg *Config, secret Secret) (Digest, error) {
+	return s.measure(cfg, secret, nil)
 }
 
 // Measure validates cfg and computes its leaves, package subtree and root.
-func Measure(cfg *Config, secret Secret) (*Measurement, error) {
-	m := &Measurement{Schema: Schema}
-	if _, err := measure(cfg, secret, m); err != nil {
+func (s *Spec) Measure(cfg *Config, secret Secret) (*Measurement, error) {
+	m := &Measurement{Schema: s.name}
+	if _, err := s.measure(cfg, secret, m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -61,8 +69,8 @@ func Measure(cfg *Config, secret Secret) (*Measurement, error) {
 
 // measure validates cfg and returns its root; if m is not nil it also
 // fills m's root, leaves and package leaves.
-func measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
-	if err := cfg.Validate(); err != nil {
+func (s *Spec) measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
+	if err := cfg.ValidateFor(s); err != nil {
 		return Digest{}, err
 	}
 	pkgs := slices.Clone(cfg.Packages)
@@ -93,12 +101,13 @@ func measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
 		}
 		return bytes.Clone(b)
 	}
-	specs, names := registry()
+	specs, names := s.registry()
 	// values[i] is the value of leaf i (names[i]), if present.
-	var values [NumLeaves]struct {
+	var valuesBuf [NumLeavesV2]struct {
 		v       []byte
 		present bool
 	}
+	values := valuesBuf[:len(names)]
 	set := func(name string, v []byte) {
 		i, _ := slices.BinarySearch(names, name)
 		values[i].v, values[i].present = v, true
@@ -131,11 +140,38 @@ func measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
 		r := treeRoot(pkgHashes)
 		set(NamePackagesRoot, r[:])
 	}
+	if s.v2 {
+		set(NameVMID, []byte(cfg.VMID))
+		if cfg.BalloonBytes != 0 {
+			set(NameBalloonBytes, u64(cfg.BalloonBytes))
+		}
+		if cfg.Initrd != nil {
+			set(NameInitrd, own(cfg.Initrd[:]))
+		}
+		if cfg.NVRAMTemplate != nil {
+			set(NameNVRAMTemplate, own(cfg.NVRAMTemplate[:]))
+		}
+		for i, n := range cfg.NICs {
+			if n.Trunk != nil {
+				set(NICTrunkName(i), trunkValue(n.Trunk))
+			}
+		}
+		for i, d := range cfg.Disks {
+			if d.Backing != nil {
+				b := make([]byte, 0, 32*len(d.Backing))
+				for _, dg := range d.Backing {
+					b = append(b, dg[:]...)
+				}
+				set(DiskBackingName(i), b)
+			}
+		}
+	}
 
 	if m != nil {
 		m.Leaves = make([]Leaf, 0, len(names))
 	}
-	var hashes [NumLeaves]Digest
+	var hashesBuf [NumLeavesV2]Digest
+	hashes := hashesBuf[:len(names)]
 	for i, name := range names {
 		typ := TypeAbsent
 		v := values[i].v
@@ -144,18 +180,18 @@ func measure(cfg *Config, secret Secret, m *Measurement) (Digest, error) {
 		} else {
 			v = []byte{}
 		}
-		s := salts.salt(name)
-		buf = appendLeafInput(append(buf[:0], 0), name, typ, v, s)
+		salt := salts.salt(name)
+		buf = appendLeafInput(append(buf[:0], 0), name, typ, v, salt)
 		h := Digest(sha256.Sum256(buf))
 		hashes[i] = h
 		if m != nil {
 			m.Leaves = append(m.Leaves, Leaf{
 				Index: uint64(i), Name: name, Type: typ, Value: v,
-				Display: Display(name, typ, v), Salt: s, Hash: h,
+				Display: Display(name, typ, v), Salt: salt, Hash: h,
 			})
 		}
 	}
-	root := treeRoot(hashes[:])
+	root := treeRoot(hashes)
 	if m != nil {
 		m.Root = root
 	}
@@ -173,10 +209,11 @@ var ErrMismatch = errors.New("does not recompute to the root")
 // package subtree and its root in packages.root, and m.Root. A manifest that
 // passes Check is exactly the tree whose root is m.Root.
 func (m *Measurement) Check() error {
-	if m.Schema != Schema {
-		return fmt.Errorf("%w: schema %q, want %q", ErrInvalid, m.Schema, Schema)
+	spec, err := SchemaOf(m.Schema)
+	if err != nil {
+		return err
 	}
-	_, names := registry()
+	_, names := spec.registry()
 	if len(m.Leaves) != len(names) {
 		return fmt.Errorf("%w: %d leaves, want %d", ErrInvalid, len(m.Leaves), len(names))
 	}
@@ -185,7 +222,7 @@ func (m *Measurement) Check() error {
 		if l.Name != names[i] || l.Index != uint64(i) {
 			return fmt.Errorf("%w: leaf %d is %q at index %d, want %q", ErrInvalid, i, l.Name, l.Index, names[i])
 		}
-		if err := CheckParam(l.Name, l.Type, l.Value); err != nil {
+		if err := spec.CheckParam(l.Name, l.Type, l.Value); err != nil {
 			return err
 		}
 		h := LeafHash(LeafInput(l.Name, l.Type, l.Value, l.Salt))
@@ -199,6 +236,11 @@ func (m *Measurement) Check() error {
 	}
 	if err := m.checkPackages(); err != nil {
 		return err
+	}
+	if spec.v2 {
+		if id, _ := m.Leaf(NameVMID); id.Type == TypeAbsent {
+			return fmt.Errorf("%w: %s is absent: schema %s binds the VM id", ErrInvalid, NameVMID, SchemaV2)
+		}
 	}
 	if r := treeRoot(hashes); r != m.Root {
 		return fmt.Errorf("leaves recompute to %v, manifest says %v: %w", r, m.Root, ErrMismatch)
@@ -254,9 +296,19 @@ func (m *Measurement) CheckSecret(secret Secret) error {
 	return nil
 }
 
+// Spec returns the schema of m (nil if unknown).
+func (m *Measurement) Spec() *Spec {
+	s, _ := SchemaOf(m.Schema)
+	return s
+}
+
 // Leaf returns the leaf named name.
 func (m *Measurement) Leaf(name string) (Leaf, bool) {
-	i, ok := LeafIndex(name)
+	spec := m.Spec()
+	if spec == nil {
+		return Leaf{}, false
+	}
+	i, ok := spec.LeafIndex(name)
 	if !ok || int(i) >= len(m.Leaves) || m.Leaves[i].Name != name {
 		return Leaf{}, false
 	}

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/vmledger/vmledger/agent/measure"
 )
 
 // ErrNotAllowed is wrapped by the FieldError of a libvirt element, attribute
@@ -100,6 +103,7 @@ var libvirtAllowlist = map[string]string{
 	"domain/os/loader":           "readonly=yes|no type=rom|pflash secure=yes|no format=raw #text",
 	"domain/os/nvram":            "template format=raw #text",
 	"domain/os/kernel":           "#text",
+	"domain/os/initrd":           "#text",
 	"domain/os/cmdline":          "#text",
 	"domain/os/boot":             "dev=hd|cdrom|fd",
 	"domain/os/bootmenu":         "enable timeout",
@@ -164,31 +168,28 @@ var libvirtAllowlist = map[string]string{
 	"domain/devices/emulator": "#text",
 
 	// Disks: only image files (hashed), or empty removable drives.
-	"domain/devices/disk":                           "type=file device=disk|cdrom|floppy",
-	"domain/devices/disk/driver":                    "name=qemu type=raw|qcow2 cache io discard detect_zeroes queues queue_size iothread error_policy rerror_policy",
-	"domain/devices/disk/source":                    "file index",
-	"domain/devices/disk/backingStore":              "type=file index", // a chain is refused by ParseLibvirt
-	"domain/devices/disk/backingStore/format":       "type",
-	"domain/devices/disk/backingStore/source":       "file index",
-	"domain/devices/disk/backingStore/backingStore": "",
-	"domain/devices/disk/target":                    "dev bus tray removable rotation_rate",
-	"domain/devices/disk/readonly":                  "",
-	"domain/devices/disk/serial":                    "#text",
-	"domain/devices/disk/wwn":                       "#text",
-	"domain/devices/disk/vendor":                    "#text",
-	"domain/devices/disk/product":                   "#text",
-	"domain/devices/disk/boot":                      "order",
-	"domain/devices/disk/alias":                     "name",
-	"domain/devices/disk/address":                   addressAttrs,
-	"domain/devices/disk/geometry":                  "cyls heads secs trans",
-	"domain/devices/disk/blockio":                   "logical_block_size physical_block_size",
-	"domain/devices/disk/iotune":                    "",
-	"domain/devices/disk/iotune/total_bytes_sec":    "#text",
-	"domain/devices/disk/iotune/read_bytes_sec":     "#text",
-	"domain/devices/disk/iotune/write_bytes_sec":    "#text",
-	"domain/devices/disk/iotune/total_iops_sec":     "#text",
-	"domain/devices/disk/iotune/read_iops_sec":      "#text",
-	"domain/devices/disk/iotune/write_iops_sec":     "#text",
+	"domain/devices/disk":        "type=file device=disk|cdrom|floppy",
+	"domain/devices/disk/driver": "name=qemu type=raw|qcow2 cache io discard detect_zeroes queues queue_size iothread error_policy rerror_policy",
+	"domain/devices/disk/source": "file index",
+	// <backingStore> and its nested chain: see backingStorePaths.
+	"domain/devices/disk/target":                 "dev bus tray removable rotation_rate",
+	"domain/devices/disk/readonly":               "",
+	"domain/devices/disk/serial":                 "#text",
+	"domain/devices/disk/wwn":                    "#text",
+	"domain/devices/disk/vendor":                 "#text",
+	"domain/devices/disk/product":                "#text",
+	"domain/devices/disk/boot":                   "order",
+	"domain/devices/disk/alias":                  "name",
+	"domain/devices/disk/address":                addressAttrs,
+	"domain/devices/disk/geometry":               "cyls heads secs trans",
+	"domain/devices/disk/blockio":                "logical_block_size physical_block_size",
+	"domain/devices/disk/iotune":                 "",
+	"domain/devices/disk/iotune/total_bytes_sec": "#text",
+	"domain/devices/disk/iotune/read_bytes_sec":  "#text",
+	"domain/devices/disk/iotune/write_bytes_sec": "#text",
+	"domain/devices/disk/iotune/total_iops_sec":  "#text",
+	"domain/devices/disk/iotune/read_iops_sec":   "#text",
+	"domain/devices/disk/iotune/write_iops_sec":  "#text",
 
 	"domain/devices/controller":         "type index model ports vectors",
 	"domain/devices/controller/driver":  "queues iothread cmd_per_lun max_sectors ioeventfd",
@@ -287,7 +288,6 @@ const addressAttrs = "type domain bus slot function multifunction controller tar
 // libvirtRefusals explains the refusal of elements known to be dangerous;
 // anything else not on the allowlist gets a generic reason.
 var libvirtRefusals = map[string]string{
-	"domain/os/initrd":                   "the initrd runs in the guest and schema v1 does not measure it",
 	"domain/os/dtb":                      "a device tree file the guest boots with is not measured",
 	"domain/os/acpi":                     "ACPI table files given to the guest are not measured",
 	"domain/os/smbios":                   "SMBIOS data given to the guest is not measured",
@@ -323,7 +323,24 @@ var libvirtRefusals = map[string]string{
 	"domain/devices/console/log":         "console logs write to host files",
 }
 
+// backingStorePaths allows a disk's backing chain as libvirt writes it,
+// nested one <backingStore> per image, down to the schema's limit: each
+// image is measured (disk.<i>.backing) and must be the file the qcow2
+// header above names.
+func backingStorePaths() map[string]string {
+	m := map[string]string{}
+	p := "domain/devices/disk"
+	for range measure.MaxBacking + 1 {
+		p += "/backingStore"
+		m[p] = "type=file index"
+		m[p+"/format"] = "type=raw|qcow2"
+		m[p+"/source"] = "file index"
+	}
+	return m
+}
+
 var parsedAllowlist = func() map[string]allowRule {
+	maps.Copy(libvirtAllowlist, backingStorePaths())
 	m := make(map[string]allowRule, len(libvirtAllowlist))
 	for path, spec := range libvirtAllowlist {
 		r := allowRule{attrs: map[string][]string{}}

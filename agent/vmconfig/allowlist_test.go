@@ -133,7 +133,6 @@ func TestHostileDomain(t *testing.T) {
 		{"qemu:commandline", parts{ns: qemuNS, top: `<qemu:commandline><qemu:arg value='-append'/><qemu:arg value='init=/bin/sh'/></qemu:commandline>`}, "/domain/qemu:commandline"},
 		{"qemu:override", parts{ns: qemuNS, top: `<qemu:override><qemu:device alias='x'/></qemu:override>`}, "/domain/qemu:override"},
 		{"qemu namespace as default", parts{top: `<commandline xmlns='http://libvirt.org/schemas/domain/qemu/1.0'/>`}, "/domain/commandline"},
-		{"initrd", parts{os: `<initrd>/tmp/evil</initrd>`}, "/domain/os/initrd"},
 		{"network boot", parts{os: `<boot dev='network'/>`}, "/domain/os/boot/@dev"},
 		{"acpi table", parts{os: `<acpi><table type='slic'>/tmp/evil</table></acpi>`}, "/domain/os/acpi"},
 		{"filesystem", parts{dev: `<filesystem type='mount'><source dir='/'/><target dir='r'/></filesystem>`}, "/domain/devices/filesystem[1]"},

@@ -20,6 +20,11 @@ type Config struct {
 	Kernel        *Image // nil = none (no direct kernel boot)
 	KernelCmdline *string
 	Packages      []measure.Package
+
+	// Schema v2 (measure.V2) only.
+	BalloonBytes  uint64 // balloon target below MemoryBytes; 0 = none
+	Initrd        *Image // nil = none
+	NVRAMTemplate *Image // the UEFI variable store's template; nil = none
 }
 
 // Disk is one disk or removable drive.
@@ -27,8 +32,14 @@ type Disk struct {
 	Target string
 	Image  *Image // nil = empty removable drive
 	// Format is the image format the VMM is told ("raw", "qcow2"; "" =
-	// raw). Resolve checks that a qcow2 image names no other file.
+	// raw). Resolve reads a qcow2 image's header for its backing chain.
 	Format string
+	// Backing are the images below Image in its backing chain, in chain
+	// order. Given by digest (a configuration that names no file), they
+	// are measured as given; for an image file, Resolve finds the chain in
+	// the qcow2 headers and Backing, if the input declares it (libvirt's
+	// <backingStore>), must name the same files.
+	Backing []*Image
 }
 
 // Image is a disk, bootloader or kernel image: either a file to hash or a
@@ -52,7 +63,7 @@ var (
 	ErrMissing     = measure.ErrMissing
 	ErrInvalid     = measure.ErrInvalid
 	ErrAmbiguous   = measure.ErrAmbiguous
-	ErrUnsupported = errors.New("not supported by config schema v1")
+	ErrUnsupported = errors.New("not supported by the configuration schema")
 	// ErrDigestMismatch: an image file does not hash to the digest the
 	// input claims for it.
 	ErrDigestMismatch = errors.New("the image does not match the digest given for it")

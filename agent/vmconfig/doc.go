@@ -25,8 +25,8 @@
 //   - At most 16 NICs and 16 disks (the schema's fixed slots); their order
 //     in the input is their slot order.
 //   - Anything missing, malformed or ambiguous (a duplicate JSON key, a
-//     second YAML document, two <memory> elements, a balloon target that
-//     differs from the memory size, path and digest together, a package
+//     second YAML document, two <memory> elements, a balloon target above
+//     the memory size, path and digest together, a package
 //     listed twice, …) is refused with a *FieldError naming the field in
 //     the input's own terms, wrapping ErrMissing, ErrInvalid, ErrAmbiguous
 //     or ErrUnsupported (test with errors.Is). Unknown JSON/YAML fields
@@ -46,8 +46,10 @@
 // and wraps ErrNotAllowed. An element libvirt adds one day is refused until
 // someone decides it does not matter or measures it. The allowlist holds:
 //
-//   - what is measured: memory, vCPUs and pinning, NICs (MAC, one VLAN tag),
-//     image-file disks, the loader, the kernel and its command line;
+//   - what is measured (schema v2, see package measure): memory and the
+//     balloon target, vCPUs and pinning, NICs (MAC, a VLAN tag or a trunk),
+//     image-file disks and their qcow2 backing chains, the loader and the
+//     nvram template, the kernel, its initrd and command line;
 //   - host placement and limits (cputune, numatune, memtune, blkiotune,
 //     hugepages, resource partition, seclabel): where and how fast, not what;
 //   - the virtual platform's shape (CPU model and features, <features>,
@@ -61,7 +63,7 @@
 //     (other namespaces), which libvirt never interprets.
 //
 // Refused, among others: every <qemu:…> element (commandline, override,
-// capabilities), <initrd> (schema v1 does not measure it), <dtb>, ACPI
+// capabilities), <dtb>, ACPI
 // table and SMBIOS files, <sysinfo>, <launchSecurity>, shared or file/memfd
 // memory backing and NUMA cells, <hostdev>, <filesystem>, <shmem>,
 // <redirdev>, <smartcard>, <vsock>, <memory> devices, disks that are not
@@ -74,24 +76,33 @@
 // that is not one of Options.Emulators (default DefaultEmulators).
 //
 // Images a domain names are checked when they are hashed (Resolve): a qcow2
-// image that names a backing file or an external data file is refused (QEMU
-// would open a file that is not measured); a digest in vmledger's metadata
+// image that keeps its data in an external data file is refused (QEMU would
+// open a file that is not measured); a qcow2 image's backing file is read
+// from its header (relative names relative to the image's directory),
+// hashed and followed in turn down the chain (at most measure.MaxBacking
+// images), each measured in disk.<i>.backing; a backing file whose format
+// the header does not record is refused (QEMU would probe the format), and
+// so is a declared <backingStore> chain that is not the one the headers
+// name. A digest in vmledger's metadata
 // (<vmledger:image target="vda" sha256="…"/>) is compared with the file's
 // own digest when the agent can read the file (ErrDigestMismatch if they
 // differ), and stands in for it only when the agent may not read it
 // (permission denied), and never for a qcow2 image.
 //
-// Allowed but not measured under schema v1, so a customer must not rely on
-// them: where a NIC is attached on the host (bridge, network, source
-// device) — v1 measures its MAC and VLAN —, the emulated TPM's state, the
-// display, and the elements above.
+// Allowed but not measured, so a customer must not rely on them: where a
+// NIC is attached on the host (bridge, network, source device) — the MAC
+// and VLANs are measured —, the emulated TPM's state, the display, and the
+// elements above.
 //
-// <nvram> is allowed and not measured, nor is its template: the UEFI
-// variable store is state the guest and its firmware write at every boot
-// (boot order, Secure Boot keys and databases), so a digest of it would
-// differ from boot to boot. The loader, which is code, is measured. A
-// customer that relies on Secure Boot must know that its variables (PK, KEK,
-// db, dbx) are not part of the attestation under schema v1.
+// The UEFI variable store (<nvram>) is state the guest and its firmware
+// write at every boot (boot order, Secure Boot keys and databases), so a
+// digest of it would differ from boot to boot: it is not measured. Its
+// template (<nvram template='…'>), from which libvirt creates the store of
+// a new domain, is measured under schema v2 (boot.nvram.template.sha256;
+// a metadata digest for it has target "nvram-template"). A store that
+// already exists is used as it is: a customer that relies on Secure Boot
+// must know that the variables the guest boots with (PK, KEK, db, dbx) are
+// the template's only for a store libvirt created from it.
 //
 // The JSON/YAML format is documented on File; what is read from libvirt XML
 // on ParseLibvirt. Packages are not part of libvirt's schema: they come from

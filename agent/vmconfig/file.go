@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,20 +20,26 @@ import (
 // names the field as the file writes it ("memory", "nics[1].vlan").
 //
 //	{
-//	  "schema": "vmledger/config/v1",           // required, exactly this
+//	  "schema": "vmledger/config/v2",           // required: v2, or v1 (without the v2 fields below)
 //	  "memory": "8GiB",                         // required; number + unit, see UnitScale; a bare number is refused
+//	  "balloon": "6GiB",                        // v2, optional: balloon target below memory (equal = none)
 //	  "cpu": {"count": 4, "affinity": "0-3,8"}, // count required (> 0); affinity optional, libvirt cpuset syntax
 //	  "nics": [                                 // optional, at most 16, in slot order
-//	    {"mac": "52:54:00:12:34:56", "vlan": 42} // mac required; vlan optional, 0 or missing = untagged
+//	    {"mac": "52:54:00:12:34:56", "vlan": 42}, // mac required; vlan optional, 0 or missing = untagged
+//	    {"mac": "52:54:00:12:34:57", "trunk": [{"id": 10}, {"id": 20, "native": "untagged"}]} // v2: a trunk port
 //	  ],
 //	  "disks": [                                // optional, at most 16, in slot order
-//	    {"target": "vda", "path": "disk.qcow2"},   // a file, hashed by streaming (relative to the config file)
+//	    {"target": "vda", "path": "disk.qcow2", "format": "qcow2"}, // a file, hashed by streaming (relative to the
+//	                                               // config file); v2: a qcow2 image's backing chain is read from its header
+//	    {"target": "vdc", "sha256": "<64 hex>", "backing": [{"sha256": "<64 hex>"}]}, // v2: a chain given by digests
 //	    {"target": "vdb", "sha256": "<64 hex>"},   // or its digest, computed elsewhere
 //	    {"target": "sda", "empty": true}           // or an empty removable drive
 //	  ],
 //	  "boot": {                                 // optional
 //	    "loader": {"path": "/usr/share/OVMF/OVMF_CODE.fd"}, // or {"sha256": "..."}
 //	    "kernel": {"sha256": "..."},                        // or {"path": "..."}
+//	    "initrd": {"path": "initrd.img"},                   // v2
+//	    "nvram_template": {"path": "/usr/share/OVMF/OVMF_VARS.fd"}, // v2
 //	    "cmdline": "console=ttyS0 root=/dev/vda1"           // exact bytes; "" is present-but-empty
 //	  },
 //	  "packages": [                             // optional; names unique
@@ -42,6 +49,7 @@ import (
 type File struct {
 	Schema   string        `json:"schema" yaml:"schema"`
 	Memory   *Size         `json:"memory" yaml:"memory"`
+	Balloon  *Size         `json:"balloon,omitempty" yaml:"balloon,omitempty"`
 	CPU      *FileCPU      `json:"cpu" yaml:"cpu"`
 	NICs     []FileNIC     `json:"nics,omitempty" yaml:"nics,omitempty"`
 	Disks    []FileDisk    `json:"disks,omitempty" yaml:"disks,omitempty"`
@@ -57,8 +65,15 @@ type FileCPU struct {
 
 // FileNIC is one of File.NICs.
 type FileNIC struct {
-	MAC  string  `json:"mac" yaml:"mac"`
-	VLAN *uint64 `json:"vlan" yaml:"vlan"`
+	MAC   string        `json:"mac" yaml:"mac"`
+	VLAN  *uint64       `json:"vlan" yaml:"vlan"`
+	Trunk []FileVLANTag `json:"trunk,omitempty" yaml:"trunk,omitempty"`
+}
+
+// FileVLANTag is one VLAN of FileNIC.Trunk.
+type FileVLANTag struct {
+	ID     uint64 `json:"id" yaml:"id"`
+	Native string `json:"native,omitempty" yaml:"native,omitempty"` // "", "tagged" or "untagged"
 }
 
 // FileImage names an image by path or by digest.
@@ -69,17 +84,21 @@ type FileImage struct {
 
 // FileDisk is one of File.Disks.
 type FileDisk struct {
-	Target string `json:"target" yaml:"target"`
-	Path   string `json:"path,omitempty" yaml:"path,omitempty"`
-	SHA256 string `json:"sha256,omitempty" yaml:"sha256,omitempty"`
-	Empty  bool   `json:"empty,omitempty" yaml:"empty,omitempty"`
+	Target  string      `json:"target" yaml:"target"`
+	Path    string      `json:"path,omitempty" yaml:"path,omitempty"`
+	SHA256  string      `json:"sha256,omitempty" yaml:"sha256,omitempty"`
+	Empty   bool        `json:"empty,omitempty" yaml:"empty,omitempty"`
+	Format  string      `json:"format,omitempty" yaml:"format,omitempty"`
+	Backing []FileImage `json:"backing,omitempty" yaml:"backing,omitempty"`
 }
 
 // FileBoot is File.Boot.
 type FileBoot struct {
-	Loader  *FileImage `json:"loader,omitempty" yaml:"loader,omitempty"`
-	Kernel  *FileImage `json:"kernel,omitempty" yaml:"kernel,omitempty"`
-	Cmdline *string    `json:"cmdline,omitempty" yaml:"cmdline,omitempty"`
+	Loader        *FileImage `json:"loader,omitempty" yaml:"loader,omitempty"`
+	Kernel        *FileImage `json:"kernel,omitempty" yaml:"kernel,omitempty"`
+	Cmdline       *string    `json:"cmdline,omitempty" yaml:"cmdline,omitempty"`
+	Initrd        *FileImage `json:"initrd,omitempty" yaml:"initrd,omitempty"`
+	NVRAMTemplate *FileImage `json:"nvram_template,omitempty" yaml:"nvram_template,omitempty"`
 }
 
 // FilePackage is one of File.Packages.
@@ -159,10 +178,15 @@ func ParsePackages(data []byte, f Format) ([]measure.Package, error) {
 // Config validates f and converts it.
 func (f *File) Config() (*Config, error) {
 	if f.Schema == "" {
-		return nil, fieldErr("schema", ErrMissing, "add \"schema\": %q", measure.Schema)
+		return nil, fieldErr("schema", ErrMissing, "add \"schema\": %q", measure.SchemaV2)
 	}
-	if f.Schema != measure.Schema {
-		return nil, fieldErr("schema", ErrUnsupported, "%q, want %q", f.Schema, measure.Schema)
+	if f.Schema != measure.SchemaV1 && f.Schema != measure.SchemaV2 {
+		return nil, fieldErr("schema", ErrUnsupported, "%q, want %q (or %q)", f.Schema, measure.SchemaV2, measure.SchemaV1)
+	}
+	if f.Schema == measure.SchemaV1 {
+		if field := f.v2Field(); field != "" {
+			return nil, fieldErr(field, ErrUnsupported, "schema %s has no such field; write \"schema\": %q", measure.SchemaV1, measure.SchemaV2)
+		}
 	}
 	c := &Config{}
 	if f.Memory == nil {
@@ -176,6 +200,18 @@ func (f *File) Config() (*Config, error) {
 		return nil, fieldErr("memory", ErrInvalid, "memory size is 0")
 	}
 	c.MemoryBytes = mem
+	if f.Balloon != nil {
+		b, err := ParseSize(f.Balloon.Text)
+		if err != nil {
+			return nil, wrapField("balloon", ErrInvalid, err)
+		}
+		switch {
+		case b == 0 || b > mem:
+			return nil, fieldErr("balloon", ErrInvalid, "balloon target %d bytes, want 1 byte up to the memory size %d", b, mem)
+		case b < mem:
+			c.BalloonBytes = b
+		}
+	}
 	if f.CPU == nil || f.CPU.Count == nil {
 		return nil, fieldErr("cpu.count", ErrMissing, "vCPU count is required, e.g. \"cpu\": {\"count\": 4}")
 	}
@@ -209,7 +245,20 @@ func (f *File) Config() (*Config, error) {
 		if vlan > measure.MaxVLAN {
 			return nil, fieldErr(field+".vlan", ErrInvalid, "VLAN %d out of range 0..%d (0 = untagged)", vlan, measure.MaxVLAN)
 		}
-		c.NICs = append(c.NICs, measure.NIC{MAC: mac, VLAN: uint16(vlan)})
+		nic := measure.NIC{MAC: mac, VLAN: uint16(vlan)}
+		if n.Trunk != nil {
+			if vlan != 0 {
+				return nil, fieldErr(field, ErrAmbiguous, "\"vlan\" and \"trunk\" together: a trunk's VLANs are its tags")
+			}
+			var tags []trunkTag
+			for k, t := range n.Trunk {
+				tags = append(tags, trunkTag{id: t.ID, native: t.Native, field: fmt.Sprintf("%s.trunk[%d]", field, k)})
+			}
+			if nic.Trunk, err = canonicalTrunk(tags, field+".trunk"); err != nil {
+				return nil, err
+			}
+		}
+		c.NICs = append(c.NICs, nic)
 	}
 	if len(f.Disks) > measure.MaxDisks {
 		return nil, fieldErr("disks", ErrUnsupported, "%d disks, at most %d", len(f.Disks), measure.MaxDisks)
@@ -219,9 +268,14 @@ func (f *File) Config() (*Config, error) {
 		if d.Target == "" {
 			return nil, fieldErr(field+".target", ErrMissing, "disk target (guest device name, e.g. \"vda\") is required")
 		}
-		disk := Disk{Target: d.Target}
+		disk := Disk{Target: d.Target, Format: d.Format}
+		switch d.Format {
+		case "", "raw", "qcow2":
+		default:
+			return nil, fieldErr(field+".format", ErrUnsupported, "format %q, want raw or qcow2", d.Format)
+		}
 		if d.Empty {
-			if d.Path != "" || d.SHA256 != "" {
+			if d.Path != "" || d.SHA256 != "" || d.Backing != nil {
 				return nil, fieldErr(field, ErrAmbiguous, "\"empty\": true together with an image")
 			}
 		} else {
@@ -230,6 +284,25 @@ func (f *File) Config() (*Config, error) {
 				return nil, err
 			}
 			disk.Image = img
+		}
+		if d.Backing != nil {
+			if d.Path != "" {
+				return nil, fieldErr(field+".backing", ErrAmbiguous, "the backing chain of an image file is read from its qcow2 header; give \"backing\" only with \"sha256\"")
+			}
+			if len(d.Backing) == 0 || len(d.Backing) > measure.MaxBacking {
+				return nil, fieldErr(field+".backing", ErrInvalid, "%d backing images, want 1..%d", len(d.Backing), measure.MaxBacking)
+			}
+			for k, b := range d.Backing {
+				bf := fmt.Sprintf("%s.backing[%d]", field, k)
+				if b.Path != "" {
+					return nil, fieldErr(bf, ErrUnsupported, "a backing image is given by \"sha256\" here (files are found from the qcow2 header)")
+				}
+				img, err := convertImage(b, bf)
+				if err != nil {
+					return nil, err
+				}
+				disk.Backing = append(disk.Backing, img)
+			}
 		}
 		c.Disks = append(c.Disks, disk)
 	}
@@ -245,11 +318,87 @@ func (f *File) Config() (*Config, error) {
 			}
 		}
 		c.KernelCmdline = f.Boot.Cmdline
+		if f.Boot.Initrd != nil {
+			if c.Initrd, err = convertImage(*f.Boot.Initrd, "boot.initrd"); err != nil {
+				return nil, err
+			}
+		}
+		if f.Boot.NVRAMTemplate != nil {
+			if c.NVRAMTemplate, err = convertImage(*f.Boot.NVRAMTemplate, "boot.nvram_template"); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if c.Packages, err = convertPackages(f.Packages, "packages"); err != nil {
 		return nil, err
 	}
 	return c, c.check(c.fileField)
+}
+
+// v2Field names the first field of f that only schema v2 has, or "".
+func (f *File) v2Field() string {
+	if f.Balloon != nil {
+		return "balloon"
+	}
+	for i, n := range f.NICs {
+		if n.Trunk != nil {
+			return indexPath("nics", i) + ".trunk"
+		}
+	}
+	for i, d := range f.Disks {
+		if d.Backing != nil {
+			return indexPath("disks", i) + ".backing"
+		}
+		if d.Format != "" {
+			return indexPath("disks", i) + ".format"
+		}
+	}
+	if f.Boot != nil && f.Boot.Initrd != nil {
+		return "boot.initrd"
+	}
+	if f.Boot != nil && f.Boot.NVRAMTemplate != nil {
+		return "boot.nvram_template"
+	}
+	return ""
+}
+
+// trunkTag is one VLAN of a trunk as the input gives it.
+type trunkTag struct {
+	id     uint64
+	native string
+	field  string
+}
+
+// canonicalTrunk checks a trunk's VLANs and sorts them by id.
+func canonicalTrunk(tags []trunkTag, field string) ([]measure.VLANTag, error) {
+	if len(tags) == 0 {
+		return nil, fieldErr(field, ErrMissing, "a trunk carries at least one VLAN")
+	}
+	var out []measure.VLANTag
+	natives := 0
+	seen := map[uint64]bool{}
+	for _, t := range tags {
+		if t.id == 0 || t.id > measure.MaxVLAN {
+			return nil, fieldErr(t.field, ErrInvalid, "VLAN %d out of range 1..%d", t.id, measure.MaxVLAN)
+		}
+		if seen[t.id] {
+			return nil, fieldErr(t.field, ErrAmbiguous, "VLAN %d listed twice", t.id)
+		}
+		seen[t.id] = true
+		switch t.native {
+		case "":
+		case measure.NativeTagged, measure.NativeUntagged:
+			natives++
+		default:
+			return nil, fieldErr(t.field, ErrInvalid, "native mode %q, want %q or %q", t.native, measure.NativeTagged, measure.NativeUntagged)
+		}
+		if natives > 1 {
+			return nil, fieldErr(t.field, ErrAmbiguous, "a second native VLAN")
+		}
+		out = append(out, measure.VLANTag{ID: uint16(t.id), Native: t.native})
+	}
+	slices.SortFunc(out, func(a, b measure.VLANTag) int { return int(a.ID) - int(b.ID) })
+	return out, nil
 }
 
 // fileField names in File's terms the field behind a field measure's
@@ -262,6 +411,8 @@ func (c *Config) fileField(name string) string {
 		return name
 	case measure.NameKernelCmdline:
 		return "boot.cmdline"
+	case measure.NameBalloonBytes:
+		return "balloon"
 	case "net":
 		return "nics"
 	case "disk":
@@ -270,6 +421,9 @@ func (c *Config) fileField(name string) string {
 	for i := range c.NICs {
 		if name == measure.NICVLANName(i) {
 			return indexPath("nics", i) + ".vlan"
+		}
+		if name == measure.NICTrunkName(i) {
+			return indexPath("nics", i) + ".trunk"
 		}
 	}
 	for i := range c.Disks {
@@ -351,7 +505,9 @@ func convertPackages(fps []FilePackage, field string) ([]measure.Package, error)
 // ("packages/openssl"); name, if not nil, maps that to the field of the
 // input (a parser's input; "" keeps measure's name).
 func (c *Config) check(name func(string) string) error {
-	err := c.skeleton().Validate()
+	sk := c.skeleton()
+	sk.VMID = "-" // the caller measures with the VM's id; Resolve leaves it empty
+	err := sk.ValidateFor(measure.V2)
 	if mfe, ok := errors.AsType[*measure.FieldError](err); ok && name != nil {
 		if f := name(mfe.Field); f != "" {
 			return &FieldError{Field: f, Err: mfe.Err}
@@ -365,6 +521,7 @@ func (c *Config) skeleton() *measure.Config {
 	mc := &measure.Config{
 		MemoryBytes: c.MemoryBytes, CPUCount: c.CPUCount, CPUAffinity: c.CPUAffinity,
 		NICs: c.NICs, KernelCmdline: c.KernelCmdline, Packages: c.Packages,
+		BalloonBytes: c.BalloonBytes,
 	}
 	for _, d := range c.Disks {
 		mc.Disks = append(mc.Disks, measure.Disk{Target: d.Target})
@@ -376,7 +533,10 @@ func (c *Config) skeleton() *measure.Config {
 // images as they were given (path or digest). ParseJSON of its encoding
 // gives back c.
 func (c *Config) File() *File {
-	f := &File{Schema: measure.Schema, Memory: &Size{Text: strconv.FormatUint(c.MemoryBytes, 10) + "b"}}
+	f := &File{Schema: measure.SchemaV2, Memory: &Size{Text: strconv.FormatUint(c.MemoryBytes, 10) + "b"}}
+	if c.BalloonBytes != 0 {
+		f.Balloon = &Size{Text: strconv.FormatUint(c.BalloonBytes, 10) + "b"}
+	}
 	count := c.CPUCount
 	f.CPU = &FileCPU{Count: &count}
 	if c.CPUAffinity != "" {
@@ -385,18 +545,36 @@ func (c *Config) File() *File {
 	}
 	for _, n := range c.NICs {
 		v := uint64(n.VLAN)
-		f.NICs = append(f.NICs, FileNIC{MAC: n.MAC.String(), VLAN: &v})
+		fn := FileNIC{MAC: n.MAC.String(), VLAN: &v}
+		for _, t := range n.Trunk {
+			fn.Trunk = append(fn.Trunk, FileVLANTag{ID: uint64(t.ID), Native: t.Native})
+		}
+		f.NICs = append(f.NICs, fn)
 	}
 	for _, d := range c.Disks {
-		fd := FileDisk{Target: d.Target, Empty: d.Image == nil}
+		fd := FileDisk{Target: d.Target, Empty: d.Image == nil, Format: d.Format}
 		if d.Image != nil {
 			img := fileImage(d.Image)
 			fd.Path, fd.SHA256 = img.Path, img.SHA256
 		}
+		if d.Image != nil && d.Image.SHA256 != nil {
+			// An image file's chain is read from its header again.
+			for _, b := range d.Backing {
+				fd.Backing = append(fd.Backing, fileImage(b))
+			}
+		}
 		f.Disks = append(f.Disks, fd)
 	}
-	if c.BootLoader != nil || c.Kernel != nil || c.KernelCmdline != nil {
+	if c.BootLoader != nil || c.Kernel != nil || c.KernelCmdline != nil || c.Initrd != nil || c.NVRAMTemplate != nil {
 		f.Boot = &FileBoot{Cmdline: c.KernelCmdline}
+		if c.Initrd != nil {
+			img := fileImage(c.Initrd)
+			f.Boot.Initrd = &img
+		}
+		if c.NVRAMTemplate != nil {
+			img := fileImage(c.NVRAMTemplate)
+			f.Boot.NVRAMTemplate = &img
+		}
 		if c.BootLoader != nil {
 			img := fileImage(c.BootLoader)
 			f.Boot.Loader = &img

@@ -29,7 +29,7 @@ func checkParsed(t *testing.T, c *Config) {
 			claimed[d.Image.Path] = true
 		}
 	}
-	for _, img := range []*Image{c.BootLoader, c.Kernel} {
+	for _, img := range []*Image{c.BootLoader, c.Kernel, c.Initrd, c.NVRAMTemplate} {
 		if img != nil && img.Claimed != nil {
 			claimed[img.Path] = true
 		}
@@ -43,7 +43,8 @@ func checkParsed(t *testing.T, c *Config) {
 	if err != nil {
 		t.Fatalf("accepted config does not resolve: %v", err)
 	}
-	m, err := measure.Measure(mc, measure.Secret{1})
+	mc.VMID = "fuzz"
+	m, err := measure.V2.Measure(mc, measure.Secret{1})
 	if err != nil {
 		t.Fatalf("accepted config does not measure: %v", err)
 	}
@@ -76,7 +77,8 @@ func checkParsed(t *testing.T, c *Config) {
 }
 
 // fileView is c as its file form keeps it: what only libvirt XML says
-// (claimed digests, the XPath of an image, the disk format) is dropped.
+// (claimed digests, the XPath of an image, a declared backing chain of an
+// image file, whose chain the file's header gives) is dropped.
 func fileView(c *Config) *Config {
 	v := *c
 	strip := func(img *Image) *Image {
@@ -87,9 +89,16 @@ func fileView(c *Config) *Config {
 	}
 	v.Disks = nil
 	for _, d := range c.Disks {
-		v.Disks = append(v.Disks, Disk{Target: d.Target, Image: strip(d.Image)})
+		nd := Disk{Target: d.Target, Image: strip(d.Image), Format: d.Format}
+		if d.Image != nil && d.Image.SHA256 != nil {
+			for _, b := range d.Backing {
+				nd.Backing = append(nd.Backing, strip(b))
+			}
+		}
+		v.Disks = append(v.Disks, nd)
 	}
 	v.BootLoader, v.Kernel = strip(c.BootLoader), strip(c.Kernel)
+	v.Initrd, v.NVRAMTemplate = strip(c.Initrd), strip(c.NVRAMTemplate)
 	return &v
 }
 

@@ -26,7 +26,7 @@ import (
 //     HeldImage.Real) and the result opened with O_NOFOLLOW: what is opened
 //     is a file, never a link that changed in between.
 //   - Disk images are opened read-write (the guest writes its disks);
-//     loader and kernel are copied while they are hashed into a sealed
+//     loader, kernel, initrd and variables template are copied while they are hashed into a sealed
 //     memfd (no writes, no resizing, seals locked), so the bytes the VMM
 //     loads are the bytes hashed, whatever happens to the file.
 //   - An image writable by others (mode o+w) is refused, and so is a disk
@@ -159,9 +159,10 @@ func (h *Held) open(path, role string) (io.ReadCloser, int64, func(measure.Diges
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	disk := role != "loader" && role != "kernel"
+	disk := !sealedRole(role)
 	flags := os.O_RDONLY
-	if disk && !h.ReadOnly {
+	if disk && !h.ReadOnly && !strings.Contains(role, ".backing") {
+		// A backing image is read-only to the VMM: only the top image is written.
 		flags = os.O_RDWR
 	}
 	f, err := os.OpenFile(real, flags|syscall.O_NOFOLLOW, 0)
@@ -240,6 +241,16 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error { return r.close() }
+
+// sealedRole reports whether the image of role is copied into a sealed
+// memfd when held (boot files QEMU reads once) rather than held as a disk.
+func sealedRole(role string) bool {
+	switch role {
+	case "loader", "kernel", "initrd", "nvram-template":
+		return true
+	}
+	return false
+}
 
 // EnvName is the environment variable `agent launch` sets to the number of
 // the descriptor of the held image of role: VMLEDGER_FD_VDA, VMLEDGER_FD_LOADER.
@@ -333,7 +344,7 @@ func CheckRecords(recs []ImageRecord, mode RecheckMode) error {
 // CheckOpenBy checks that process pid (the VMM libvirt started) holds open
 // the very files measured for each disk of recs: libvirt opened them by
 // path, and a file swapped in for that open and swapped back afterwards
-// passes CheckRecords but not this. Loader and kernel are not checked
+// passes CheckRecords but not this. Loader, kernel, initrd and variables template are not checked
 // (QEMU may read and close them).
 func CheckOpenBy(recs []ImageRecord, pid int) error {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
@@ -351,8 +362,8 @@ func CheckOpenBy(recs []ImageRecord, pid int) error {
 	}
 	var errs []error
 	for _, r := range recs {
-		if r.Role == "loader" || r.Role == "kernel" {
-			continue
+		if sealedRole(r.Role) {
+			continue // QEMU reads boot files and may close them; libvirt copies the variables template
 		}
 		if !open[key{r.Dev, r.Ino}] {
 			errs = append(errs, fmt.Errorf("%w: the VMM (pid %d) does not hold the measured file of %s (%s, device %d inode %d) open", ErrImageChanged, pid, r.Role, r.Path, r.Dev, r.Ino))

@@ -22,22 +22,26 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 // What is measured, and from where (XPath, 1-based positions):
 //
 //	memory.bytes      /domain/memory, scaled by its unit attribute (default KiB, see UnitScale).
-//	                  /domain/currentMemory, if present, must equal it (a balloon target that
-//	                  differs is ambiguous); /domain/maxMemory (memory hotplug) is refused.
+//	                  /domain/maxMemory (memory hotplug) is refused.
+//	memory.balloon.bytes /domain/currentMemory when it is below /domain/memory (above is refused).
 //	cpu.count         /domain/vcpu (the maximum; the "current" attribute is not measured).
 //	cpu.affinity      the host CPUs any vCPU may run on: the union of
 //	                  /domain/cputune/vcpupin/@cpuset for pinned vCPUs and /domain/vcpu/@cpuset for
 //	                  the others; absent when some vCPU is unrestricted. placement='auto' is refused
 //	                  (numad decides at start time).
-//	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id, one tag
-//	                  only (trunks are refused), none = 0.
+//	net.<i>.*         /domain/devices/interface[i+1]: mac/@address (required); vlan/tag/@id: one tag
+//	                  without trunk='yes' is net.<i>.vlan (none = 0); several tags or trunk='yes' are
+//	                  net.<i>.trunk, tag/@nativeMode ('tagged', 'untagged') marking the native VLAN.
 //	disk.<i>.*        /domain/devices/disk[i+1]: target/@dev; the image is source/@file (type
 //	                  'file' only), hashed by streaming; driver/@type raw (default) or qcow2 (which
 //	                  must name no backing or data file). A cdrom or floppy without a source is an
-//	                  empty drive (disk.<i>.sha256 absent); with a source it is refused. A backing
-//	                  chain (<backingStore> with a source) is refused.
+//	                  empty drive (disk.<i>.sha256 absent); with a source it is refused.
+//	disk.<i>.backing  a qcow2 image's backing chain, from the images' headers (Resolve); a declared
+//	                  <backingStore> chain (nested, each with source/@file) must name the same files.
 //	boot.loader.sha256 /domain/os/loader (a path). firmware='efi' without a loader path is refused.
 //	kernel.sha256     /domain/os/kernel (a path).
+//	initrd.sha256     /domain/os/initrd (a path; only with a kernel).
+//	boot.nvram.template.sha256 /domain/os/nvram/@template (a path).
 //	kernel.cmdline    /domain/os/cmdline, its exact text.
 //	packages.root     not in libvirt's schema: from Options.Packages (a side file, ParsePackages) or
 //	                  from the metadata element below, never both.
@@ -48,7 +52,7 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 //	  <vmledger:config xmlns:vmledger="https://vmledger.dev/xmlns/libvirt/v1">
 //	    <vmledger:package name="openssl" version="3.0.15-1" manifest-sha256="<64 hex>"/>
 //	    <vmledger:image target="vda" sha256="<64 hex>"/>  <!-- digest of disk vda's file -->
-//	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel" -->
+//	    <vmledger:image target="loader" sha256="..."/>    <!-- also "kernel", "initrd", "nvram-template" -->
 //	  </vmledger:config>
 //	</metadata>
 //
@@ -56,7 +60,7 @@ const MetadataNS = "https://vmledger.dev/xmlns/libvirt/v1"
 // (a different digest is refused) and stands in for the file only when the
 // agent may not read it; the domain must still name the file.
 //
-// Not measured but allowed: <nvram> (the mutable variable store, see the package doc), the
+// Not measured but allowed: <nvram>'s store (the mutable variable store, see the package doc), the
 // emulator binary (it must be one of Options.Emulators), and the allowlisted elements.
 func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 	tree, err := parseXMLTree(data)
@@ -75,7 +79,7 @@ func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 		return nil, fmt.Errorf("libvirt XML: %w", err)
 	}
 	c := &Config{}
-	if c.MemoryBytes, err = d.memory(); err != nil {
+	if c.MemoryBytes, c.BalloonBytes, err = d.memory(); err != nil {
 		return nil, err
 	}
 	if c.CPUCount, c.CPUAffinity, err = d.cpu(); err != nil {
@@ -104,7 +108,7 @@ func ParseLibvirt(data []byte, opts Options) (*Config, error) {
 		return nil, err
 	}
 	for k := range meta.images {
-		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\" or \"kernel\" of this domain", k)
+		return nil, fieldErr("/domain/metadata/vmledger:config/image", ErrInvalid, "digest for %q, which is not a disk target, \"loader\", \"kernel\", \"initrd\" or \"nvram-template\" of this domain", k)
 	}
 	packages := "/domain/metadata/vmledger:config/package"
 	switch {
@@ -191,7 +195,11 @@ type osXML struct {
 	Firmware string    `xml:"firmware,attr"`
 	Loader   []textXML `xml:"loader"`
 	Kernel   []textXML `xml:"kernel"`
+	Initrd   []textXML `xml:"initrd"`
 	Cmdline  []textXML `xml:"cmdline"`
+	NVRAM    []struct {
+		Template string `xml:"template,attr"`
+	} `xml:"nvram"`
 }
 
 type textXML struct {
@@ -212,7 +220,8 @@ type ifaceXML struct {
 	VLAN []struct {
 		Trunk string `xml:"trunk,attr"`
 		Tags  []struct {
-			ID *string `xml:"id,attr"`
+			ID         *string `xml:"id,attr"`
+			NativeMode string  `xml:"nativeMode,attr"`
 		} `xml:"tag"`
 	} `xml:"vlan"`
 }
@@ -230,9 +239,20 @@ type diskXML struct {
 	Target []struct {
 		Dev string `xml:"dev,attr"`
 	} `xml:"target"`
-	BackingStore []struct {
-		Source []struct{} `xml:"source"`
-	} `xml:"backingStore"`
+	BackingStore []backingStoreXML `xml:"backingStore"`
+}
+
+// backingStoreXML is libvirt's <backingStore>: the image below, its
+// source file, and the next one down.
+type backingStoreXML struct {
+	Type   string `xml:"type,attr"`
+	Format []struct {
+		Type string `xml:"type,attr"`
+	} `xml:"format"`
+	Source []struct {
+		File *string `xml:"file,attr"`
+	} `xml:"source"`
+	BackingStore []backingStoreXML `xml:"backingStore"`
 }
 
 type metadataXML struct {
@@ -249,7 +269,25 @@ type metadataXML struct {
 	} `xml:"https://vmledger.dev/xmlns/libvirt/v1 config"`
 }
 
-func (d *domainXML) memory() (uint64, error) {
+func (d *domainXML) memory() (mem, balloon uint64, err error) {
+	mem, err = d.memorySize()
+	if err != nil || len(d.CurrentMemory) == 0 {
+		return mem, 0, err
+	}
+	cur, err := scaled(d.CurrentMemory[0], "/domain/currentMemory")
+	if err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case cur == 0 || cur > mem:
+		return 0, 0, fieldErr("/domain/currentMemory", ErrInvalid, "%d bytes; the balloon target is 1 byte up to <memory> (%d bytes)", cur, mem)
+	case cur < mem:
+		return mem, cur, nil
+	}
+	return mem, 0, nil
+}
+
+func (d *domainXML) memorySize() (uint64, error) {
 	if len(d.Memory) != 1 {
 		if len(d.Memory) == 0 {
 			return 0, fieldErr("/domain/memory", ErrMissing, "no <memory> element")
@@ -266,17 +304,7 @@ func (d *domainXML) memory() (uint64, error) {
 	if len(d.MaxMemory) > 0 {
 		return 0, fieldErr("/domain/maxMemory", ErrUnsupported, "memory hotplug makes the memory size unbounded by <memory>; remove <maxMemory>")
 	}
-	switch len(d.CurrentMemory) {
-	case 0:
-	case 1:
-		cur, err := scaled(d.CurrentMemory[0], "/domain/currentMemory")
-		if err != nil {
-			return 0, err
-		}
-		if cur != mem {
-			return 0, fieldErr("/domain/currentMemory", ErrAmbiguous, "%d bytes but <memory> is %d bytes: set them equal or remove <currentMemory>", cur, mem)
-		}
-	default:
+	if len(d.CurrentMemory) > 1 {
 		return 0, fieldErr("/domain/currentMemory", ErrAmbiguous, "%d <currentMemory> elements", len(d.CurrentMemory))
 	}
 	return mem, nil
@@ -378,6 +406,25 @@ func (d *domainXML) os(c *Config, images map[string]measure.Digest) error {
 	if c.Kernel, err = osImage(o.Kernel, "/domain/os/kernel", "kernel", images); err != nil {
 		return err
 	}
+	if c.Initrd, err = osImage(o.Initrd, "/domain/os/initrd", "initrd", images); err != nil {
+		return err
+	}
+	if c.Initrd != nil && c.Kernel == nil {
+		return fieldErr("/domain/os/initrd", ErrInvalid, "an initrd without a <kernel>")
+	}
+	switch len(o.NVRAM) {
+	case 0:
+	case 1:
+		if t := strings.TrimSpace(o.NVRAM[0].Template); t != "" {
+			c.NVRAMTemplate = &Image{Path: t, Field: "/domain/os/nvram/@template"}
+			if d, ok := images["nvram-template"]; ok {
+				delete(images, "nvram-template")
+				c.NVRAMTemplate.Claimed = &d
+			}
+		}
+	default:
+		return fieldErr("/domain/os/nvram", ErrAmbiguous, "%d <nvram> elements", len(o.NVRAM))
+	}
 	switch len(o.Cmdline) {
 	case 0:
 	case 1:
@@ -450,17 +497,38 @@ func (d *devicesXML) nics() ([]measure.NIC, error) {
 		case 0:
 		case 1:
 			v := in.VLAN[0]
-			if v.Trunk == "yes" || len(v.Tags) != 1 {
-				return nil, fieldErr(field+"/vlan", ErrUnsupported, "a trunk or several tags; schema v1 measures one VLAN id per NIC")
+			var tags []trunkTag
+			for k, t := range v.Tags {
+				tf := fmt.Sprintf("%s/vlan/tag[%d]", field, k+1)
+				if len(v.Tags) == 1 {
+					tf = field + "/vlan/tag"
+				}
+				if t.ID == nil {
+					return nil, fieldErr(tf+"/@id", ErrMissing, "no id")
+				}
+				id, err := strconv.ParseUint(strings.TrimSpace(*t.ID), 10, 64)
+				if err != nil || id == 0 || id > measure.MaxVLAN {
+					return nil, fieldErr(tf+"/@id", ErrInvalid, "%q is not a VLAN id 1..%d", *t.ID, measure.MaxVLAN)
+				}
+				tags = append(tags, trunkTag{id: id, native: t.NativeMode, field: tf})
 			}
-			if v.Tags[0].ID == nil {
-				return nil, fieldErr(field+"/vlan/tag/@id", ErrMissing, "no id")
+			if len(tags) == 0 {
+				return nil, fieldErr(field+"/vlan", ErrMissing, "no <tag>")
 			}
-			id, err := strconv.ParseUint(strings.TrimSpace(*v.Tags[0].ID), 10, 64)
-			if err != nil || id == 0 || id > measure.MaxVLAN {
-				return nil, fieldErr(field+"/vlan/tag/@id", ErrInvalid, "%q is not a VLAN id 1..%d", *v.Tags[0].ID, measure.MaxVLAN)
+			if v.Trunk == "yes" || len(tags) > 1 {
+				// A trunk port: libvirt makes it one with several tags even
+				// without trunk='yes'.
+				trunk, err := canonicalTrunk(tags, field+"/vlan")
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, measure.NIC{MAC: mac, Trunk: trunk})
+				continue
 			}
-			vlan = id
+			if tags[0].native != "" {
+				return nil, fieldErr(tags[0].field+"/@nativeMode", ErrInvalid, "nativeMode on the tag of an access port (one tag, no trunk='yes')")
+			}
+			vlan = tags[0].id
 		default:
 			return nil, fieldErr(field+"/vlan", ErrAmbiguous, "%d <vlan> elements", len(in.VLAN))
 		}
@@ -493,10 +561,32 @@ func (d *devicesXML) disks(images map[string]measure.Digest) ([]Disk, error) {
 		if len(dk.Source) > 1 {
 			return nil, fieldErr(field+"/source", ErrAmbiguous, "%d <source> elements", len(dk.Source))
 		}
-		for _, b := range dk.BackingStore {
-			if len(b.Source) > 0 {
-				return nil, fieldErr(field+"/backingStore", ErrUnsupported, "disk %s has a backing chain; hashing the top image would not cover it: flatten the image", disk.Target)
+		// A declared backing chain (virsh dumpxml of a running domain
+		// lists it) must be the one the qcow2 headers name: Resolve
+		// compares them. An empty <backingStore/> ends the chain.
+		bf := field
+		for bs := dk.BackingStore; len(bs) > 0; bs = bs[0].BackingStore {
+			bf += "/backingStore"
+			if len(bs) > 1 {
+				return nil, fieldErr(bf, ErrAmbiguous, "%d <backingStore> elements", len(bs))
 			}
+			b := bs[0]
+			if len(b.Source) == 0 {
+				if len(b.BackingStore) > 0 {
+					return nil, fieldErr(bf, ErrMissing, "a backing image without a <source>")
+				}
+				break
+			}
+			if len(b.Source) > 1 || b.Source[0].File == nil || *b.Source[0].File == "" {
+				return nil, fieldErr(bf+"/source/@file", ErrMissing, "a backing image is a file")
+			}
+			if len(disk.Backing) == measure.MaxBacking {
+				return nil, fieldErr(bf, ErrUnsupported, "more than %d backing images", measure.MaxBacking)
+			}
+			disk.Backing = append(disk.Backing, &Image{Path: *b.Source[0].File, Field: bf + "/source/@file"})
+		}
+		if len(disk.Backing) > 0 && disk.Format != "qcow2" {
+			return nil, fieldErr(field+"/backingStore", ErrInvalid, "disk %s declares a backing chain but its driver type is %q, not qcow2", disk.Target, disk.Format)
 		}
 		if dk.Type != "" && dk.Type != "file" {
 			return nil, fieldErr(field+"/@type", ErrNotAllowed, "disk type %q: only image files are measured", dk.Type)

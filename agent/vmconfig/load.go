@@ -83,10 +83,11 @@ func LoadPackagesFile(path string) ([]measure.Package, error) {
 }
 
 // MeasureFile loads a configuration file, hashes its images and measures it
-// with secret: what `vmledger agent measure` does, and what a customer's
-// client calls to recompute the root it expects (images given by digest
-// need no file). progress, if not nil, reports hashing progress.
-func MeasureFile(ctx context.Context, path string, f Format, opts Options, secret measure.Secret, progress func(path string, done, size int64)) (*measure.Measurement, error) {
+// under measure.Current (schema v2) for VM vmID with secret: what `vmledger
+// agent measure` does, and what a customer's client calls to recompute the
+// root it expects (images given by digest need no file). progress, if not
+// nil, reports hashing progress.
+func MeasureFile(ctx context.Context, path string, f Format, opts Options, vmID string, secret measure.Secret, progress func(path string, done, size int64)) (*measure.Measurement, error) {
 	c, ro, err := LoadFile(path, f, opts)
 	if err != nil {
 		return nil, err
@@ -96,5 +97,6 @@ func MeasureFile(ctx context.Context, path string, f Format, opts Options, secre
 	if err != nil {
 		return nil, err
 	}
-	return measure.Measure(mc, secret)
+	mc.VMID = vmID
+	return measure.Current.Measure(mc, secret)
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vmledger/vmledger/agent/measure"
 )
@@ -49,10 +50,6 @@ func (e *ImageError) Unwrap() error { return e.Err }
 func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Config, error) {
 	if err := c.check(nil); err != nil {
 		return nil, err
-	}
-	type hashed struct {
-		d      measure.Digest
-		header []byte
 	}
 	cache := map[string]hashed{}
 	if opts.Hold != nil && opts.Open != nil {
@@ -98,16 +95,19 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 				}
 				return nil, &ImageError{Field: field, Path: p, Err: err}
 			}
-			h = hashed{d, header}
+			h = hashed{d: d, header: header}
 			cache[p] = h
 		}
 		if img.Claimed != nil && *img.Claimed != h.d {
 			return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s hashes to %s, the digest given for it is %s", ErrDigestMismatch, p, h.d, *img.Claimed)}
 		}
 		if format == "qcow2" {
-			if err := checkQcow2(h.header); err != nil {
+			q, err := readQcow2(h.header)
+			if err != nil {
 				return nil, &FieldError{Field: named, Err: fmt.Errorf("%w: %s: %w", ErrNotAllowed, p, err)}
 			}
+			h.backing, h.backingFormat = q.backing, q.backingFormat
+			cache[p] = h
 		}
 		d := h.d
 		return &d, nil
@@ -118,6 +118,9 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 		if mc.Disks[i].SHA256, err = digest(d.Image, measure.DiskSHA256Name(i), d.Target, d.Format); err != nil {
 			return nil, err
 		}
+		if mc.Disks[i].Backing, err = c.resolveChain(d, i, opts, cache, digest); err != nil {
+			return nil, err
+		}
 	}
 	if mc.BootLoader, err = digest(c.BootLoader, measure.NameBootLoader, "loader", ""); err != nil {
 		return nil, err
@@ -125,12 +128,95 @@ func (c *Config) Resolve(ctx context.Context, opts ResolveOptions) (*measure.Con
 	if mc.Kernel, err = digest(c.Kernel, measure.NameKernel, "kernel", ""); err != nil {
 		return nil, err
 	}
+	if mc.Initrd, err = digest(c.Initrd, measure.NameInitrd, "initrd", ""); err != nil {
+		return nil, err
+	}
+	if mc.NVRAMTemplate, err = digest(c.NVRAMTemplate, measure.NameNVRAMTemplate, "nvram-template", ""); err != nil {
+		return nil, err
+	}
 	return mc, nil
 }
 
-// headerSize is how much of each image hashFile keeps (a qcow2 header is
-// at most a few hundred bytes before its extensions).
-const headerSize = 512
+// BackingRole is the role of the k-th image (k = 1 for the top image's
+// backing file) below disk target's in its backing chain: "vda.backing1".
+func BackingRole(target string, k int) string { return fmt.Sprintf("%s.backing%d", target, k) }
+
+// resolveChain measures the backing chain of disk i: digests given as such,
+// or, for a qcow2 image file, every file its header names, in turn, down to
+// an image without a backing file.
+func (c *Config) resolveChain(d Disk, i int, opts ResolveOptions, cache map[string]hashed,
+	digest func(img *Image, field, role, format string) (*measure.Digest, error)) ([]measure.Digest, error) {
+	field := measure.DiskBackingName(i)
+	if d.Image == nil {
+		return nil, nil
+	}
+	if d.Image.SHA256 != nil || d.Format != "qcow2" {
+		// Digests given as such (a file's chain is in its header).
+		var out []measure.Digest
+		for _, b := range d.Backing {
+			if b.SHA256 == nil {
+				return nil, fieldErr(b.Field, ErrInvalid, "a backing image of a disk given by digest must be given by digest too")
+			}
+			out = append(out, *b.SHA256)
+		}
+		return out, nil
+	}
+	var out []measure.Digest
+	cur := c.imagePath(d.Image, opts)
+	for k := 1; ; k++ {
+		h := cache[cur]
+		if h.backing == "" {
+			break
+		}
+		if k > measure.MaxBacking {
+			return nil, &ImageError{Field: field, Path: cur, Err: fmt.Errorf("%w: the backing chain is longer than %d images", ErrUnsupported, measure.MaxBacking)}
+		}
+		next := h.backing
+		if !filepath.IsAbs(next) {
+			// QEMU takes a relative backing file name relative to the
+			// directory of the image that names it.
+			next = filepath.Join(filepath.Dir(cur), next)
+		}
+		next = filepath.Clean(next)
+		if k <= len(d.Backing) {
+			if want := c.imagePath(d.Backing[k-1], opts); want != next {
+				return nil, &FieldError{Field: d.Backing[k-1].Field, Err: fmt.Errorf("%w: the domain declares backing image %d of %s as %s, the qcow2 header of %s names %s", ErrAmbiguous, k, d.Target, want, cur, next)}
+			}
+		}
+		dg, err := digest(&Image{Path: next, Field: d.Image.Field}, field, BackingRole(d.Target, k), h.backingFormat)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *dg)
+		cur = next
+	}
+	if len(d.Backing) > len(out) {
+		return nil, &FieldError{Field: d.Backing[len(out)].Field, Err: fmt.Errorf("%w: the domain declares %d backing images for %s, the qcow2 headers name %d", ErrAmbiguous, len(d.Backing), d.Target, len(out))}
+	}
+	return out, nil
+}
+
+// imagePath is the cleaned path Resolve reads img from.
+func (c *Config) imagePath(img *Image, opts ResolveOptions) string {
+	p := img.Path
+	if !filepath.IsAbs(p) && opts.Dir != "" {
+		p = filepath.Join(opts.Dir, p)
+	}
+	return filepath.Clean(p)
+}
+
+// hashed is a file Resolve hashed: its digest and, for a qcow2 image, the
+// backing file its header names.
+type hashed struct {
+	d                      measure.Digest
+	header                 []byte
+	backing, backingFormat string
+}
+
+// headerSize is how much of each image hashFile keeps: the qcow2 header,
+// its extensions and the backing file name, which qemu-img writes within
+// the first few KiB.
+const headerSize = 64 << 10
 
 // hashFile hashes path in one streaming pass and returns its first
 // headerSize bytes too.
@@ -181,21 +267,64 @@ func (h *headReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// checkQcow2 refuses a qcow2 image that makes the VMM open another file: a
-// backing file (header field backing_file_offset) or an external data file
-// (incompatible feature bit 2). Schema v1 measures one file per disk.
-func checkQcow2(h []byte) error {
+// qcow2Info is what Resolve reads of a qcow2 header.
+type qcow2Info struct {
+	backing, backingFormat string // the backing file's name and format ("" = none)
+}
+
+// readQcow2 reads a qcow2 header (the first headerSize bytes of the
+// image): the backing file it names and that file's format (header
+// extension 0xe2792aca). It refuses what would make the VMM open a file that
+// is not measured or read one in a format nobody chose: an external data
+// file (incompatible feature bit 2), a backing file without a format (QEMU
+// would probe it: a raw backing image that looks like qcow2 would be read as
+// qcow2), a format other than raw or qcow2, or a name outside the header
+// read.
+func readQcow2(h []byte) (qcow2Info, error) {
+	var q qcow2Info
 	if len(h) < 72 || string(h[:4]) != "QFI\xfb" {
-		return errors.New("the driver says qcow2 but the file is not a qcow2 image")
+		return q, errors.New("the driver says qcow2 but the file is not a qcow2 image")
 	}
 	version := binary.BigEndian.Uint32(h[4:8])
-	if off := binary.BigEndian.Uint64(h[8:16]); off != 0 {
-		return errors.New("the qcow2 image names a backing file, which is not measured: flatten it (qemu-img convert)")
-	}
 	if version >= 3 && len(h) >= 80 && binary.BigEndian.Uint64(h[72:80])&(1<<2) != 0 {
-		return errors.New("the qcow2 image keeps its data in an external data file, which is not measured")
+		return q, errors.New("the qcow2 image keeps its data in an external data file, which is not measured")
 	}
-	return nil
+	off, size := binary.BigEndian.Uint64(h[8:16]), uint64(binary.BigEndian.Uint32(h[16:20]))
+	if off == 0 {
+		return q, nil
+	}
+	if size == 0 || size > 1023 || off > uint64(len(h)) || off+size > uint64(len(h)) {
+		return q, fmt.Errorf("the backing file name (offset %d, %d bytes) is not within the first %d bytes of the image", off, size, len(h))
+	}
+	q.backing = string(h[off : off+size])
+	if strings.ContainsRune(q.backing, 0) || strings.Contains(q.backing, ":") && !strings.HasPrefix(q.backing, "/") && !strings.HasPrefix(q.backing, ".") {
+		return q, fmt.Errorf("the backing file name %q is not a plain file name (a protocol or json: name opens something else than a file)", q.backing)
+	}
+	// Header extensions follow the header (72 bytes in version 2,
+	// header_length in version 3), each: u32 type, u32 length, data
+	// padded to 8 bytes; type 0 ends them.
+	ext := uint64(72)
+	if version >= 3 && len(h) >= 104 {
+		ext = uint64(binary.BigEndian.Uint32(h[100:104]))
+	}
+	for ext+8 <= uint64(len(h)) {
+		typ, n := binary.BigEndian.Uint32(h[ext:ext+4]), uint64(binary.BigEndian.Uint32(h[ext+4:ext+8]))
+		if typ == 0 || ext+8+n > uint64(len(h)) {
+			break
+		}
+		if typ == 0xe2792aca {
+			q.backingFormat = string(h[ext+8 : ext+8+n])
+		}
+		ext += 8 + (n+7)/8*8
+	}
+	switch q.backingFormat {
+	case "raw", "qcow2":
+	case "":
+		return q, fmt.Errorf("the qcow2 image names backing file %q without its format, which QEMU would probe: set it (qemu-img rebase -u -F raw|qcow2 -b …)", q.backing)
+	default:
+		return q, fmt.Errorf("backing file %q has format %q: only raw and qcow2 are measured", q.backing, q.backingFormat)
+	}
+	return q, nil
 }
 
 func openFile(path string) (io.ReadCloser, int64, error) {

@@ -222,7 +222,8 @@ func TestRefused(t *testing.T) {
 		says                    string
 	}{
 		{"no schema", "json", `{` + ok + `}`, "schema", ErrMissing, ""},
-		{"other schema", "json", `{"schema":"vmledger/config/v2",` + ok + `}`, "schema", ErrUnsupported, ""},
+		{"other schema", "json", `{"schema":"vmledger/config/v3",` + ok + `}`, "schema", ErrUnsupported, ""},
+		{"v2 field in a v1 file", "json", `{"schema":"vmledger/config/v1","balloon":"512MiB",` + ok + `}`, "balloon", ErrUnsupported, ""},
 		{"no memory", "json", head + `"cpu":{"count":1}}`, "memory", ErrMissing, ""},
 		{"bare number memory", "json", head + `"memory":4096,"cpu":{"count":1}}`, "memory", ErrInvalid, `size 4096 has no unit: write e.g. "4096GiB"`},
 		{"memory object", "json", head + `"memory":{"GiB":1},"cpu":{"count":1}}`, "memory", ErrInvalid, "got an object"},
@@ -273,21 +274,22 @@ func TestRefused(t *testing.T) {
 		{"yaml list", "yaml", "- a\n", "", nil, "the configuration is a list, want a mapping"},
 		{"xml no memory", "libvirt", `<domain><vcpu>1</vcpu></domain>`, "/domain/memory", ErrMissing, ""},
 		{"xml two memory", "libvirt", `<domain><memory>1</memory><memory>2</memory><vcpu>1</vcpu></domain>`, "/domain/memory", ErrAmbiguous, ""},
-		{"xml balloon", "libvirt", `<domain><memory>2048</memory><currentMemory>1024</currentMemory><vcpu>1</vcpu></domain>`, "/domain/currentMemory", ErrAmbiguous, ""},
+		{"xml balloon above memory", "libvirt", `<domain><memory>2048</memory><currentMemory>4096</currentMemory><vcpu>1</vcpu></domain>`, "/domain/currentMemory", ErrInvalid, ""},
 		{"xml hotplug", "libvirt", dom(`<maxMemory slots='16'>4194304</maxMemory>`), "/domain/maxMemory", ErrUnsupported, ""},
 		{"xml bad unit", "libvirt", `<domain><memory unit='GiBi'>1</memory><vcpu>1</vcpu></domain>`, "/domain/memory", ErrInvalid, ""},
 		{"xml no vcpu", "libvirt", `<domain><memory>1</memory></domain>`, "/domain/vcpu", ErrMissing, ""},
 		{"xml numad", "libvirt", `<domain><memory>1</memory><vcpu placement='auto'>1</vcpu></domain>`, "/domain/vcpu/@placement", ErrUnsupported, ""},
 		{"xml pin twice", "libvirt", dom(`<cputune><vcpupin vcpu='0' cpuset='1'/><vcpupin vcpu='0' cpuset='2'/></cputune>`), "/domain/cputune/vcpupin[2]", ErrAmbiguous, ""},
 		{"xml no mac", "libvirt", dom(`<devices><interface type='network'/></devices>`), "/domain/devices/interface[1]/mac/@address", ErrMissing, ""},
-		{"xml trunk", "libvirt", dom(`<devices><interface type='bridge'><mac address='52:54:00:00:00:01'/><vlan trunk='yes'><tag id='1'/><tag id='2'/></vlan></interface></devices>`), "/domain/devices/interface[1]/vlan", ErrUnsupported, ""},
+		{"xml trunk two natives", "libvirt", dom(`<devices><interface type='bridge'><mac address='52:54:00:00:00:01'/><vlan trunk='yes'><tag id='1' nativeMode='tagged'/><tag id='2' nativeMode='untagged'/></vlan></interface></devices>`), "/domain/devices/interface[1]/vlan/tag[2]", ErrAmbiguous, ""},
+		{"xml trunk repeated vlan", "libvirt", dom(`<devices><interface type='bridge'><mac address='52:54:00:00:00:01'/><vlan><tag id='7'/><tag id='7'/></vlan></interface></devices>`), "/domain/devices/interface[1]/vlan/tag[2]", ErrAmbiguous, ""},
 		{"xml no target", "libvirt", dom(`<devices><disk type='file' device='disk'><source file='/x'/></disk></devices>`), "/domain/devices/disk[1]/target/@dev", ErrMissing, ""},
 		{"xml same target", "libvirt", dom(`<devices>` + disk("vda", "/x") + disk("vda", "/y") + `</devices>`), "/domain/devices/disk[2]/target/@dev", ErrAmbiguous, ""},
 		{"xml long target", "libvirt", dom(`<devices>` + disk("vda", "/x") + disk(strings.Repeat("v", 256), "/y") + `</devices>`), "/domain/devices/disk[2]/target/@dev", ErrInvalid, "at most 255"},
 		{"xml long package version", "libvirt", dom(`<metadata><v:config xmlns:v="https://vmledger.dev/xmlns/libvirt/v1"><v:package name="a" version="1" manifest-sha256=` + dg + `/><v:package name="b" version="` + strings.Repeat("1", 0x10000) + `" manifest-sha256=` + dg + `/></v:config></metadata>`), "/domain/metadata/vmledger:config/package[2]", ErrInvalid, "at most 65535"},
 		{"xml no source", "libvirt", dom(`<devices><disk type='file' device='disk'><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/source", ErrMissing, ""},
 		{"xml network disk", "libvirt", dom(`<devices><disk type='network' device='disk'><source protocol='rbd' name='p/x'/><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/@type", ErrNotAllowed, "network, volume, block"},
-		{"xml backing chain", "libvirt", dom(`<devices><disk type='file' device='disk'><source file='/top'/><backingStore type='file'><source file='/base'/></backingStore><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/backingStore", ErrUnsupported, ""},
+		{"xml backing chain of a raw disk", "libvirt", dom(`<devices><disk type='file' device='disk'><source file='/top'/><backingStore type='file'><source file='/base'/></backingStore><target dev='vda'/></disk></devices>`), "/domain/devices/disk[1]/backingStore", ErrInvalid, ""},
 		{"xml efi auto", "libvirt", dom(`<os firmware='efi'><type>hvm</type></os>`), "/domain/os/loader", ErrMissing, ""},
 		{"xml two cmdlines", "libvirt", dom(`<os><cmdline>a</cmdline><cmdline>b</cmdline></os>`), "/domain/os/cmdline", ErrAmbiguous, ""},
 		{"xml stray image digest", "libvirt", dom(`<metadata><v:config xmlns:v="https://vmledger.dev/xmlns/libvirt/v1"><v:image target="vdz" sha256=` + dg + `/></v:config></metadata>`), "/domain/metadata/vmledger:config/image", ErrInvalid, ""},
@@ -424,11 +426,25 @@ func TestDetectFormat(t *testing.T) {
 // TestMeasureFile: the client's entry point gives the agent's root for a
 // configuration whose images are given by digest.
 func TestMeasureFile(t *testing.T) {
-	got, err := MeasureFile(t.Context(), "testdata/web01.json", "", Options{}, testSecret, nil)
+	got, err := MeasureFile(t.Context(), "testdata/web01.json", "", Options{}, "web01", testSecret, nil)
 	if err == nil {
 		t.Fatalf("MeasureFile(web01.json) = root %v, want an error: its images are paths that do not exist here", got.Root)
 	}
-	want := measureFile(t, "web01.json")
+	// The agent's root, under v2 for VM web01.
+	wantC, wantRO, err := LoadFile("testdata/web01.json", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRO.Open = fakeOpen(t, nil)
+	wantMC, err := wantC.Resolve(t.Context(), wantRO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMC.VMID = "web01"
+	want, err := measure.V2.Measure(wantMC, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The same VM, as its owner would describe it: digests instead of paths.
 	c, _, err := LoadFile("testdata/web01.json", "", Options{})
 	if err != nil {
@@ -451,8 +467,8 @@ func TestMeasureFile(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := MeasureFile(t.Context(), p, "", Options{}, testSecret, nil)
-	if err != nil || m.Root != want.Root {
+	m, err := MeasureFile(t.Context(), p, "", Options{}, "web01", testSecret, nil)
+	if err != nil || m.Root != want.Root || m.Schema != measure.SchemaV2 {
 		t.Errorf("MeasureFile(owner's description) = %v, %v; want root %v", m, err, want.Root)
 	}
 }

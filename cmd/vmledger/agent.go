@@ -153,9 +153,11 @@ func newAgentMeasureCmd() *cobra.Command {
 		asJSON    bool
 		disclose  []string
 		discloseP []string
+		vmID      string
+		schema    string
 	)
 	cmd := &cobra.Command{
-		Use:   "measure --config FILE --vm-secret FILE [--json]",
+		Use:   "measure --vm ID --config FILE --vm-secret FILE [--json]",
 		Short: "Measure a VM configuration: print its parameters, leaf hashes and root",
 		Long: `measure parses a VM configuration (JSON or YAML in the vmledger/config/v1 format,
 or a libvirt domain XML as virsh dumpxml prints it), hashes the disk, loader and
@@ -167,23 +169,47 @@ shared with the VM's owner, who recomputes the same root from the
 configuration they ordered. --json prints the whole manifest, salts included:
 with a salt, an undisclosed value can be guessed, so treat that output like
 the secret. --disclose NAME prints the disclosure proof of one parameter
-(--disclose-package NAME: of one package) for a third party.`,
+(--disclose-package NAME: of one package) for a third party.
+
+It measures under schema vmledger/config/v2, as attest, launch and hook do;
+v2 binds the VM id into the root, so --vm ID is required. --schema v1 measures
+under the former schema (no VM id), to recompute what an attestation made
+under v1 says.`,
 		Example: `  head -c 32 /dev/urandom > vm.secret && chmod 600 vm.secret
-  vmledger agent measure --config web01.json --vm-secret vm.secret
+  vmledger agent measure --vm web01 --config web01.json --vm-secret vm.secret
   virsh dumpxml web01 > web01.xml
-  vmledger agent measure --config web01.xml --packages pkgs.yaml --vm-secret vm.secret --json
-  vmledger agent measure --config web01.yaml --vm-secret vm.secret --disclose memory.bytes`,
+  vmledger agent measure --vm web01 --config web01.xml --packages pkgs.yaml --vm-secret vm.secret --json
+  vmledger agent measure --vm web01 --config web01.yaml --vm-secret vm.secret --disclose memory.bytes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := f.secret(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			var spec *measure.Spec
+			switch schema {
+			case "v2", measure.SchemaV2:
+				spec = measure.V2
+				if vmID == "" {
+					return usagef("--vm ID is required: schema %s binds the VM id into the root (--schema v1 measures without it)", measure.SchemaV2)
+				}
+				if err := store.CheckVMID(vmID); err != nil {
+					return usagef("--vm %q: %v", vmID, err)
+				}
+			case "v1", measure.SchemaV1:
+				spec = measure.V1
+				if vmID != "" {
+					return usagef("--vm: schema %s does not measure the VM id; drop --vm or measure under v2", measure.SchemaV1)
+				}
+			default:
+				return usagef("--schema %q: want v2 (the default) or v1", schema)
+			}
 			cfg, err := f.load(cmd)
 			if err != nil {
 				return err
 			}
-			m, err := measure.Measure(cfg, secret)
+			cfg.VMID = vmID
+			m, err := spec.Measure(cfg, secret)
 			if err != nil {
 				return fmt.Errorf("%s: %w", f.config, err)
 			}
@@ -193,7 +219,7 @@ the secret. --disclose NAME prints the disclosure proof of one parameter
 				for _, n := range disclose {
 					d, err := m.Disclose(n)
 					if err != nil {
-						return usagef("--disclose %s: %v (names: %s)", n, err, strings.Join(measure.Names(), ", "))
+						return usagef("--disclose %s: %v (names: %s)", n, err, strings.Join(spec.Names(), ", "))
 					}
 					ds = append(ds, d)
 				}
@@ -214,6 +240,8 @@ the secret. --disclose NAME prints the disclosure proof of one parameter
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON (includes the salts)")
+	cmd.Flags().StringVar(&vmID, "vm", "", "the VM's id (the attestation's subject is vm:<id>); schema v2 measures it")
+	cmd.Flags().StringVar(&schema, "schema", "v2", "configuration schema: v2, or v1 to recompute an attestation made under it")
 	cmd.Flags().StringArrayVar(&disclose, "disclose", nil, "print the disclosure proof of parameter `NAME` (repeatable)")
 	cmd.Flags().StringArrayVar(&discloseP, "disclose-package", nil, "print the two-level disclosure proof of package `NAME` (repeatable)")
 	return cmd

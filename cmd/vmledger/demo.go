@@ -103,7 +103,9 @@ func runDemo(ctx context.Context, w io.Writer, coproc string, keep bool) error {
 	if _, err := rand.Read(secret[:]); err != nil {
 		return err
 	}
-	m, err := measure.Measure(ordered, secret)
+	measured := *ordered
+	measured.VMID = "web01" // schema v2 binds the VM id, as the agent measures it
+	m, err := measure.Current.Measure(&measured, secret)
 	if err != nil {
 		return err
 	}

@@ -211,11 +211,23 @@ func loadWatch(cmd *cobra.Command, path string) (map[string]client.Expectation, 
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		man, err := measure.Measure(cfg, secret)
+		// The VM may be attested under either schema (v2 binds its id):
+		// a root and a manifest for each, v1's only if the configuration
+		// uses nothing that only v2 measures.
+		if cfg.VMID != "" && cfg.VMID != v.VM {
+			return nil, fmt.Errorf("vms[%d] (%s): the configuration is of VM %q", i, v.VM, cfg.VMID)
+		}
+		c2 := *cfg
+		c2.VMID = v.VM
+		exp := client.Expectation{Roots: map[string]measure.Digest{}, Manifests: map[string]*measure.Measurement{}, Keys: v.Keys}
+		man, err := measure.V2.Measure(&c2, secret)
 		if err != nil {
 			return nil, fmt.Errorf("vms[%d] (%s): %w", i, v.VM, err)
 		}
-		exp := client.Expectation{Root: man.Root, Keys: v.Keys, Manifest: man}
+		exp.Roots[measure.SchemaV2], exp.Manifests[measure.SchemaV2] = man.Root, man
+		if man, err := measure.V1.Measure(cfg, secret); err == nil {
+			exp.Roots[measure.SchemaV1], exp.Manifests[measure.SchemaV1] = man.Root, man
+		}
 		for _, p := range v.Manifests {
 			var am measure.Measurement
 			if err := readJSONFile(rel(p), &am); err != nil {

@@ -69,7 +69,7 @@ func mustVerify(t *testing.T, d *deployment, bundle string, v vm) *report {
 // for v.
 func measuredRoot(t *testing.T, v vm) string {
 	t.Helper()
-	r := mustRun(t, "agent", "measure", "--config", v.config, "--vm-secret", v.secret, "--json")
+	r := mustRun(t, "agent", "measure", "--vm", v.id, "--config", v.config, "--vm-secret", v.secret, "--json")
 	var m struct {
 		Root string `json:"root"`
 	}
@@ -271,7 +271,7 @@ func testMonitor(t *testing.T, d *deployment, good vm) {
 	// With the host's manifest, the refusal names the parameter that
 	// differs, with both values.
 	manifest := writeFile(t, d.path("mon01-ran.manifest.json"),
-		[]byte(mustRun(t, "agent", "measure", "--config", ran.config, "--vm-secret", ran.secret, "--json").stdout), 0o644)
+		[]byte(mustRun(t, "agent", "measure", "--vm", ran.id, "--config", ran.config, "--vm-secret", ran.secret, "--json").stdout), 0o644)
 	r, mrep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", ordered.config, "--vm-secret", ordered.secret, "--vm", ordered.id, "--manifest", manifest)
 	if d := mrep.Differences; r.code != 3 || len(d) != 1 || d[0].Name != "memory.bytes" || d[0].Expected != "4294967296" || d[0].Attested != "6442450944" {
 		t.Errorf("verify mon01 against the ordered config with the manifest: exit %d, differences %+v; want 3 and memory.bytes expected 4294967296, attested 6442450944\n%s", r.code, mrep.Differences, r)

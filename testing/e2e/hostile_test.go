@@ -128,7 +128,9 @@ func TestHookRefusesHostileDomain(t *testing.T) {
   </qemu:commandline>`}, "/domain/qemu:commandline"},
 		{"qemu:override", parts{"{{NS}}": qemuNS, "{{TOP}}": `<qemu:override><qemu:device alias='virtio-disk0'><qemu:frontend>
     <qemu:property name='serial' type='string' value='x'/></qemu:frontend></qemu:device></qemu:override>`}, "/domain/qemu:override"},
-		{"attacker's initrd", parts{"{{OS}}": `<initrd>{{EVIL}}</initrd>`}, "/domain/os/initrd"},
+		// Schema v2 measures an initrd: the attacker's changes the root,
+		// which is not the ordered configuration's.
+		{"attacker's initrd", parts{"{{OS}}": `<initrd>{{EVIL}}</initrd>`}, "expected configuration gives"},
 		{"filesystem passes the host's /", parts{"{{DEV}}": `<filesystem type='mount' accessmode='passthrough'>
       <driver type='virtiofs'/><source dir='/'/><target dir='hostroot'/></filesystem>`}, "/domain/devices/filesystem"},
 		{"PCI hostdev", parts{"{{DEV}}": `<hostdev mode='subsystem' type='pci' managed='yes'>

@@ -129,6 +129,68 @@ func TestLibvirtHook(t *testing.T) {
 		t.Errorf("virsh create (hostile): %v; want the hook's refusal naming /domain/qemu:commandline\n%s", err, out)
 	}
 
+	// Schema v2: a ballooned domain on a two-image qcow2 chain (made with
+	// qemu-img) starts through libvirt: the hook measures the balloon and
+	// both images instead of refusing them, QEMU holds both measured
+	// files, and the customer's verify of the bundle passes.
+	t.Run("balloon and qcow2 chain", func(t *testing.T) {
+		qimg, err := exec.LookPath("qemu-img")
+		if err != nil {
+			t.Skip("qemu-img not installed")
+		}
+		const id2 = "vmledger-e2e-lv02"
+		base := writeFile(t, filepath.Join(imageDir, "lv02-base.raw"), make([]byte, 1<<20), 0o644)
+		top := filepath.Join(imageDir, "lv02-top.qcow2")
+		if out, err := exec.Command(qimg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, top).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v\n%s", err, out)
+		}
+		os.Chmod(top, 0o644)
+		if err := os.MkdirAll(filepath.Join(store, id2), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		secretFile := writeFile(t, filepath.Join(store, id2, "secret"), secret, 0o600)
+		expected := writeFile(t, filepath.Join(store, id2, "expected.json"), fmt.Appendf(nil, `{
+  "schema": "vmledger/config/v2",
+  "memory": "64MiB",
+  "balloon": "48MiB",
+  "cpu": {"count": 1},
+  "nics": [{"mac": "52:54:00:12:34:58"}],
+  "disks": [{"target": "vda", "path": %q, "format": "qcow2"}]
+}
+`, top), 0o644)
+		xml := writeFile(t, d.path("lv02.xml"), fmt.Appendf(nil, `<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <currentMemory unit='MiB'>48</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='user'><mac address='52:54:00:12:34:58'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+`, id2, top), 0o644)
+		out, err := virsh(t, "create", xml)
+		if err != nil {
+			t.Fatalf("virsh create (balloon and qcow2 chain): %v\n%s", err, out)
+		}
+		state, _ := virsh(t, "domstate", id2)
+		virsh(t, "destroy", id2)
+		if !strings.Contains(state, "running") {
+			t.Errorf("virsh domstate %s = %q, want running", id2, state)
+		}
+		bundle := filepath.Join(store, id2, "bundle")
+		r, rep := verify(t, "--bundle", bundle, "--trust", d.trust, "--expected", expected, "--vm-secret", secretFile, "--vm", id2)
+		if r.code != 0 || !rep.OK || len(rep.failed()) > 0 {
+			t.Errorf("verify of the hook's bundle: exit %d, failed %q\n%s", r.code, rep.failed(), r)
+		}
+		manifest, err := os.ReadFile(filepath.Join(store, id2, "manifest.json"))
+		if err != nil || !strings.Contains(string(manifest), `"vmledger/config/v2"`) || !strings.Contains(string(manifest), `"memory.balloon.bytes"`) || !strings.Contains(string(manifest), `"disk.0.backing"`) {
+			t.Errorf("the hook's manifest (%v) is not a v2 one with the balloon and the chain:\n%.400s", err, manifest)
+		}
+	})
+
 	// A host that swaps the image for QEMU's open (at libvirt's "start",
 	// after the hook measured it at "prepare") and swaps it back before
 	// "started": the path names the measured file again, but QEMU holds
