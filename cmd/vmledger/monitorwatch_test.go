@@ -64,7 +64,7 @@ func TestMonitorNamesDifferences(t *testing.T) {
 		"--trust", d.TrustFile, "--coproc", d.coproc, "--log", d.LogURL); code != exitOK {
 		t.Fatalf("agent attest: exit %d\n%s", code, stderr)
 	}
-	manifest, stderr, code := runIn(t, "", "agent", "measure", "--config", cfg, "--vm-secret", sec, "--json")
+	manifest, stderr, code := runIn(t, "", "agent", "measure", "--config", cfg, "--vm-secret", sec, "--vm", "web01", "--json")
 	if code != exitOK {
 		t.Fatalf("agent measure --json: exit %d\n%s", code, stderr)
 	}
