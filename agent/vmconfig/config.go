@@ -67,6 +67,12 @@ var (
 	// ErrDigestMismatch: an image file does not hash to the digest the
 	// input claims for it.
 	ErrDigestMismatch = errors.New("the image does not match the digest given for it")
+	// ErrImageChanged: an image changed between its measurement and its
+	// use (Held, Linux only).
+	ErrImageChanged = errors.New("image changed after it was measured")
+	// ErrWritableByOthers: an image anyone on the host may write is
+	// refused (Held, Linux only).
+	ErrWritableByOthers = errors.New("image is writable by others")
 )
 
 // FieldError names the field of the input that is wrong, in the input's

@@ -83,12 +83,6 @@ func StatID(path string) (FileID, error) {
 	return fileID(&st), nil
 }
 
-// ErrImageChanged: an image changed between its measurement and its use.
-var ErrImageChanged = errors.New("image changed after it was measured")
-
-// ErrWritableByOthers: an image anyone on the host may write is refused.
-var ErrWritableByOthers = errors.New("image is writable by others")
-
 // Close closes every held descriptor.
 func (h *Held) Close() error {
 	var errs []error

@@ -400,6 +400,11 @@ func runFlowFromFlags(cmd *cobra.Command, f *measureFlags, ff *flowFlags) (*atte
 		return nil, inputError{err}
 	}
 	cfg, err := f.load(cmd)
+	if errors.Is(err, vmconfig.ErrWritableByOthers) {
+		// Not an input that cannot be read: an image anyone may swap is
+		// refused, as a changed one is (exit 3).
+		return nil, err
+	}
 	if err != nil {
 		return nil, inputError{err}
 	}
