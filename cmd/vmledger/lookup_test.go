@@ -57,6 +57,16 @@ func startLookupLog(t *testing.T) *lookupLog {
 	if _, err := ec.Revoke(t.Context(), l.b.id); err != nil {
 		t.Fatal(err)
 	}
+	// Wait until a published checkpoint covers the revocation too, so that
+	// later reads all see one checkpoint (TestBundleCmd compares two
+	// bundles byte for byte).
+	for l.anchor().Size < l.db1+2 {
+		select {
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	lineA, _ := client.TrustLine("host-a", l.a.priv.Public())
 	lineB, _ := client.TrustLine("host-b", l.b.priv.Public())
 	l.trust = filepath.Join(t.TempDir(), "trust.txt")
