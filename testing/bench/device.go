@@ -72,6 +72,7 @@ func (dv *device) Close() error                { return nil }
 func (dv *device) Attest(context.Context, coproc.Claim) (*coproc.Envelope, error) {
 	return nil, fmt.Errorf("bench device: Attest is not implemented")
 }
+
 // Info describes the device as what it is, a software key (no TPM
 // identity): enrolment reads its public key from here.
 func (dv *device) Info(context.Context) (*coproc.Info, error) {
