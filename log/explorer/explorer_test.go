@@ -48,7 +48,7 @@ func TestPages(t *testing.T) {
 		code       int
 		want       []string
 	}{
-		{"home", "/", 200, []string{"Latest checkpoint", "vmledger.test/log", "cosigned <time", ">web01<", ">db01<", "revoked", "enrolled", "2 enrolled, 1 of them revoked"}},
+		{"home", "/", 200, []string{"Latest checkpoint", "vmledger.test/log", "cosigned <time", ">web01<", ">db01<", "revoked", "enrolled", "2 enrolled, 1 of them revoked", `id="growth-chart"`, "<circle", "integration of <a href=\"/attestations/5\">entry 5</a>"}},
 		{"vm", "/vms/web01", 200, []string{fmt.Sprintf(`href="/attestations/%d"`, f.web01), f.root[:16]}},
 		{"root", "/roots/" + f.root, 200, []string{">web01<", fmt.Sprintf(">%d<", f.web01)}},
 		{"key", "/keys/" + f.keyID, 200, []string{"active", ">web01<", ">db01<"}},
