@@ -36,7 +36,26 @@ func TestBrowser(t *testing.T) {
 	if size := browsertest.Run(t, b, "tree size", chromedp.Text(css("#tree-size"))); size != "6" {
 		t.Errorf("home page tree size %q, want 6", size)
 	}
+	// The growth chart: one drawn point per listed point, the last at the
+	// tree size, with an accessible name.
+	chart := browsertest.Run(t, b, "growth chart", chromedp.Evaluate[map[string]any](`(() => {
+		const svg = document.querySelector("#growth-chart svg");
+		if (!svg) return {};
+		const rows = [...document.querySelectorAll("#growth-points tbody tr")];
+		return {points: svg.querySelectorAll("circle").length, rows: rows.length,
+			last: rows[rows.length-1].cells[0].textContent,
+			entries: rows.filter(r => r.cells[2].textContent.includes("integration of entry")).length,
+			title: document.getElementById(svg.getAttribute("aria-labelledby").split(" ")[0]).textContent,
+			width: svg.getBoundingClientRect().width};
+	})()`))
+	// All 6 entries are sampled; a cosignature dated after the last
+	// integration adds a seventh point, at size 6 too.
+	if chart["entries"] != float64(6) || chart["points"] != chart["rows"] || (chart["rows"] != float64(6) && chart["rows"] != float64(7)) ||
+		chart["last"] != "6" || chart["title"] != "Tree size over time" {
+		t.Errorf("home page growth chart %v, want the 6 entries drawn and listed (and maybe a cosignature), ending at size 6, titled", chart)
+	}
 	b.Shot(t, "home")
+	b.ShotOf(t, "home-growth", `section[aria-labelledby="growth"]`)
 	b.NoErrors(t)
 
 	// Lookup with the keyboard: type into the search box, press Enter.
@@ -82,8 +101,13 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("verdict %q", v)
 	}
 	checks := b.Checks(t)
-	if len(checks) != 8 {
-		t.Errorf("%d checks shown, want 8: %v", len(checks), checks)
+	if len(checks) != len(allChecks) {
+		t.Errorf("%d checks shown, want %d: %v", len(checks), len(allChecks), checks)
+	}
+	for _, c := range allChecks {
+		if _, ok := checks[c]; !ok {
+			t.Errorf("check %s not shown", c)
+		}
 	}
 	for c, s := range checks {
 		if s != "pass" && !(c == "consistency" && s == "not requested") {
@@ -134,5 +158,6 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the home page scrolls sideways on a 390px wide phone")
 	}
 	b.Shot(t, "phone-home")
+	b.ShotOf(t, "phone-home-growth", "#growth-chart")
 	b.NoErrors(t)
 }

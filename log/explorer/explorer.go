@@ -137,6 +137,7 @@ var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"hexnv":   func(v uint32) string { return fmt.Sprintf("0x%08x", v) },
 	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"compact": compact,
 	"plural": func(n uint64, one, many string) string {
 		if n == 1 {
 			return one

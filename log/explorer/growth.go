@@ -82,9 +82,24 @@ const (
 )
 
 // ChartGeometry is what the template needs to draw the axes.
-type ChartGeometry struct{ W, H, L, R, T, B, AxisY, Right float64 }
+type ChartGeometry struct{ W, H, L, R, T, B, AxisY, Right, Mid float64 }
 
-var chartGeometry = ChartGeometry{W: chartW, H: chartH, L: chartL, R: chartR, T: chartT, B: chartB, AxisY: chartAxisY, Right: chartW - chartR}
+var chartGeometry = ChartGeometry{W: chartW, H: chartH, L: chartL, R: chartR, T: chartT, B: chartB, AxisY: chartAxisY, Right: chartW - chartR, Mid: chartL + chartPlotW/2}
+
+// compact writes a tree size in at most 5 characters, for the chart's axis.
+func compact(n uint64) string {
+	switch {
+	case n < 100000:
+		return strconv.FormatUint(n, 10)
+	case n < 1e6:
+		return strconv.FormatUint(n/1000, 10) + "k"
+	case n < 100e6:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + "M"
+	case n < 100e9:
+		return strconv.FormatFloat(float64(n)/1e9, 'f', 1, 64) + "G"
+	}
+	return strconv.FormatFloat(float64(n), 'g', 1, 64)
+}
 
 // errGrowth: the log's growth answers are unusable.
 var errGrowth = errors.New("unusable integration time")
