@@ -12,15 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// The home page's chart of the tree growing over time is drawn from the
-// log's public Rekor-compatible reads: GET /api/v1/log/entries?logIndex=N
-// carries integratedTime, when the log signed its first checkpoint holding
-// entry N, so the tree had at least N+1 entries at that time. The explorer
-// samples at most MaxGrowthSamples entries, every step-th one from 0 (step
-// a power of two, so the sampled indexes stay the same as the tree grows
-// and their times, which never change, are read once) and the last one,
-// plus the latest cosignature of the checkpoint. The times are the log's
-// and its witnesses' claims, shown as they are, never verified.
+// The growth chart (package doc, "The tree growing over time"). The times
+// are the log's and its witnesses' claims, shown as they are, not verified.
 
 // MaxGrowthSamples bounds the entries read for the growth chart.
 const MaxGrowthSamples = 32
