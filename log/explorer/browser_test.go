@@ -2,13 +2,16 @@ package explorer_test
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmledger/vmledger/log/explorer"
 	"github.com/vmledger/vmledger/log/explorer/browsertest"
 )
 
@@ -160,4 +163,50 @@ func TestBrowser(t *testing.T) {
 	b.Shot(t, "phone-home")
 	b.ShotOf(t, "phone-home-growth", "#growth-chart")
 	b.NoErrors(t)
+}
+
+// TestGrowthChartBrowser draws the growth of a real badger log that grew
+// over a few seconds: the points go left to right and upwards, the times
+// are labelled at both ends, and on a phone nothing scrolls sideways.
+func TestGrowthChartBrowser(t *testing.T) {
+	b := browsertest.New(t)
+	l := newGrowthLog(t, nil)
+	for k, n := range []int{10, 40, 90, 160} {
+		if k > 0 {
+			time.Sleep(1100 * time.Millisecond) // the next second: integration times are in seconds
+		}
+		l.grow(t, n)
+	}
+	ex, err := explorer.New(explorer.Config{LogURL: l.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ex.Handler())
+	defer srv.Close()
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	points := `[...document.querySelectorAll("#growth-chart circle")].map(c => [c.cx.baseVal.value, c.cy.baseVal.value])`
+	check := func(name string) {
+		t.Helper()
+		b.Do(t, name, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(css("#growth-chart")))
+		ps := browsertest.Run(t, b, "points", chromedp.Evaluate[[][2]float64](points))
+		if len(ps) < 2 || ps[0][0] >= ps[len(ps)-1][0] {
+			t.Fatalf("%s: points %v, want them spread left to right", name, ps)
+		}
+		for i := 1; i < len(ps); i++ {
+			if ps[i][0] < ps[i-1][0] || ps[i][1] > ps[i-1][1] {
+				t.Errorf("%s: point %d %v after %v: not rightwards and upwards", name, i, ps[i], ps[i-1])
+			}
+		}
+		if n := browsertest.Run(t, b, "time labels", chromedp.Evaluate[int](`document.querySelectorAll("#growth-chart text").length`)); n != 4 {
+			t.Errorf("%s: %d labels, want 4 (two sizes, two times)", name, n)
+		}
+		b.ShotOf(t, name, "#growth-chart")
+		b.NoErrors(t)
+	}
+	check("growth-spread")
+	b.Do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	check("phone-growth-spread")
+	if browsertest.Run(t, b, "phone width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+		t.Errorf("the home page with a growth chart scrolls sideways on a 390px wide phone")
+	}
 }

@@ -64,6 +64,9 @@ type Growth struct {
 	First, Last GrowthPoint
 	// Span: the points are not all in one second.
 	Span bool
+	// FirstLabel and LastLabel label the time axis at both ends, short
+	// enough to fit side by side on a phone.
+	FirstLabel, LastLabel string
 }
 
 // Chart geometry, in SVG user units (the SVG scales to the page's width).
@@ -238,10 +241,17 @@ func growthPoints(cp *SignedCheckpoint, idx []uint64, times []int64) (*Growth, e
 	return g, nil
 }
 
-// place computes the points' chart positions and the polyline.
+// place computes the points' chart positions and the line: a step from
+// each point to the next (the tree had at least a point's size from its
+// time on; the line never claims more).
 func place(g *Growth) {
 	t0, t1 := g.First.Time.Unix(), g.Last.Time.Unix()
 	g.Span = t1 > t0
+	if g.First.Time.Format(time.DateOnly) == g.Last.Time.Format(time.DateOnly) {
+		g.FirstLabel, g.LastLabel = g.First.Time.Format(time.DateTime), g.Last.Time.Format("15:04:05 UTC")
+	} else {
+		g.FirstLabel, g.LastLabel = g.First.Time.Format("2006-01-02 15:04 UTC"), g.Last.Time.Format("2006-01-02 15:04 UTC")
+	}
 	line := make([]byte, 0, 16*len(g.Points))
 	for k := range g.Points {
 		p := &g.Points[k]
@@ -251,7 +261,7 @@ func place(g *Growth) {
 		}
 		p.Y = chartAxisY - chartPlotH*float64(p.Size)/float64(max(g.MaxSize, 1))
 		if k > 0 {
-			line = append(line, ' ')
+			line = fmt.Appendf(line, " %.1f,%.1f ", p.X, g.Points[k-1].Y)
 		}
 		line = fmt.Appendf(line, "%.1f,%.1f", p.X, p.Y)
 	}
