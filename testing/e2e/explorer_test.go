@@ -57,6 +57,17 @@ func TestExplorerInBrowser(t *testing.T) {
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 	b.Do(t, "home", chromedp.Navigate(d.logURL+"/"), chromedp.WaitVisible(css("#recent-entries")))
+	// The growth chart, from log serve's own Rekor-compatible reads: as
+	// many points drawn as listed, the last one at the tree size.
+	chart := browsertest.Run(t, b, "growth chart", chromedp.Evaluate[[]string](`(() => {
+		const rows = [...document.querySelectorAll("#growth-points tbody tr")];
+		return [String(document.querySelectorAll("#growth-chart svg circle").length), String(rows.length),
+			rows.length ? rows[rows.length-1].cells[0].textContent : "", document.getElementById("tree-size").textContent];
+	})()`))
+	if chart[0] == "0" || chart[0] != chart[1] || chart[2] != chart[3] {
+		t.Errorf("home page growth chart: %s points drawn, %s listed, the last at size %q, tree size %q", chart[0], chart[1], chart[2], chart[3])
+	}
+	b.Shot(t, "log-serve-home")
 	b.NoErrors(t)
 	b.Do(t, "lookup", chromedp.Focus(css("#q")), chromedp.SendKeys(css("#q"), "web01\r"))
 	// The search redirects to the VM's page; wait for it, not for the
