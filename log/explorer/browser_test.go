@@ -1,16 +1,17 @@
 package explorer_test
 
 import (
-	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/vmledger/vmledger/client"
+	"github.com/vmledger/vmledger/log/explorer"
 	"github.com/vmledger/vmledger/log/explorer/browsertest"
 )
 
@@ -38,7 +39,26 @@ func TestBrowser(t *testing.T) {
 	if size := browsertest.Run(t, b, "tree size", chromedp.Text(css("#tree-size"))); size != "6" {
 		t.Errorf("home page tree size %q, want 6", size)
 	}
+	// The growth chart: one drawn point per listed point, the last at the
+	// tree size, with an accessible name.
+	chart := browsertest.Run(t, b, "growth chart", chromedp.Evaluate[map[string]any](`(() => {
+		const svg = document.querySelector("#growth-chart svg");
+		if (!svg) return {};
+		const rows = [...document.querySelectorAll("#growth-points tbody tr")];
+		return {points: svg.querySelectorAll("circle").length, rows: rows.length,
+			last: rows[rows.length-1].cells[0].textContent,
+			entries: rows.filter(r => r.cells[2].textContent.includes("integration of entry")).length,
+			title: document.getElementById(svg.getAttribute("aria-labelledby").split(" ")[0]).textContent,
+			width: svg.getBoundingClientRect().width};
+	})()`))
+	// All 6 entries are sampled; a cosignature dated after the last
+	// integration adds a seventh point, at size 6 too.
+	if chart["entries"] != float64(6) || chart["points"] != chart["rows"] || (chart["rows"] != float64(6) && chart["rows"] != float64(7)) ||
+		chart["last"] != "6" || chart["title"] != "Tree size over time" {
+		t.Errorf("home page growth chart %v, want the 6 entries drawn and listed (and maybe a cosignature), ending at size 6, titled", chart)
+	}
 	b.Shot(t, "home")
+	b.ShotOf(t, "home-growth", `section[aria-labelledby="growth"]`)
 	b.NoErrors(t)
 
 	// Lookup with the keyboard: type into the search box, press Enter.
@@ -84,9 +104,13 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("verdict %q", v)
 	}
 	checks := b.Checks(t)
-	// Every check of vmledger verify, in the same number.
-	if want := len(client.UndecodableReport(errors.New("")).Results); len(checks) != want {
-		t.Errorf("%d checks shown, want %d: %v", len(checks), want, checks)
+	if len(checks) != len(allChecks) {
+		t.Errorf("%d checks shown, want %d: %v", len(checks), len(allChecks), checks)
+	}
+	for _, c := range allChecks {
+		if _, ok := checks[c]; !ok {
+			t.Errorf("check %s not shown", c)
+		}
 	}
 	for c, s := range checks {
 		if s != "pass" && !(c == "consistency" && s == "not requested") {
@@ -137,5 +161,52 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the home page scrolls sideways on a 390px wide phone")
 	}
 	b.Shot(t, "phone-home")
+	b.ShotOf(t, "phone-home-growth", "#growth-chart")
 	b.NoErrors(t)
+}
+
+// TestGrowthChartBrowser draws the growth of a real badger log that grew
+// over a few seconds: the points go left to right and upwards, the times
+// are labelled at both ends, and on a phone nothing scrolls sideways.
+func TestGrowthChartBrowser(t *testing.T) {
+	b := browsertest.New(t)
+	l := newGrowthLog(t, nil)
+	for k, n := range []int{10, 40, 90, 160} {
+		if k > 0 {
+			time.Sleep(1100 * time.Millisecond) // the next second: integration times are in seconds
+		}
+		l.grow(t, n)
+	}
+	ex, err := explorer.New(explorer.Config{LogURL: l.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ex.Handler())
+	defer srv.Close()
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	points := `[...document.querySelectorAll("#growth-chart circle")].map(c => [c.cx.baseVal.value, c.cy.baseVal.value])`
+	check := func(name string) {
+		t.Helper()
+		b.Do(t, name, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(css("#growth-chart")))
+		ps := browsertest.Run(t, b, "points", chromedp.Evaluate[[][2]float64](points))
+		if len(ps) < 2 || ps[0][0] >= ps[len(ps)-1][0] {
+			t.Fatalf("%s: points %v, want them spread left to right", name, ps)
+		}
+		for i := 1; i < len(ps); i++ {
+			if ps[i][0] < ps[i-1][0] || ps[i][1] > ps[i-1][1] {
+				t.Errorf("%s: point %d %v after %v: not rightwards and upwards", name, i, ps[i], ps[i-1])
+			}
+		}
+		if n := browsertest.Run(t, b, "time labels", chromedp.Evaluate[int](`document.querySelectorAll("#growth-chart text").length`)); n != 4 {
+			t.Errorf("%s: %d labels, want 4 (two sizes, two times)", name, n)
+		}
+		b.ShotOf(t, name, "#growth-chart")
+		b.NoErrors(t)
+	}
+	check("growth-spread")
+	b.Do(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	check("phone-growth-spread")
+	if browsertest.Run(t, b, "phone width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+		t.Errorf("the home page with a growth chart scrolls sideways on a 390px wide phone")
+	}
 }

@@ -7,7 +7,8 @@
 //
 //	/                              the latest checkpoint and its signers
 //	                               (the log, and each witness with the time
-//	                               of its cosignature), recent entries read
+//	                               of its cosignature), the tree size over
+//	                               time (see below), recent entries read
 //	                               from the entry tiles, the number of keys
 //	/search?q=…&kind=auto|vm|root|key|index
 //	                               the search box; redirects to a page below
@@ -31,6 +32,19 @@
 // WebAssembly: the picked files never leave the page. The pages need no
 // resource from another origin (their Content-Security-Policy forbids it),
 // so the explorer works offline and behind a firewall.
+//
+// # The tree growing over time
+//
+// The home page's chart plots tree size against time from the log's
+// Rekor-compatible reads: GET /api/v1/log/entries?logIndex=N answers
+// integratedTime, when the log signed its first checkpoint holding entry N,
+// so the tree had at least N+1 entries then. At most MaxGrowthSamples
+// entries are read (0, step, 2·step, … and the last, step a power of two,
+// so the sample stays put as the tree grows), each once: their times never
+// change. The latest cosignature adds a point at the checkpoint's size. A
+// log without the endpoint, or whose answers are unusable (another entry,
+// no time, times going backwards), gets the page without the chart and
+// the reason.
 //
 // # Building the verifier
 //

@@ -50,6 +50,8 @@ type Explorer struct {
 	mux  *http.ServeMux
 	logr *slog.Logger
 	wasm bool // the WebAssembly verifier is embedded
+
+	growthCache growthCache
 }
 
 // Routes are the explorer's net/http patterns, for a server that mounts them
@@ -134,6 +136,14 @@ var funcs = template.FuncMap{
 	},
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"hexnv":   func(v uint32) string { return fmt.Sprintf("0x%08x", v) },
+	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"compact": compact,
+	"plural": func(n uint64, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
 }
 
 // page is what every template gets.
@@ -221,6 +231,8 @@ type homeData struct {
 	Recent     []Entry
 	Keys       int
 	Revoked    int
+	Growth     *Growth
+	Chart      ChartGeometry
 }
 
 func (e *Explorer) home(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +246,7 @@ func (e *Explorer) home(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, r, err)
 		return
 	}
-	d := homeData{Checkpoint: cp}
+	d := homeData{Checkpoint: cp, Growth: e.growth(ctx, cp), Chart: chartGeometry}
 	from := uint64(0)
 	if cp.Size > RecentEntries {
 		from = cp.Size - RecentEntries

@@ -63,8 +63,8 @@ func (dv *device) attest(vm string, counter uint64, a coproc.Anchor, now time.Ti
 	return env.Canonical()
 }
 
-// The coproc.CoProcessor methods that enrolment needs (PublicKey, KeyID);
-// the others are never called.
+// The coproc.CoProcessor methods that enrolment needs (PublicKey, KeyID,
+// Info); Attest is never called.
 
 func (dv *device) PublicKey() crypto.PublicKey { return dv.pub }
 func (dv *device) KeyID() string               { return dv.id }
@@ -72,8 +72,19 @@ func (dv *device) Close() error                { return nil }
 func (dv *device) Attest(context.Context, coproc.Claim) (*coproc.Envelope, error) {
 	return nil, fmt.Errorf("bench device: Attest is not implemented")
 }
+
+// Info describes the device as what it is, a software key (no TPM
+// identity): enrolment reads its public key from here.
 func (dv *device) Info(context.Context) (*coproc.Info, error) {
-	return nil, fmt.Errorf("bench device: Info is not implemented")
+	pemKey, err := dv.pem()
+	if err != nil {
+		return nil, err
+	}
+	alg := "ed25519"
+	if _, ok := dv.pub.(*ecdsa.PublicKey); ok {
+		alg = "ecdsa-p256"
+	}
+	return &coproc.Info{Backend: "soft", Device: "bench (in memory)", KeyID: dv.id, PublicKeyPEM: string(pemKey), Algorithm: alg}, nil
 }
 
 var _ coproc.CoProcessor = (*device)(nil)

@@ -33,6 +33,7 @@ import (
 	"github.com/vmledger/vmledger/log/badgerlog"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/publish"
+	"github.com/vmledger/vmledger/log/rekorcompat"
 	"github.com/vmledger/vmledger/log/server"
 	"github.com/vmledger/vmledger/log/tesseralog"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -226,6 +227,16 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Rekor v1-compatible reads, as log serve mounts them.
+	origin, logKey, err := rekorcompat.ParseNoteKey(skey)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := rekorcompat.New(rekorcompat.Config{Engine: c.engine, Published: c.publisher.Latest, Signer: logKey, Origin: origin, Logger: o.Logger.With("part", "rekorcompat")})
+	if err != nil {
+		return nil, err
+	}
+	rc.Register(srv)
 	if err := c.startAdmission(ctx, srv); err != nil {
 		return nil, err
 	}

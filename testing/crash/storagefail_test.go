@@ -76,9 +76,7 @@ func TestWitnessStorageRemoved(t *testing.T) {
 	if l.cosigned == 0 {
 		t.Fatalf("the witness cosigned nothing before its data directory was removed: %v %v", l.counts, l.failures)
 	}
-	if err := os.RemoveAll(filepath.Join(w.Dir, "data")); err != nil {
-		t.Fatal(err)
-	}
+	removeUnder(t, filepath.Join(w.Dir, "data"))
 	before := l.cosigned
 	l.counts = map[string]int{}
 	for range 10 {
@@ -148,9 +146,7 @@ func TestLogStorageRemoved(t *testing.T) {
 			t.Fatalf("admission before the removal = %+v, want 202", a)
 		}
 	}
-	if err := os.RemoveAll(srv.Data); err != nil {
-		t.Fatal(err)
-	}
+	removeUnder(t, srv.Data)
 	for i := range 5 {
 		a := admitOne(fmt.Sprint("vm-after-", i))
 		if a.status/100 == 2 {
@@ -165,4 +161,19 @@ func TestLogStorageRemoved(t *testing.T) {
 	}
 	t.Logf("/healthz after the removal: %d %q", code, strings.TrimSpace(body))
 	stopAfterStorageFailure(t, srv.Proc, srv.LogPath())
+}
+
+// removeUnder removes dir from under a running server, as an operator's
+// rm -rf would. It renames the directory away first, at once (a plain
+// RemoveAll races with the server creating files in it and can fail with
+// "directory not empty"), then removes the renamed tree.
+func removeUnder(t *testing.T, dir string) {
+	t.Helper()
+	gone := dir + ".removed"
+	if err := os.Rename(dir, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		t.Logf("removing %s (already out of the server's path): %v", gone, err)
+	}
 }

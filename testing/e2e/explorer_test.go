@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/explorer/browsertest"
 )
@@ -40,14 +41,33 @@ func TestExplorerInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blk, _ := pem.Decode(pemBytes)
+	blk, rest := pem.Decode(pemBytes)
 	if blk == nil {
 		t.Fatalf("%s holds no PEM block", d.tpmPEM)
 	}
-	trust := d.writeTrust("trust-inline.txt", d.logVKey, d.witnessLines, "coprocessor host-a "+base64.StdEncoding.EncodeToString(blk.Bytes))
+	line := "coprocessor host-a " + base64.StdEncoding.EncodeToString(blk.Bytes)
+	// The TPM's identity (AK and NV index Names) follows the key, as
+	// coproc info prints it; inline it is tpm=<base64>.
+	if id, _ := pem.Decode(rest); id != nil && id.Type == evidence.PEMType {
+		line += " tpm=" + base64.StdEncoding.EncodeToString(id.Bytes)
+	} else {
+		t.Fatalf("%s holds no %q block after the key", d.tpmPEM, evidence.PEMType)
+	}
+	trust := d.writeTrust("trust-inline.txt", d.logVKey, d.witnessLines, line)
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 	b.Do(t, "home", chromedp.Navigate(d.logURL+"/"), chromedp.WaitVisible(css("#recent-entries")))
+	// The growth chart, from log serve's own Rekor-compatible reads: as
+	// many points drawn as listed, the last one at the tree size.
+	chart := browsertest.Run(t, b, "growth chart", chromedp.Evaluate[[]string](`(() => {
+		const rows = [...document.querySelectorAll("#growth-points tbody tr")];
+		return [String(document.querySelectorAll("#growth-chart svg circle").length), String(rows.length),
+			rows.length ? rows[rows.length-1].cells[0].textContent : "", document.getElementById("tree-size").textContent];
+	})()`))
+	if chart[0] == "0" || chart[0] != chart[1] || chart[2] != chart[3] {
+		t.Errorf("home page growth chart: %s points drawn, %s listed, the last at size %q, tree size %q", chart[0], chart[1], chart[2], chart[3])
+	}
+	b.Shot(t, "log-serve-home")
 	b.NoErrors(t)
 	b.Do(t, "lookup", chromedp.Focus(css("#q")), chromedp.SendKeys(css("#q"), "web01\r"))
 	// The search redirects to the VM's page; wait for it, not for the
@@ -63,6 +83,7 @@ func TestExplorerInBrowser(t *testing.T) {
 		chromedp.SetUploadFiles(css("#trust-file"), []string{trust}),
 		chromedp.SetUploadFiles(css("#config-file"), []string{v.config}),
 		chromedp.SetUploadFiles(css("#secret-file"), []string{v.secret}),
+		chromedp.SendKeys(css("#vm-id-input"), v.id),
 		chromedp.Click(css("#verify-button")))
 	if got := b.Verdict(t, "VERIFIED"); !strings.Contains(got, "VM web01") || !strings.Contains(got, origin) {
 		t.Errorf("verdict %q", got)

@@ -74,7 +74,7 @@ func TestWitnessKeyRotation(t *testing.T) {
 	mustRun(t, "log", "enroll", "--log", d.logURL, "--admin-token-file", d.adminToken, "--key", host.pem, "--name", "host-a")
 	trust := map[string]string{}
 	for name, pol := range policies {
-		trust[name] = writeFile(t, d.path("trust-"+name+".txt"), []byte("log "+logVKey+" "+d.logURL+"\n"+pol+"coprocessor host-a "+host.pem+"\n"), 0o644)
+		trust[name] = writeFile(t, d.path("trust-"+name+".txt"), []byte("log "+logVKey+" "+d.logURL+"\n"+pol+"coprocessor host-a "+host.pem+" software\n"), 0o644)
 	}
 	v := d.newVM("web01", "4GiB", 0x57)
 	attest := func(name, trustName string) string {

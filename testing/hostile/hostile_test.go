@@ -434,7 +434,7 @@ func logRequests(s *setup) []hostileReq {
 		"/v1/checkpoints/", "/v1/checkpoints/1/2", "/v1/coprocessors/../../checkpoint",
 		"/" + strings.Repeat("a/", 4000), "/tile/" + strings.Repeat("x001/", 2000) + "001",
 		"/" + strings.Repeat("%2e%2e/", 3000), "/checkpoint;jsessionid=1", "/checkpoint%3f", "/CHECKPOINT",
-		"/nonexistent", "/.git/config", "/debug/pprof/", "/api/v1/log/entries/retrieve", "/api/v1/log/publicKey",
+		"/nonexistent", "/.git/config", "/debug/pprof/", "/api/v1/log/entries/retrieve", "/api/v1/log/publicKey?treeID=x", "/api/v1/log/publicKey?treeID=1",
 	}
 	for _, p := range paths {
 		r := req("path "+p, "GET", p, nil, nil)

@@ -3,6 +3,7 @@ package powerloss
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,8 +111,43 @@ func (f *FS) save(fd int, s *fileState, off, end int64) syscall.Errno {
 	if off >= end {
 		return 0
 	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return fs.ToErrno(err)
+	}
+	cur := st.Size // the file now; preads past it find nothing
+	keep := func(b int64, buf []byte) {
+		if _, ok := s.undo[b]; !ok {
+			s.undo[b] = buf
+		}
+	}
 	zero := make([]byte, blockSize)
 	for b := off / blockSize; b*blockSize < end; b++ {
+		start := b * blockSize
+		if start >= cur {
+			// Past the file's current end: a pread would read nothing.
+			for ; b*blockSize < end; b++ {
+				keep(b, []byte{})
+			}
+			break
+		}
+		// Skip a hole without reading it (badger preallocates files of
+		// gigabytes sparsely): its whole blocks read as zeros.
+		d, err := unix.Seek(fd, start, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			d, err = cur, nil
+		}
+		if err == nil && d > start {
+			first := b
+			stop := min(d, cur) / blockSize // the first block not wholly in the hole
+			for ; b < stop && b*blockSize < end && min(blockSize, s.size-b*blockSize) == blockSize; b++ {
+				keep(b, nil)
+			}
+			if b > first {
+				b-- // the loop's b++ brings it back to the first block not done
+				continue
+			}
+		}
 		if _, ok := s.undo[b]; ok {
 			continue
 		}

@@ -134,6 +134,17 @@ func (b *Browser) Shot(t testing.TB, name string) {
 	t.Logf("screenshot: %s", p)
 }
 
+// ShotOf saves a screenshot of the element sel as name.png.
+func (b *Browser) ShotOf(t testing.TB, name, sel string) {
+	t.Helper()
+	png := Run(t, b, "screenshot "+name, chromedp.Screenshot(chromedp.CSS(sel)))
+	p := filepath.Join(b.shots, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+}
+
 // NoErrors fails t if the page logged an error or a warning since the
 // last call.
 func (b *Browser) NoErrors(t testing.TB) {
