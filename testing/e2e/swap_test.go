@@ -166,9 +166,9 @@ func TestLaunchSwapAfterMeasure(t *testing.T) {
 		}
 		marker := d.path("swap03.launched")
 		r := vmledger(t, append(base(v), "--", "/bin/sh", "-c", `echo launched > "$1"`, "sh", marker)...)
-		// An unsafe image is the operator's input to fix (chmod o-w), not a
-		// refused attestation: exit 1, as for an image the agent cannot read.
-		mustBeRefused(t, r, marker, 1, "image is writable by others")
+		// An image writable by others is refused (exit 3): anyone could have
+		// changed what was measured.
+		mustBeRefused(t, r, marker, 3, "image is writable by others")
 	})
 }
 
