@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/vmledger/vmledger/coproc"
 	"github.com/vmledger/vmledger/coproc/evidence"
 	"github.com/vmledger/vmledger/internal/atomicfile"
+	"github.com/vmledger/vmledger/internal/badgeropen"
 	"github.com/vmledger/vmledger/log/bundle"
 	"github.com/vmledger/vmledger/log/engine"
 	"github.com/vmledger/vmledger/log/tlog"
@@ -47,7 +49,9 @@ type Config struct {
 	// checkpoint. Required.
 	Publisher Publisher
 	// Dir is the index database's directory (e.g. DATA/index); created if
-	// missing. Deleting it makes the next New rebuild it from the log.
+	// missing. Deleting it makes the next New rebuild it from the log; an
+	// index that a power cut left with tables badger cannot recover is set
+	// aside (DIR.damaged-<time>) and rebuilt the same way.
 	Dir string
 	// AdminToken is the bearer token of the enrolment endpoints; empty
 	// disables them (every request is 401).
@@ -216,6 +220,20 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	st, err := openStore(c.Dir, c.Logger)
+	if errors.Is(err, badgeropen.ErrMissingTables) {
+		// A power cut lost index tables whose data badger cannot show to be
+		// in its logs (the index syncs lazily: it is derived from the log).
+		// Everything it holds is in the log, so set it aside and rebuild.
+		aside := fmt.Sprintf("%s.damaged-%d", c.Dir, c.Now().UnixNano())
+		c.Logger.Warn("admission index damaged; rebuilding it from the log", "dir", c.Dir, "set_aside", aside, "err", err)
+		if rerr := os.Rename(c.Dir, aside); rerr != nil {
+			return nil, fmt.Errorf("admission: setting the damaged index aside: %w (after %w)", rerr, err)
+		}
+		if err := atomicfile.MkdirAll(c.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("admission: %w", err)
+		}
+		st, err = openStore(c.Dir, c.Logger)
+	}
 	if err != nil {
 		return nil, err
 	}
