@@ -338,7 +338,7 @@ type agentFileConfig struct {
 // returned error is the reason the launch must not happen.
 func runFlow(cmd *cobra.Command, ff *flowFlags, cfg, expected *measure.Config, secret measure.Secret) (*attest.Result, error) {
 	ctx := cmd.Context()
-	logger, err := newLogger()
+	logger, err := newLogger(cmd.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -616,7 +616,7 @@ serial console, QMP, the monitor, -S, -accel kvm|tcg, -pidfile, -no-reboot and
 			if err != nil {
 				return err
 			}
-			logger, err := newLogger()
+			logger, err := newLogger(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -709,7 +709,7 @@ The agent configuration file (JSON):
 			if op != "prepare" || sub != "begin" {
 				return nil
 			}
-			logger, err := newLogger()
+			logger, err := newLogger(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -80,7 +80,7 @@ func hookRecheck(cmd *cobra.Command, configPath, domain, op string) error {
 	if err := readJSONFile(configPath, &ac); err != nil || ac.Store == "" {
 		return nil
 	}
-	logger, err := newLogger()
+	logger, err := newLogger(cmd.Context())
 	if err != nil {
 		return err
 	}

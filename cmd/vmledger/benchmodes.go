@@ -71,7 +71,7 @@ the log in order). Targets: p50 ≤ 150 ms, p99 ≤ 400 ms.`,
 			if c.Trace != "" {
 				// With a trace, the deployment's logs too (--log-level
 				// debug shows badger's flushes), to line stalls up with them.
-				logger, err := newLogger()
+				logger, err := newLogger(cmd.Context())
 				if err != nil {
 					return err
 				}

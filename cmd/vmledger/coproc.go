@@ -81,7 +81,7 @@ Ed25519 or ECDSA P-256.`,
   vmledger coproc init --coproc soft:./coproc --soft-alg ecdsa-p256`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger()
+			logger, err := newLogger(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,7 @@ nothing.`,
   vmledger coproc info --coproc soft:./coproc --json | jq -r .publicKeyPEM > coproc.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := newLogger(); err != nil {
+			if _, err := newLogger(cmd.Context()); err != nil {
 				return err
 			}
 			sp, err := coprocSpec(specFlag)

@@ -46,7 +46,7 @@ browser with the customer's own trust file (nothing picked leaves the page).`,
 }
 
 func runExplore(ctx context.Context, logURL, listen string, tf tlsFlags) error {
-	logger, err := newLogger()
+	logger, err := newLogger(ctx)
 	if err != nil {
 		return err
 	}

@@ -224,7 +224,7 @@ func runLogServe(ctx context.Context, f logServeFlags) error {
 	if f.maxInFlight < 1 {
 		return usagef("--max-in-flight must be ≥ 1")
 	}
-	logger, err := newLogger()
+	logger, err := newLogger(ctx)
 	if err != nil {
 		return err
 	}

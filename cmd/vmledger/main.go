@@ -119,13 +119,22 @@ func isCobraUsageError(err error) bool {
 	return false
 }
 
-// globalFlags are the persistent flags of the root command.
+// globalFlags are the persistent flags of one root command. Each root
+// command has its own (tests run several commands at once in one process);
+// its PersistentPreRunE puts them in the command's context, where
+// newLogger finds them.
 type globalFlags struct {
 	logLevel  string
 	logFormat string
 }
 
-var globals globalFlags
+type globalsKey struct{}
+
+func init() {
+	// Run the root's PersistentPreRunE even under a subcommand that has its
+	// own (bench).
+	cobra.EnableTraverseRunHooks = true
+}
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -144,8 +153,13 @@ and the customer verifies all of it, offline if they like.`,
 		Version:       buildVersion(),
 	}
 	root.SetVersionTemplate("{{.Version}}\n") // --version: the line `vmledger version` prints
-	root.PersistentFlags().StringVar(&globals.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.PersistentFlags().StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
+	g := new(globalFlags)
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		cmd.SetContext(context.WithValue(cmd.Context(), globalsKey{}, g))
+		return nil
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newKeygenCmd(),
@@ -184,9 +198,14 @@ var completionExamples = map[string]string{
 	"powershell": "  vmledger completion powershell | Out-String | Invoke-Expression",
 }
 
-// newLogger builds the process logger from the global flags. Logs go to
-// stderr so that stdout carries only the command's data.
-func newLogger() (*slog.Logger, error) {
+// newLogger builds the process logger from the global flags of the
+// command whose context ctx is (defaults without them). Logs go to stderr
+// so that stdout carries only the command's data.
+func newLogger(ctx context.Context) (*slog.Logger, error) {
+	globals, _ := ctx.Value(globalsKey{}).(*globalFlags)
+	if globals == nil {
+		globals = &globalFlags{logLevel: "info", logFormat: "text"}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(globals.logLevel)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", globals.logLevel)

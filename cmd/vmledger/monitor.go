@@ -96,7 +96,7 @@ checked, retry later).` +
 			if interval <= 0 {
 				return usagef("--interval must be positive")
 			}
-			logger, err := newLogger()
+			logger, err := newLogger(cmd.Context())
 			if err != nil {
 				return err
 			}

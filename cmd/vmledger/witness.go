@@ -89,7 +89,7 @@ policy's "witness" line: vmledger (and Tessera) convert the latter.` +
 }
 
 func runWitnessServe(ctx context.Context, f witnessServeFlags) (err error) {
-	logger, err := newLogger()
+	logger, err := newLogger(ctx)
 	if err != nil {
 		return err
 	}
