@@ -20,6 +20,9 @@ func qcow2Chain(t *testing.T) (dir, base, top string) {
 	t.Helper()
 	qimg, err := exec.LookPath("qemu-img")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-img not installed (Debian's qemu-utils; .ci/run installs it)")
+		}
 		t.Skip("qemu-img not installed")
 	}
 	dir = t.TempDir()
